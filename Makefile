@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` and `make test`. Both set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The database tests also run on PostgreSQL; set TEST_POSTGRES_URL= (empty) to run on SQLite only.
+TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+export TEST_POSTGRES_URL
+
+.PHONY: demo test setup lint typecheck pytest migrate bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+migrate: setup
+	$(BIN)/calsync db upgrade
+
+demo: migrate
+	$(BIN)/calsync demo
+
+lint: setup
+	$(BIN)/ruff check calsync tests benchmarks
+	$(BIN)/ruff format --check calsync tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python benchmarks/matcher_bench.py
+
+clean:
+	rm -rf $(VENV) .calsync .pytest_cache .mypy_cache .ruff_cache

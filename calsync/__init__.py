@@ -1,0 +1,1 @@
+"""calsync: live calendar-sync diagnostics for SalesPartner reps, in Slack."""

@@ -1,0 +1,62 @@
+"""Settings, from environment variables and an optional `.env` file.
+
+Every external base URL is a setting, so that the sandbox emulators and the real services are the
+same code path. With no Google/Microsoft client settings calsync runs against the sandbox.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STATE_DIR = Path(".calsync")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Where local state lives (the SQLite file, the generated demo key, the sandbox CA).
+    state_dir: Path = Field(default=DEFAULT_STATE_DIR, alias="CALSYNC_STATE_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    # Fernet key for OAuth tokens at rest. Unset: a key is generated once into state_dir (demo only).
+    encryption_key: SecretStr | None = Field(default=None, alias="CALSYNC_ENCRYPTION_KEY")
+
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+
+    google_client_id: str | None = Field(default=None, alias="GOOGLE_CLIENT_ID")
+    google_client_secret: SecretStr | None = Field(default=None, alias="GOOGLE_CLIENT_SECRET")
+    google_api_url: str = Field(default="https://www.googleapis.com", alias="GOOGLE_API_URL")
+    google_token_url: str = Field(default="https://oauth2.googleapis.com/token", alias="GOOGLE_TOKEN_URL")
+    google_auth_url: str = Field(
+        default="https://accounts.google.com/o/oauth2/auth", alias="GOOGLE_AUTH_URL"
+    )
+
+    microsoft_client_id: str | None = Field(default=None, alias="MICROSOFT_CLIENT_ID")
+    microsoft_client_secret: SecretStr | None = Field(default=None, alias="MICROSOFT_CLIENT_SECRET")
+    microsoft_authority: str = Field(
+        default="https://login.microsoftonline.com/common", alias="MICROSOFT_AUTHORITY"
+    )
+    microsoft_graph_url: str = Field(default="https://graph.microsoft.com/v1.0", alias="MICROSOFT_GRAPH_URL")
+    # CA bundle to trust for the identity platform and Graph (the sandbox's generated CA); None = system CAs.
+    microsoft_ca_bundle: Path | None = Field(default=None, alias="MICROSOFT_CA_BUNDLE")
+
+    # Seconds one provider call may take before it is classified as a timeout.
+    provider_timeout: float = Field(default=8.0, alias="CALSYNC_PROVIDER_TIMEOUT")
+    # Total seconds the retry loop may spend on one provider operation (429/5xx with backoff).
+    provider_retry_budget: float = Field(default=4.0, alias="CALSYNC_PROVIDER_RETRY_BUDGET")
+
+    @property
+    def sandbox_mode(self) -> bool:
+        """True when no real provider is configured: calsync starts the emulators itself."""
+        return not (self.google_client_id or self.microsoft_client_id)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.state_dir / 'calsync.db').resolve()}"
