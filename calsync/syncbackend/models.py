@@ -1,0 +1,388 @@
+"""The sync backend's tables: users, calendar connections, appointments and how they reached a calendar.
+
+Every datetime column is aware UTC on SQLite and PostgreSQL alike (`calsync.db.UTCDateTime`). Small
+closed vocabularies (role, provider, status, ...) are strings with a CHECK constraint, so adding a
+value is a one-line migration and PostgreSQL needs no ENUM types. OAuth tokens are stored only as
+Fernet ciphertext (`calsync.syncbackend.crypto.TokenCipher`) and never appear in a `repr`.
+
+The schema is owned by Alembic (`calsync/syncbackend/migrations`); the constraint names come from the
+naming convention below, so migrations name them the same way on every database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.ext.mutable import MutableDict
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from calsync.db import UTCDateTime
+from calsync.syncbackend.providers.base import PROVIDER_LABELS, Authorization, ProviderName
+
+if TYPE_CHECKING:
+    from calsync.syncbackend.crypto import TokenCipher
+
+Role = Literal["rep", "agent"]
+ConnectionStatus = Literal["connected", "disconnected", "error"]
+AppointmentStatus = Literal["booked", "cancelled"]
+LinkState = Literal["pending", "synced", "deleted", "failed"]
+SyncDirection = Literal["push", "pull", "health"]
+SyncStatus = Literal["running", "ok", "error"]
+
+# How the calendar products are called in the help center and in answers.
+CALENDAR_LABELS: dict[str, str] = {"google": "Google Calendar", "microsoft": "Outlook"}
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+EMAIL = String(320)
+PROVIDER_ID = String(512)  # provider calendar / event ids (Microsoft's are long base64 strings)
+
+
+def utcnow() -> datetime:
+    """Default for timestamp columns; services pass their injected clock's time explicitly."""
+    return datetime.now(UTC)
+
+
+def new_appointment_id() -> str:
+    return uuid.uuid4().hex
+
+
+def one_of(column: str, vocabulary: Any) -> CheckConstraint:
+    """CHECK (column IN (...)) for a Literal vocabulary, named `ck_<table>_<column>`."""
+    values = ", ".join(f"'{value}'" for value in get_args(vocabulary))
+    return CheckConstraint(f"{column} IN ({values})", name=column)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+    # Columns shown by `repr`, in order. Token columns are never listed.
+    __repr_fields__: ClassVar[tuple[str, ...]] = ("id",)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{name}={getattr(self, name, None)!r}" for name in self.__repr_fields__)
+        return f"{type(self).__name__}({parts})"
+
+
+class MissingTokenError(LookupError):
+    """The connection holds no refresh token (never authorized, or cleared on disconnect)."""
+
+
+class User(Base):
+    """A SalesPartner user: a rep whose appointments sync, or a support agent."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("email"),
+        UniqueConstraint("slack_user_id"),
+        one_of("role", Role),
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+    )
+    __repr_fields__ = ("id", "email", "role", "slack_user_id")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(EMAIL)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    slack_user_id: Mapped[str | None] = mapped_column(String(32))
+    role: Mapped[Role] = mapped_column(String(16), default="rep")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    connections: Mapped[list[CalendarConnection]] = relationship(
+        back_populates="user",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="CalendarConnection.id",
+    )
+    appointments: Mapped[list[Appointment]] = relationship(
+        back_populates="user",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Appointment.start",
+    )
+
+    @validates("email")
+    def _lowercase_email(self, _key: str, value: str) -> str:
+        return value.strip().lower()
+
+    @property
+    def is_agent(self) -> bool:
+        return self.role == "agent"
+
+    @property
+    def active_connections(self) -> list[CalendarConnection]:
+        return [connection for connection in self.connections if connection.active]
+
+
+class CalendarConnection(Base):
+    """One OAuth grant from a user to Google Calendar or Outlook, and the calendar appointments go to.
+
+    The product allows one active connection per user; more than one is a state the diagnostics
+    report (every meeting shows up twice), so the schema deliberately does not forbid it.
+    """
+
+    __tablename__ = "calendar_connections"
+    __table_args__ = (
+        Index("ix_calendar_connections_user_active", "user_id", "active"),
+        one_of("provider", ProviderName),
+        one_of("status", ConnectionStatus),
+    )
+    __repr_fields__ = ("id", "user_id", "provider", "account_email", "status", "status_code", "active")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[ProviderName] = mapped_column(String(16))
+    account_email: Mapped[str] = mapped_column(EMAIL)
+    status: Mapped[ConnectionStatus] = mapped_column(String(16), default="connected")
+    # What the provider said, for people: "invalid_grant: Token has been expired or revoked."
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    # The same as a short machine code (a `GrantCause` value such as "revoked" or "inactive").
+    status_code: Mapped[str | None] = mapped_column(String(32))
+    selected_calendar_id: Mapped[str | None] = mapped_column(PROVIDER_ID)
+    selected_calendar_name: Mapped[str | None] = mapped_column(String(200))
+    # Fernet ciphertext (see TokenCipher); use set_tokens()/authorization(), never these directly.
+    refresh_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    access_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    access_token_expires_at: Mapped[datetime | None]
+    scopes: Mapped[str] = mapped_column(Text, default="")  # space-separated, as OAuth sends them
+    # The incremental-read cursor (Google sync token / Graph delta link) of the selected calendar.
+    sync_cursor: Mapped[str | None] = mapped_column(Text)
+    authorized_at: Mapped[datetime | None]
+    last_refreshed_at: Mapped[datetime | None]
+    disconnected_at: Mapped[datetime | None]
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="connections")
+    links: Mapped[list[EventLink]] = relationship(
+        back_populates="connection", cascade="all, delete-orphan", passive_deletes=True
+    )
+    sync_runs: Mapped[list[SyncRun]] = relationship(
+        back_populates="connection",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="SyncRun.started_at",
+    )
+
+    @validates("account_email")
+    def _lowercase_account_email(self, _key: str, value: str) -> str:
+        return value.strip().lower()
+
+    @property
+    def label(self) -> str:
+        """How an answer names this connection: "Google Calendar (ann@acme.com)"."""
+        product = CALENDAR_LABELS.get(self.provider) or PROVIDER_LABELS.get(self.provider, self.provider)
+        return f"{product} ({self.account_email})"
+
+    @property
+    def scope_list(self) -> tuple[str, ...]:
+        return tuple(self.scopes.split()) if self.scopes else ()
+
+    @property
+    def has_tokens(self) -> bool:
+        return self.refresh_token_encrypted is not None
+
+    def set_tokens(
+        self,
+        cipher: TokenCipher,
+        *,
+        refresh_token: str,
+        access_token: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """Store the tokens encrypted; only ciphertext reaches the columns."""
+        self.refresh_token_encrypted = cipher.encrypt(refresh_token)
+        self.access_token_encrypted = cipher.encrypt(access_token) if access_token is not None else None
+        self.access_token_expires_at = expires_at
+
+    def store_authorization(self, cipher: TokenCipher, auth: Authorization) -> None:
+        """Persist an `Authorization` a provider refreshed in place (tokens, expiry, scopes)."""
+        self.set_tokens(
+            cipher,
+            refresh_token=auth.refresh_token,
+            access_token=auth.access_token,
+            expires_at=auth.expires_at,
+        )
+        if auth.scopes:
+            self.scopes = " ".join(auth.scopes)
+
+    def clear_tokens(self) -> None:
+        """Forget the grant (on disconnect): the ciphertext is removed, not just marked."""
+        self.refresh_token_encrypted = None
+        self.access_token_encrypted = None
+        self.access_token_expires_at = None
+
+    def authorization(self, cipher: TokenCipher) -> Authorization:
+        """The decrypted tokens as the provider contract wants them.
+
+        Raises `MissingTokenError` when there is no refresh token and
+        `calsync.syncbackend.crypto.TokenDecryptError` when the key does not match.
+        """
+        if self.refresh_token_encrypted is None:
+            raise MissingTokenError(f"calendar connection {self.id} has no stored refresh token")
+        access_token = (
+            cipher.decrypt(self.access_token_encrypted) if self.access_token_encrypted is not None else None
+        )
+        return Authorization(
+            refresh_token=cipher.decrypt(self.refresh_token_encrypted),
+            access_token=access_token,
+            expires_at=self.access_token_expires_at,
+            account_email=self.account_email,
+            scopes=self.scope_list,
+        )
+
+
+class Appointment(Base):
+    """An appointment booked in SalesPartner. Its id travels with the calendar event it becomes."""
+
+    __tablename__ = "appointments"
+    __table_args__ = (
+        Index("ix_appointments_user_start", "user_id", "start"),
+        one_of("status", AppointmentStatus),
+        CheckConstraint('"end" >= start', name="end_not_before_start"),
+    )
+    __repr_fields__ = ("id", "user_id", "title", "start", "status")
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_appointment_id)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    status: Mapped[AppointmentStatus] = mapped_column(String(16), default="booked")
+    cancellation_reason: Mapped[str | None] = mapped_column(Text)  # e.g. "deleted in calendar"
+    booked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="appointments")
+    links: Mapped[list[EventLink]] = relationship(
+        back_populates="appointment", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class EventLink(Base):
+    """An appointment as one connection's calendar holds it: the event id and the sync state."""
+
+    __tablename__ = "event_links"
+    __table_args__ = (
+        UniqueConstraint("appointment_id", "connection_id"),
+        Index("ix_event_links_connection_event", "connection_id", "event_id"),
+        one_of("state", LinkState),
+    )
+    __repr_fields__ = ("id", "appointment_id", "connection_id", "event_id", "state")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    appointment_id: Mapped[str] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("calendar_connections.id", ondelete="CASCADE"))
+    calendar_id: Mapped[str] = mapped_column(PROVIDER_ID)
+    event_id: Mapped[str | None] = mapped_column(PROVIDER_ID)  # None until pushed
+    state: Mapped[LinkState] = mapped_column(String(16), default="pending")
+    last_pushed_at: Mapped[datetime | None]
+    last_pulled_at: Mapped[datetime | None]
+    provider_updated: Mapped[datetime | None]  # the event's "updated" time at the provider, last seen
+    error: Mapped[str | None] = mapped_column(Text)
+
+    appointment: Mapped[Appointment] = relationship(back_populates="links")
+    connection: Mapped[CalendarConnection] = relationship(back_populates="links")
+
+
+class SyncRun(Base):
+    """One push, pull or health check of one connection, with its outcome."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        Index("ix_sync_runs_connection_direction_started", "connection_id", "direction", "started_at"),
+        one_of("direction", SyncDirection),
+        one_of("status", SyncStatus),
+    )
+    __repr_fields__ = ("id", "connection_id", "direction", "status", "started_at", "error_code")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("calendar_connections.id", ondelete="CASCADE"))
+    direction: Mapped[SyncDirection] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    status: Mapped[SyncStatus] = mapped_column(String(16), default="running")
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # {"created": 1, "updated": 0, "deleted": 0, "pulled": 3}; in-place changes are tracked.
+    counts: Mapped[dict[str, int]] = mapped_column(MutableDict.as_mutable(JSON()), default=dict)
+
+    connection: Mapped[CalendarConnection] = relationship(back_populates="sync_runs")
+
+
+class AuditEntry(Base):
+    """Who did what to whom: every diagnosis of a user, reconnect link sent, ..."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject_at", "subject_user_id", "at"),)
+    __repr_fields__ = ("id", "at", "actor", "action", "subject_user_id", "result")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(EMAIL)  # Slack user id, email, or "system"
+    action: Mapped[str] = mapped_column(String(64))  # e.g. "diagnose"
+    subject_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    detail: Mapped[dict[str, Any]] = mapped_column(MutableDict.as_mutable(JSON()), default=dict)
+    result: Mapped[str] = mapped_column(String(200), default="")
+
+
+class ProcessedEvent(Base):
+    """A Slack event already handled: inserting a second row with the same id is the dedupe."""
+
+    __tablename__ = "processed_events"
+    __repr_fields__ = ("event_id", "received_at")
+
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Feedback(Base):
+    """A "did this help?" answer on an article or a diagnosis."""
+
+    __tablename__ = "feedback"
+    __repr_fields__ = ("id", "at", "user_id", "article_id", "diagnosis_id", "helpful")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    article_id: Mapped[str | None] = mapped_column(String(64))
+    diagnosis_id: Mapped[str | None] = mapped_column(String(64))
+    helpful: Mapped[bool] = mapped_column(Boolean)
+
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Appointment",
+    "AuditEntry",
+    "Base",
+    "CalendarConnection",
+    "EventLink",
+    "Feedback",
+    "MissingTokenError",
+    "ProcessedEvent",
+    "SyncRun",
+    "User",
+]

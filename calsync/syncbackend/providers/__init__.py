@@ -1,0 +1,1 @@
+"""Calendar providers: one protocol (`base.py`), one implementation per service."""
