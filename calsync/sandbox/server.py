@@ -27,7 +27,9 @@ class TLSFiles:
         directory.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA()
         server_cert = ca.issue_cert("127.0.0.1", "localhost")
-        files = cls(directory / "sandbox-ca.pem", directory / "sandbox-cert.pem", directory / "sandbox-key.pem")
+        files = cls(
+            directory / "sandbox-ca.pem", directory / "sandbox-cert.pem", directory / "sandbox-key.pem"
+        )
         ca.cert_pem.write_to_path(str(files.ca_path))
         server_cert.cert_chain_pems[0].write_to_path(str(files.cert_path))
         for extra in server_cert.cert_chain_pems[1:]:
@@ -44,7 +46,9 @@ class _ThreadServer(uvicorn.Server):
 class BackgroundServer:
     """Serves `app` on 127.0.0.1 at an ephemeral port until `stop()` (or the `with` block ends)."""
 
-    def __init__(self, app: Any, *, tls: TLSFiles | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, *, tls: TLSFiles | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))

@@ -14,9 +14,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, select
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -37,7 +37,7 @@ Endpoint = Literal["*", "token", "calendars", "events", "changes"]
 
 
 class SandboxBase(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
 class SandboxAccount(SandboxBase):
@@ -200,7 +200,9 @@ class World:
                 )
             ).first()
 
-    def issue_grant(self, account_id: int, scopes: str = "", refresh_token: str | None = None) -> SandboxGrant:
+    def issue_grant(
+        self, account_id: int, scopes: str = "", refresh_token: str | None = None
+    ) -> SandboxGrant:
         with transaction(self.sessions) as session:
             grant = SandboxGrant(
                 account_id=account_id,
@@ -322,13 +324,15 @@ class World:
 
     def clear_faults(self) -> None:
         with transaction(self.sessions) as session:
-            session.execute(SandboxFault.__table__.delete())
+            session.execute(delete(SandboxFault))
 
     def take_faults(self, provider: str, endpoint: str, account_email: str | None) -> list[FaultHit]:
         """The faults that apply to one request, consuming one use of each counted fault."""
         with transaction(self.sessions) as session:
             faults = session.scalars(
-                select(SandboxFault).where(SandboxFault.provider.in_([provider, "*"])).order_by(SandboxFault.id)
+                select(SandboxFault)
+                .where(SandboxFault.provider.in_([provider, "*"]))
+                .order_by(SandboxFault.id)
             ).all()
             hits: list[FaultHit] = []
             for fault in faults:
@@ -355,3 +359,392 @@ class World:
             if provider:
                 query = query.where(SandboxRequest.provider == provider)
             return list(session.scalars(query).all())
+
+    # -- microsoft -------------------------------------------------------------------------------
+    # Used by `microsoft_emulator.py` (identity platform + Graph). Calendars and events are always
+    # reached through the account that sees them; a deleted event stays as a `cancelled` tombstone
+    # with a new version, so that delta queries can report it as `@removed`.
+
+    def ms_accounts(self) -> list[SandboxAccount]:
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(SandboxAccount)
+                    .where(SandboxAccount.provider == "microsoft")
+                    .order_by(SandboxAccount.id)
+                ).all()
+            )
+
+    def ms_create_auth_code(
+        self,
+        *,
+        account_id: int,
+        client_id: str,
+        redirect_uri: str,
+        scopes: str,
+        code_challenge: str,
+        code_challenge_method: str,
+        expires_at: datetime,
+    ) -> str:
+        with transaction(self.sessions) as session:
+            code = SandboxAuthCode(
+                code="M." + secrets.token_urlsafe(32),
+                account_id=account_id,
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                scopes=scopes,
+                code_challenge=code_challenge,
+                code_challenge_method=code_challenge_method,
+                expires_at=expires_at,
+            )
+            session.add(code)
+            return code.code
+
+    def ms_take_auth_code(self, code: str) -> tuple[SandboxAuthCode, SandboxAccount] | None:
+        """The code and its account, consumed (a code is single-use), or None if unknown or used."""
+        with transaction(self.sessions) as session:
+            row = session.execute(
+                select(SandboxAuthCode, SandboxAccount)
+                .join(SandboxAccount, SandboxAccount.id == SandboxAuthCode.account_id)
+                .where(SandboxAuthCode.code == code)
+            ).first()
+            if row is None:
+                return None
+            session.delete(row[0])
+            return row[0], row[1]
+
+    def ms_rotate_refresh_token(self, grant_id: int) -> str:
+        """Give the grant a new refresh token (the old one stops working) and return it."""
+        with transaction(self.sessions) as session:
+            grant = session.get(SandboxGrant, grant_id)
+            if grant is None:
+                raise KeyError(grant_id)
+            grant.refresh_token = "rt-" + secrets.token_urlsafe(24)
+            return grant.refresh_token
+
+    def ms_calendars(self, account_id: int) -> list[SandboxCalendar]:
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(SandboxCalendar)
+                    .where(SandboxCalendar.account_id == account_id)
+                    .order_by(SandboxCalendar.pk)
+                ).all()
+            )
+
+    def ms_calendar(self, account_id: int, calendar_id: str | None) -> SandboxCalendar | None:
+        """One calendar of the account by id; `None` as id means the account's default calendar."""
+        with self.sessions() as session:
+            query = select(SandboxCalendar).where(SandboxCalendar.account_id == account_id)
+            if calendar_id is None:
+                query = query.order_by(SandboxCalendar.primary.desc(), SandboxCalendar.pk)
+            else:
+                query = query.where(SandboxCalendar.calendar_id == calendar_id)
+            return session.scalars(query).first()
+
+    def ms_events(
+        self,
+        calendar_pk: int,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        appointment_id: str | None = None,
+        include_cancelled: bool = False,
+        after_version: int | None = None,
+        max_version: int | None = None,
+    ) -> list[SandboxEvent]:
+        """Events of one calendar overlapping [start, end), ordered by start (or by version for deltas)."""
+        with self.sessions() as session:
+            query = select(SandboxEvent).where(SandboxEvent.calendar_pk == calendar_pk)
+            if start is not None:
+                query = query.where(SandboxEvent.end > start)
+            if end is not None:
+                query = query.where(SandboxEvent.start < end)
+            if appointment_id is not None:
+                query = query.where(SandboxEvent.appointment_id == appointment_id)
+            if not include_cancelled:
+                query = query.where(SandboxEvent.status != "cancelled")
+            if after_version is not None:
+                query = query.where(SandboxEvent.version > after_version)
+            if max_version is not None:
+                query = query.where(SandboxEvent.version <= max_version)
+            if after_version is not None or max_version is not None:
+                query = query.order_by(SandboxEvent.version, SandboxEvent.pk)
+            else:
+                query = query.order_by(SandboxEvent.start, SandboxEvent.pk)
+            return list(session.scalars(query).all())
+
+    def ms_find_event(
+        self, account_id: int, event_id: str, calendar_id: str | None = None
+    ) -> tuple[SandboxCalendar, SandboxEvent] | None:
+        """A live (not deleted) event among the account's calendars, optionally in one calendar."""
+        with self.sessions() as session:
+            query = (
+                select(SandboxCalendar, SandboxEvent)
+                .join(SandboxEvent, SandboxEvent.calendar_pk == SandboxCalendar.pk)
+                .where(
+                    SandboxCalendar.account_id == account_id,
+                    SandboxEvent.event_id == event_id,
+                    SandboxEvent.status != "cancelled",
+                )
+            )
+            if calendar_id is not None:
+                query = query.where(SandboxCalendar.calendar_id == calendar_id)
+            row = session.execute(query).first()
+            return (row[0], row[1]) if row else None
+
+    def ms_insert_event(
+        self,
+        calendar_pk: int,
+        *,
+        title: str,
+        description: str,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        time_zone: str = "UTC",
+        appointment_id: str | None = None,
+        transaction_id: str | None = None,
+    ) -> tuple[SandboxEvent, bool]:
+        """Create an event, or return the live one made earlier with this transaction id (created=False)."""
+        with transaction(self.sessions) as session:
+            if transaction_id:
+                existing = session.scalars(
+                    select(SandboxEvent).where(
+                        SandboxEvent.calendar_pk == calendar_pk,
+                        SandboxEvent.transaction_id == transaction_id,
+                        SandboxEvent.status != "cancelled",
+                    )
+                ).first()
+                if existing is not None:
+                    return existing, False
+            event = SandboxEvent(
+                calendar_pk=calendar_pk,
+                event_id="AAMkAGI2" + secrets.token_urlsafe(30),
+                title=title,
+                description=description,
+                start=start,
+                end=end,
+                time_zone=time_zone,
+                status="confirmed",
+                appointment_id=appointment_id,
+                ical_uid="040000008200E00074C5B7101A82E008" + secrets.token_hex(28).upper(),
+                transaction_id=transaction_id,
+                updated=now,
+                version=self.next_version(session),
+            )
+            session.add(event)
+            session.flush()
+            return event, True
+
+    def ms_update_event(self, event_pk: int, changes: dict[str, Any], now: datetime) -> SandboxEvent:
+        """Apply column changes (title, description, start, end, time_zone, appointment_id)."""
+        allowed = {"title", "description", "start", "end", "time_zone", "appointment_id"}
+        with transaction(self.sessions) as session:
+            event = session.get(SandboxEvent, event_pk)
+            if event is None:
+                raise KeyError(event_pk)
+            for key, value in changes.items():
+                if key not in allowed:
+                    raise ValueError(f"not an updatable event field: {key}")
+                setattr(event, key, value)
+            event.updated = now
+            event.version = self.next_version(session)
+            session.flush()
+            return event
+
+    def ms_delete_event(self, event_pk: int, now: datetime) -> None:
+        """Delete an event: it disappears from every read but stays as a tombstone for delta queries."""
+        with transaction(self.sessions) as session:
+            event = session.get(SandboxEvent, event_pk)
+            if event is None:
+                raise KeyError(event_pk)
+            event.status = "cancelled"
+            event.updated = now
+            event.version = self.next_version(session)
+
+    # -- google / calendar events ----------------------------------------------------------------
+    # Used by `google_emulator.py` (and handy for scenario loading and tests). Every change bumps the
+    # world version in the same transaction, so sync tokens built on it see the change.
+
+    def google_accounts(self) -> list[SandboxAccount]:
+        """The Google accounts the consent page offers, by email."""
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(SandboxAccount)
+                    .where(SandboxAccount.provider == "google")
+                    .order_by(SandboxAccount.email)
+                ).all()
+            )
+
+    def google_create_auth_code(
+        self,
+        account_id: int,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        scopes: str,
+        code_challenge: str,
+        code_challenge_method: str,
+        expires_at: datetime,
+    ) -> str:
+        with transaction(self.sessions) as session:
+            code = SandboxAuthCode(
+                code="4/" + secrets.token_urlsafe(32),
+                account_id=account_id,
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                scopes=scopes,
+                code_challenge=code_challenge,
+                code_challenge_method=code_challenge_method,
+                expires_at=expires_at,
+            )
+            session.add(code)
+            return code.code
+
+    def google_peek_auth_code(self, code: str) -> tuple[SandboxAuthCode, SandboxAccount] | None:
+        """The code and its account, without using it up (to know whom a token request is for)."""
+        with self.sessions() as session:
+            row = session.execute(
+                select(SandboxAuthCode, SandboxAccount)
+                .join(SandboxAccount, SandboxAccount.id == SandboxAuthCode.account_id)
+                .where(SandboxAuthCode.code == code)
+            ).first()
+            return (row[0], row[1]) if row else None
+
+    def google_take_auth_code(self, code: str) -> SandboxAuthCode | None:
+        """Use a code up: it is deleted whatever the exchange's outcome (codes are single-use)."""
+        with transaction(self.sessions) as session:
+            found = session.get(SandboxAuthCode, code)
+            if found is not None:
+                session.delete(found)
+            return found
+
+    def google_calendars(self, account_id: int) -> list[SandboxCalendar]:
+        """One account's calendar list: the primary calendar first, then by name."""
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(SandboxCalendar)
+                    .where(SandboxCalendar.account_id == account_id)
+                    .order_by(SandboxCalendar.primary.desc(), SandboxCalendar.name, SandboxCalendar.pk)
+                ).all()
+            )
+
+    def google_calendar(self, account_id: int, calendar_id: str) -> SandboxCalendar | None:
+        """One calendar of an account by its id; "primary" names the account's primary calendar."""
+        with self.sessions() as session:
+            query = select(SandboxCalendar).where(SandboxCalendar.account_id == account_id)
+            if calendar_id == "primary":
+                query = query.where(SandboxCalendar.primary.is_(True))
+            else:
+                query = query.where(SandboxCalendar.calendar_id == calendar_id)
+            return session.scalars(query.order_by(SandboxCalendar.pk)).first()
+
+    def google_events(
+        self,
+        calendar_pk: int,
+        *,
+        time_min: datetime | None = None,
+        time_max: datetime | None = None,
+        appointment_id: str | None = None,
+        include_cancelled: bool = False,
+        since_version: int | None = None,
+        order_by_start: bool = False,
+    ) -> list[SandboxEvent]:
+        """Events of one calendar overlapping [time_min, time_max); `since_version`: changed after it."""
+        with self.sessions() as session:
+            query = select(SandboxEvent).where(SandboxEvent.calendar_pk == calendar_pk)
+            if time_min is not None:
+                query = query.where(SandboxEvent.end > time_min)
+            if time_max is not None:
+                query = query.where(SandboxEvent.start < time_max)
+            if appointment_id is not None:
+                query = query.where(SandboxEvent.appointment_id == appointment_id)
+            if not include_cancelled:
+                query = query.where(SandboxEvent.status != "cancelled")
+            if since_version is not None:
+                query = query.where(SandboxEvent.version > since_version).order_by(SandboxEvent.version)
+            elif order_by_start:
+                query = query.order_by(SandboxEvent.start, SandboxEvent.pk)
+            else:
+                query = query.order_by(SandboxEvent.pk)
+            return list(session.scalars(query).all())
+
+    def google_event(self, calendar_pk: int, event_id: str) -> SandboxEvent | None:
+        with self.sessions() as session:
+            return session.scalars(
+                select(SandboxEvent).where(
+                    SandboxEvent.calendar_pk == calendar_pk, SandboxEvent.event_id == event_id
+                )
+            ).first()
+
+    def google_add_event(
+        self,
+        calendar_pk: int,
+        *,
+        title: str,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        description: str = "",
+        time_zone: str = "UTC",
+        appointment_id: str | None = None,
+        event_id: str | None = None,
+        status: str = "confirmed",
+    ) -> SandboxEvent:
+        """Create an event (the emulator's insert, or a test/scenario seeding a calendar)."""
+        with transaction(self.sessions) as session:
+            new_id = event_id or self.google_new_event_id()
+            event = SandboxEvent(
+                calendar_pk=calendar_pk,
+                event_id=new_id,
+                title=title,
+                description=description,
+                start=start,
+                end=end,
+                time_zone=time_zone,
+                status=status,
+                appointment_id=appointment_id,
+                ical_uid=f"{new_id}@google.com",
+                updated=now,
+                version=self.next_version(session),
+            )
+            session.add(event)
+            session.flush()
+            return event
+
+    def google_update_event(
+        self, calendar_pk: int, event_id: str, changes: dict[str, Any], now: datetime
+    ) -> SandboxEvent | None:
+        """Set columns of one event (title, description, start, end, time_zone, status, appointment_id)."""
+        allowed = {"title", "description", "start", "end", "time_zone", "status", "appointment_id"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"not an event field: {sorted(unknown)}")
+        with transaction(self.sessions) as session:
+            event = session.scalars(
+                select(SandboxEvent).where(
+                    SandboxEvent.calendar_pk == calendar_pk, SandboxEvent.event_id == event_id
+                )
+            ).first()
+            if event is None:
+                return None
+            for name, value in changes.items():
+                setattr(event, name, value)
+            event.updated = now
+            event.version = self.next_version(session)
+            session.flush()
+            return event
+
+    def google_cancel_event(self, calendar_pk: int, event_id: str, now: datetime) -> SandboxEvent | None:
+        """Delete as Google does: the event stays, cancelled, so incremental reads report it."""
+        return self.google_update_event(calendar_pk, event_id, {"status": "cancelled"}, now)
+
+    @staticmethod
+    def google_new_event_id() -> str:
+        """An id shaped like Google's: 26 characters of base32hex, lower case."""
+        return "".join(secrets.choice("0123456789abcdefghijklmnopqrstuv") for _ in range(26))
+
+    # -- end google ------------------------------------------------------------------------------
