@@ -32,12 +32,11 @@ class ExternalNetworkCall(AssertionError):
 
 
 def _is_loopback(address: Any) -> bool:
-    if isinstance(address, tuple) and address:
-        host = address[0]
-    elif isinstance(address, (str, bytes)):
+    if isinstance(address, (str, bytes)):
         return True  # AF_UNIX path
-    else:
+    if not (isinstance(address, tuple) and address):
         return False
+    host = address[0]
     if host in ("localhost", ""):
         return True
     try:
@@ -73,8 +72,8 @@ def _looks_like_loopback_ip(name: str) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = _guarded_getaddrinfo
 
 
@@ -141,3 +140,33 @@ def engine(database_url: str) -> Iterator[Engine]:
     built = make_engine(database_url)
     yield built
     built.dispose()
+
+
+# -- the sandbox: real emulators, a migrated database, real provider clients -----------------------
+
+
+@pytest.fixture(scope="session")
+def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Emulators and a migrated SQLite database shared by the session's sandbox tests."""
+    from calsync.sandbox.runtime import SandboxRuntime
+    from calsync.sandbox.world import World
+    from calsync.syncbackend import migrate
+    from calsync.syncbackend.crypto import TokenCipher, generate_key
+    from tests.harness import MutableClock, Sandbox
+
+    directory = tmp_path_factory.mktemp("sandbox")
+    url = f"sqlite:///{directory / 'calsync.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    world = World(engine)
+    clock = MutableClock()
+    with SandboxRuntime(world, directory, clock) as endpoints:
+        yield Sandbox.build(engine, world, TokenCipher([generate_key()]), clock, endpoints, directory)
+    engine.dispose()
+
+
+@pytest.fixture
+def sandbox(sandbox_session: Any) -> Any:
+    """The shared sandbox, emptied for this test."""
+    sandbox_session.reset()
+    return sandbox_session
