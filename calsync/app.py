@@ -7,10 +7,27 @@ service; the logic lives in the packages, not here.
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from calsync.db import make_engine, make_session_factory
+from calsync.settings import Settings
+
+if TYPE_CHECKING:
+    from calsync.diagnostics.troubleshooter import Troubleshooter
+    from calsync.sandbox.runtime import SandboxEndpoints
+    from calsync.sandbox.world import World
+    from calsync.syncbackend.crypto import TokenCipher
+    from calsync.syncbackend.providers.base import CalendarProvider
 
 
 cli = typer.Typer(
@@ -30,10 +47,352 @@ def stderr() -> Console:
     return Console(stderr=True)
 
 
+# -- composition ------------------------------------------------------------------------------------
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    """What a running calsync is made of, built once per process from `Settings` by `open_services`."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    cipher: TokenCipher
+    clock: Callable[[], datetime]
+    providers: dict[str, CalendarProvider]
+    world: World | None = None  # the sandbox world, in sandbox mode only
+    sandbox: SandboxEndpoints | None = None
+
+
+def build_providers(settings: Settings, clock: Callable[[], datetime]) -> dict[str, CalendarProvider]:
+    """One provider per configured calendar service; every URL comes from settings."""
+    from calsync.syncbackend.providers.google import GoogleProvider
+    from calsync.syncbackend.providers.microsoft import MicrosoftProvider
+
+    providers: dict[str, CalendarProvider] = {}
+    if settings.google_client_id and settings.google_client_secret:
+        providers["google"] = GoogleProvider(
+            api_url=settings.google_api_url,
+            token_url=settings.google_token_url,
+            client_id=settings.google_client_id,
+            client_secret=settings.google_client_secret.get_secret_value(),
+            timeout=settings.provider_timeout,
+            retry_budget=settings.provider_retry_budget,
+            clock=clock,
+        )
+    if settings.microsoft_client_id and settings.microsoft_client_secret:
+        providers["microsoft"] = MicrosoftProvider(
+            authority=settings.microsoft_authority,
+            graph_url=settings.microsoft_graph_url,
+            client_id=settings.microsoft_client_id,
+            client_secret=settings.microsoft_client_secret.get_secret_value(),
+            ca_bundle=settings.microsoft_ca_bundle,
+            timeout=settings.provider_timeout,
+            retry_budget=settings.provider_retry_budget,
+            clock=clock,
+        )
+    return providers
+
+
+@contextmanager
+def open_services(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now, announce: bool = True
+) -> Iterator[Services]:
+    """Build everything from settings. In sandbox mode (no provider settings) the schema is brought up
+    to date and the emulators are started on loopback ports for the life of the block."""
+    from calsync.sandbox.runtime import SandboxRuntime
+    from calsync.sandbox.world import World
+    from calsync.syncbackend import migrate
+    from calsync.syncbackend.crypto import load_or_create_key
+
+    settings = settings or Settings()
+    url = settings.resolved_database_url
+    engine = make_engine(url)
+    try:
+        if not settings.sandbox_mode:
+            yield Services(
+                settings=settings,
+                engine=engine,
+                sessions=make_session_factory(engine),
+                cipher=load_or_create_key(settings),
+                clock=clock,
+                providers=build_providers(settings, clock),
+            )
+            return
+        migrate.upgrade(url)
+        world = World(engine)
+        with SandboxRuntime(world, settings.state_dir, clock) as endpoints:
+            if announce:
+                _note(
+                    "No Google/Microsoft settings: using the sandbox emulators "
+                    f"(Google {endpoints.google_url}, Microsoft {endpoints.microsoft_url})."
+                )
+            sandboxed = endpoints.apply(settings)
+            yield Services(
+                settings=sandboxed,
+                engine=engine,
+                sessions=make_session_factory(engine),
+                cipher=load_or_create_key(settings),
+                clock=clock,
+                providers=build_providers(sandboxed, clock),
+                world=world,
+                sandbox=endpoints,
+            )
+    finally:
+        engine.dispose()
+
+
+def build_troubleshooter(services: Services) -> Troubleshooter:
+    """The knowledge base, the matcher and every check, over the services' database and providers."""
+    from calsync.diagnostics.checks import ALL_CHECKS
+    from calsync.diagnostics.troubleshooter import Troubleshooter
+    from calsync.knowledge.loader import load_articles
+    from calsync.knowledge.matcher import Matcher
+
+    knowledge = load_articles()
+    public_url = services.settings.public_url.rstrip("/")
+    return Troubleshooter(
+        sessions=services.sessions,
+        providers=services.providers,
+        cipher=services.cipher,
+        knowledge=knowledge,
+        matcher=Matcher.build(knowledge),
+        checks=ALL_CHECKS,
+        clock=services.clock,
+        # A placeholder until signed reconnect links land with the web pages.
+        reconnect_url=lambda _email, provider: f"{public_url}/connect/{provider}",
+    )
+
+
+def _note(message: str) -> None:
+    """One plain line on stderr: no markup, no wrapping (URLs and error texts stay intact)."""
+    stderr().print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _safe_url(url: str) -> str:
+    """A database URL fit for printing: the password hidden."""
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _run_migration(action: str, revision: str) -> None:
+    """Run one migration command, turning an unreachable database or a bad revision into one line."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import OperationalError
+
+    from calsync.settings import Settings
+    from calsync.syncbackend import migrate
+
+    url = Settings().resolved_database_url
+    try:
+        if action == "upgrade":
+            migrate.upgrade(url, revision)
+        else:
+            migrate.downgrade(url, revision)
+        now = migrate.current(url)
+    except OperationalError as error:
+        _note(f"calsync db {action}: cannot reach {_safe_url(url)}: {error.orig}")
+        raise typer.Exit(1) from None
+    except CommandError as error:  # an unknown revision, for instance
+        _note(f"calsync db {action}: {error}")
+        raise typer.Exit(2) from None
+    head = " (head)" if now is not None and now == migrate.head() else ""
+    _note(f"Database at revision {now or 'base'}{head}: {_safe_url(url)}")
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision (default: the newest).")) -> None:
+    """Create or update the sync-backend tables (Alembic migrations)."""
+    _run_migration("upgrade", revision)
+
+
+@db_cli.command("downgrade")
+def db_downgrade(
+    revision: str = typer.Argument(..., help='Target revision, or "base" to drop every table.'),
+) -> None:
+    """Take the sync-backend schema back to REVISION."""
+    _run_migration("downgrade", revision)
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Print the database's schema revision ("base" when never migrated) on stdout."""
+    from sqlalchemy.exc import OperationalError
+
+    from calsync.settings import Settings
+    from calsync.syncbackend import migrate
+
+    url = Settings().resolved_database_url
+    try:
+        now = migrate.current(url)
+    except OperationalError as error:
+        _note(f"calsync db current: cannot reach {_safe_url(url)}: {error.orig}")
+        raise typer.Exit(1) from None
+    typer.echo(now or "base")
+    head = migrate.head()
+    if now != head:
+        _note(f"Behind the newest revision {head}: run `calsync db upgrade`.")
+
+
+# -- question matcher: match, ask, demo ------------------------------------------------------------
+
+DEMO_QUESTIONS: tuple[str, ...] = (
+    "why isnt my apointment with Acme showing in my calender??",
+    "every appt shows up twice in gcal",
+    "my o365 calendar says disconnected",
+    "i click connect and nothing happens",
+    "moved my 3pm in outlook but salespartner still shows the old time",
+    "we're switching to outlook next month",
+    "appointment not showing after i changed it in my calendar",
+    "how do i reset my salespartner password",
+    "thanks!",
+)
+
+
+@cli.command("match")
+def match_command() -> None:
+    """Read questions (one per line) on stdin; write one JSON line per question on stdout."""
+    import sys
+
+    from calsync.knowledge.loader import load_articles
+    from calsync.knowledge.matcher import Matcher
+    from calsync.knowledge.streaming import stream_match, utf8_stdout
+
+    matcher = Matcher.build(load_articles())
+    stream_match(matcher, sys.stdin.buffer, utf8_stdout())
+
+
+@cli.command("ask")
+def ask_command(
+    email: str = typer.Argument(..., help="The rep asking (their SalesPartner email)."),
+    question: str = typer.Argument(..., help="The question, as the rep wrote it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
+) -> None:
+    """Answer QUESTION for the rep EMAIL: the matching help-center steps (diagnostics come later)."""
+    import json
+
+    from calsync.knowledge.answer_text import answer_data, render_answer
+    from calsync.knowledge.loader import load_articles
+    from calsync.knowledge.matcher import Matcher
+    from calsync.knowledge.streaming import utf8_stdout
+
+    kb = load_articles()
+    match = Matcher.build(kb).match(question)
+    if as_json:
+        utf8_stdout()  # JSON is UTF-8 whatever the locale says
+        typer.echo(json.dumps(answer_data(email, question, match), ensure_ascii=False))
+        return
+    utf8_stdout(text=True)
+    render_answer(Console(), kb, question, match)
+
+
+@cli.command("demo")
+def demo_command() -> None:
+    """A short run of sample questions (typos, shorthand, off-topic, ambiguous) through `ask`."""
+    from calsync.knowledge.answer_text import render_answer
+    from calsync.knowledge.loader import load_articles
+    from calsync.knowledge.matcher import Matcher
+    from calsync.knowledge.streaming import utf8_stdout
+
+    kb = load_articles()
+    matcher = Matcher.build(kb)
+    utf8_stdout(text=True)
+    console = Console()
+    for question, match in zip(DEMO_QUESTIONS, matcher.match_many(DEMO_QUESTIONS), strict=True):
+        console.rule()
+        render_answer(console, kb, question, match)
+
+
+@sandbox_cli.command("load")
+def sandbox_load(
+    path: Path = typer.Argument(..., help="A scenario file (YAML); see the README's 'Scenario files'."),
+) -> None:
+    """Put a scenario into the database and the sandbox world (replacing what it names)."""
+    from calsync.sandbox.scenario import ScenarioError, load_scenario
+    from calsync.sandbox.world import World
+    from calsync.syncbackend import migrate
+    from calsync.syncbackend.crypto import load_or_create_key
+
+    settings = Settings()
+    url = settings.resolved_database_url
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        loaded = load_scenario(
+            path,
+            sessions=make_session_factory(engine),
+            world=World(engine),
+            cipher=load_or_create_key(settings),
+            clock=utc_now,
+        )
+    except ScenarioError as error:
+        _note(str(error))
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    _note(
+        f"Loaded {path}: {loaded.users} users, {loaded.accounts} provider accounts, {loaded.events} events, "
+        f"{loaded.appointments} appointments, {loaded.faults} faults into {_safe_url(url)}"
+    )
+
+
+@sandbox_cli.command("serve")
+def sandbox_serve(
+    host: str = typer.Option("127.0.0.1", help="Loopback address to listen on."),
+    google_port: int = typer.Option(0, help="Port for the Google emulator (0: any free port)."),
+    microsoft_port: int = typer.Option(0, help="Port for the Microsoft emulator (0: any free port)."),
+) -> None:
+    """Run the emulators until interrupted and print their URLs and the settings that point at them."""
+    import signal
+    import threading
+
+    from calsync.sandbox.runtime import SandboxRuntime
+    from calsync.sandbox.world import World
+    from calsync.syncbackend import migrate
+    from calsync.syncbackend.crypto import KEY_FILE_NAME
+
+    settings = Settings()
+    url = settings.resolved_database_url
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    runtime = SandboxRuntime(
+        World(engine),
+        settings.state_dir,
+        utc_now,
+        host=host,
+        google_port=google_port,
+        microsoft_port=microsoft_port,
+    )
+    with runtime as endpoints:
+        typer.echo(f"Google Calendar + OAuth emulator:    {endpoints.google_url}")
+        typer.echo(
+            f"Microsoft identity + Graph emulator: {endpoints.microsoft_url} (TLS, CA {endpoints.ca_path})"
+        )
+        typer.echo("Settings for another calsync process (these secrets live only as long as this process):")
+        for name, value in endpoints.environment().items():
+            typer.echo(f"  export {name}={value}")
+        key_file = (settings.state_dir / KEY_FILE_NAME).resolve()
+        if settings.encryption_key is None and key_file.exists():
+            typer.echo(f"  export CALSYNC_ENCRYPTION_KEY=$(cat {key_file})")
+        _note("Serving until Ctrl-C.")
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    engine.dispose()
+
+
 def main() -> None:
     cli()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
+    main()

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # CA bundle to trust for the identity platform and Graph (the sandbox's generated CA); None = system CAs.
     microsoft_ca_bundle: Path | None = Field(default=None, alias="MICROSOFT_CA_BUNDLE")
 
+    # Where people reach this deployment's web pages (reconnect links, reports).
+    public_url: str = Field(default="http://127.0.0.1:8000", alias="CALSYNC_PUBLIC_URL")
+
     # Seconds one provider call may take before it is classified as a timeout.
     provider_timeout: float = Field(default=8.0, alias="CALSYNC_PROVIDER_TIMEOUT")
     # Total seconds the retry loop may spend on one provider operation (429/5xx with backoff).

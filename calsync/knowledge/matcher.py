@@ -1,0 +1,637 @@
+"""The question matcher: a rep's question -> one of the help-center articles, or None.
+
+How it works (figures and the choice of every constant below: `benchmarks/matcher_bench.py`):
+
+1. `normalize` cleans the text the way reps write in Slack: lowercase, Slack markup (`<@U123>`,
+   `<http://x|label>`, `:emoji:`) removed, contractions split ("isn't" -> "is not"), shorthand and
+   common typos expanded ("gcal" -> "google calendar", "appt" -> "appointment", "o365" -> "outlook").
+2. Words the training data never saw are corrected to a known word one edit away ("disconected"
+   -> "disconnected") with a SymSpell-style deletion index: a dictionary look-up, not a scan.
+3. Features: TF-IDF word unigrams + bigrams and TF-IDF character 2-4-grams inside words (which
+   catch the typos step 2 misses), each block L2-normalised.
+4. A multinomial logistic regression over the six articles plus an explicit `off_topic` class,
+   trained at start-up (L-BFGS on scipy.sparse matrices; ~0.1 s). scikit-learn is deliberately not
+   used at run time: importing it alone costs ~0.9 s of the 1.5 s cold-start budget.
+5. The best article wins only if it beats `off_topic` and its probability reaches `threshold`;
+   otherwise the answer is None ("I'm not sure"): a wrong confident answer is worse.
+
+Nothing here is a module-level model: `Matcher.build` returns an immutable, thread-safe object.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+from scipy import sparse
+
+from calsync.knowledge.loader import KnowledgeBase
+
+__all__ = [
+    "DEFAULT_TRAINING_PATH",
+    "MAX_QUESTION_CHARS",
+    "OFF_TOPIC",
+    "Match",
+    "Matcher",
+    "MatcherConfig",
+    "TrainingError",
+    "load_training",
+    "normalize",
+]
+
+OFF_TOPIC = "off_topic"
+MAX_QUESTION_CHARS = 2000
+DEFAULT_TRAINING_PATH = Path(__file__).resolve().with_name("training.yaml")
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class TrainingError(ValueError):
+    """The training file is missing, malformed, or names an article the knowledge base lacks."""
+
+
+# -- the answer -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    """What the matcher thinks a question is about."""
+
+    article: str | None  # None: off-topic, or not sure enough
+    confidence: float  # 0..1, for `article`; when None, how sure we are that it is off-topic
+    alternatives: tuple[tuple[str, float], ...] = ()  # top two articles with probabilities, best first
+    ambiguity_ratio: float = field(default=0.6, repr=False, compare=False)
+    ambiguity_floor: float = field(default=0.2, repr=False, compare=False)
+
+    @property
+    def ambiguous(self) -> bool:
+        """The top two articles are close: the bot should ask "did you mean A or B?"."""
+        if len(self.alternatives) < 2:
+            return False
+        (_, first), (_, second) = self.alternatives[0], self.alternatives[1]
+        return second >= self.ambiguity_floor and second >= self.ambiguity_ratio * first
+
+
+# -- text normalisation ---------------------------------------------------------------------------
+
+_SLACK_LINK = re.compile(r"<(?:https?|mailto|ftp):[^>|]*(?:\|([^>]*))?>")
+_SLACK_REF = re.compile(r"<[@#!][^>]*>")
+_URL = re.compile(r"\b(?:https?://|www\.)\S+")
+_EMOJI_CODE = re.compile(r":[a-z0-9_+\-]+:")
+_TOKEN = re.compile(r"[^\W_]+")
+_CONTRACTIONS = (
+    (re.compile(r"\bcan'?t\b"), "can not"),
+    (re.compile(r"\bwon'?t\b"), "will not"),
+    (re.compile(r"n't\b"), " not"),
+    (re.compile(r"'(?:s|re|ve|ll|d|m)\b"), ""),
+)
+
+# Shorthand, product names and frequent typos -> canonical words. Applied per token.
+_TOKEN_MAP: Mapping[str, str] = {
+    # calendar
+    "cal": "calendar",
+    "cals": "calendars",
+    "calender": "calendar",
+    "calandar": "calendar",
+    "calander": "calendar",
+    "calendr": "calendar",
+    "calenders": "calendars",
+    "gcal": "google calendar",
+    "gcals": "google calendar",
+    "gcalendar": "google calendar",
+    "ical": "icloud calendar",
+    # providers
+    "o365": "outlook",
+    "m365": "outlook",
+    "ms365": "outlook",
+    "office365": "outlook",
+    "outlok": "outlook",
+    "outllook": "outlook",
+    "exchange": "outlook exchange",
+    "msft": "microsoft",
+    "gmail": "google gmail",
+    "gsuite": "google workspace",
+    "googel": "google",
+    "gogle": "google",
+    "goog": "google",
+    "sp": "salespartner",
+    # appointments and meetings
+    "appt": "appointment",
+    "appts": "appointments",
+    "apt": "appointment",
+    "apts": "appointments",
+    "apointment": "appointment",
+    "apointments": "appointments",
+    "appointmnet": "appointment",
+    "appoinment": "appointment",
+    "appoinments": "appointments",
+    "mtg": "meeting",
+    "mtgs": "meetings",
+    "mting": "meeting",
+    "evnt": "event",
+    "evnts": "events",
+    # duplicates
+    "dupes": "duplicates",
+    "dupe": "duplicate",
+    "dups": "duplicates",
+    "dup": "duplicate",
+    "dupl": "duplicate",
+    "doubled": "double",
+    "2x": "twice",
+    # sync and connection
+    "synch": "sync",
+    "synching": "syncing",
+    "synched": "synced",
+    "sinc": "sync",
+    "reauth": "reauthorize",
+    "auth": "authorize",
+    "oauth": "authorize",
+    "dc": "disconnected",
+    "dced": "disconnected",
+    "pw": "password",
+    "pwd": "password",
+    "passwd": "password",
+    # pop-ups
+    "popups": "popup",
+    "popup": "popup",
+    "pup": "popup",
+    # chat words
+    "u": "you",
+    "ur": "your",
+    "pls": "please",
+    "plz": "please",
+    "thx": "thanks",
+    "thnx": "thanks",
+    "ty": "thanks",
+    "tmrw": "tomorrow",
+    "tmr": "tomorrow",
+    "w": "with",
+    "bc": "because",
+    "cuz": "because",
+    "isnt": "is not",
+    "arent": "are not",
+    "wasnt": "was not",
+    "werent": "were not",
+    "dont": "do not",
+    "doesnt": "does not",
+    "didnt": "did not",
+    "cant": "can not",
+    "cannot": "can not",
+    "wont": "will not",
+    "havent": "have not",
+    "hasnt": "has not",
+    "couldnt": "could not",
+    "wouldnt": "would not",
+    "shouldnt": "should not",
+    "aint": "is not",
+    "nothin": "nothing",
+}
+# Two-word phrases -> one canonical form. Applied after the token map.
+_PHRASE_MAP: Mapping[tuple[str, str], str] = {
+    ("office", "365"): "outlook",
+    ("microsoft", "365"): "outlook",
+    ("ms", "365"): "outlook",
+    ("pop", "up"): "popup",
+    ("pop", "ups"): "popup",
+    ("google", "cal"): "google calendar",
+    ("re", "connect"): "reconnect",
+    ("re", "authorize"): "reauthorize",
+    ("dis", "connected"): "disconnected",
+    ("sales", "partner"): "salespartner",
+}
+
+
+def _expand(tokens: Iterable[str]) -> list[str]:
+    expanded: list[str] = []
+    for token in tokens:
+        mapped = _TOKEN_MAP.get(token)
+        if mapped is None:
+            expanded.append(token)
+        else:
+            expanded.extend(mapped.split())
+    merged: list[str] = []
+    i = 0
+    while i < len(expanded):
+        if i + 1 < len(expanded):
+            phrase = _PHRASE_MAP.get((expanded[i], expanded[i + 1]))
+            if phrase is not None:
+                merged.extend(phrase.split())
+                i += 2
+                continue
+        merged.append(expanded[i])
+        i += 1
+    return merged
+
+
+def tokenize(question: str) -> list[str]:
+    """The normalised words of a question (before typo correction against a vocabulary)."""
+    text = unicodedata.normalize("NFKC", question[:MAX_QUESTION_CHARS]).lower()
+    text = _SLACK_LINK.sub(lambda m: f" {m.group(1) or ''} ", text)
+    text = _SLACK_REF.sub(" ", text)
+    text = _URL.sub(" ", text)
+    text = _EMOJI_CODE.sub(" ", text)
+    text = text.replace("\u2019", "'").replace("`", "'")
+    for pattern, replacement in _CONTRACTIONS:
+        text = pattern.sub(replacement, text)
+    text = text.replace("'", "")
+    return _expand(_TOKEN.findall(text))
+
+
+def normalize(question: str) -> str:
+    """The question as the matcher sees it, before typo correction: `tokenize` joined by spaces."""
+    return " ".join(tokenize(question))
+
+
+# -- typo correction ------------------------------------------------------------------------------
+
+
+def _deletes(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+class _Speller:
+    """Maps an unknown word to a known one at (roughly) one edit: SymSpell's deletion index."""
+
+    MIN_LENGTH = 5
+
+    def __init__(self, vocabulary: Counter[str]) -> None:
+        self._known = vocabulary
+        self._index: dict[str, list[str]] = {}
+        for word in vocabulary:
+            if len(word) < self.MIN_LENGTH - 1 or not word.isalpha():
+                continue
+            self._index.setdefault(word, []).append(word)
+            for deleted in _deletes(word):
+                self._index.setdefault(deleted, []).append(word)
+        self._cache: dict[str, str] = {}
+
+    def correct(self, word: str) -> str:
+        if word in self._known or len(word) < self.MIN_LENGTH or not word.isalpha():
+            return word
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        candidates: set[str] = set(self._index.get(word, ()))
+        for deleted in _deletes(word):
+            candidates.update(self._index.get(deleted, ()))
+            if deleted in self._known:
+                candidates.add(deleted)
+        # Typos rarely hit the first letter; requiring it keeps e.g. "cancel" from becoming "channel".
+        candidates = {c for c in candidates if c[0] == word[0]}
+        best = max(candidates, key=lambda c: (self._known[c], c), default=word)
+        if len(self._cache) < 100_000:
+            self._cache[word] = best
+        return best
+
+
+# -- features -------------------------------------------------------------------------------------
+
+
+def _word_features(tokens: Sequence[str]) -> list[str]:
+    features = [f"w:{t}" for t in tokens]
+    features.extend(f"b:{a} {b}" for a, b in itertools.pairwise(tokens))
+    return features
+
+
+def _char_features(tokens: Sequence[str], low: int, high: int) -> list[str]:
+    features: list[str] = []
+    for token in tokens:
+        padded = f" {token} "
+        length = len(padded)
+        for n in range(low, min(high, length) + 1):
+            features.extend(padded[i : i + n] for i in range(length - n + 1))
+    return features
+
+
+class _TfidfBlock:
+    """One TF-IDF block (sublinear tf, smooth idf, L2 norm), like scikit-learn's, minus the import."""
+
+    def __init__(self, documents: Sequence[Sequence[str]], offset: int, min_df: int) -> None:
+        df: Counter[str] = Counter()
+        for features in documents:
+            df.update(set(features))
+        kept = sorted(f for f, count in df.items() if count >= min_df)
+        self.index: dict[str, int] = {f: offset + i for i, f in enumerate(kept)}
+        n = len(documents)
+        self.idf: list[float] = [math.log((1 + n) / (1 + df[f])) + 1.0 for f in kept]
+        self.offset = offset
+
+    @property
+    def size(self) -> int:
+        return len(self.index)
+
+    def row(self, features: Sequence[str], weight: float) -> tuple[list[int], list[float]]:
+        counts: Counter[int] = Counter()
+        index = self.index
+        for feature in features:
+            column = index.get(feature)
+            if column is not None:
+                counts[column] += 1
+        if not counts:
+            return [], []
+        columns = list(counts)
+        values = [(1.0 + math.log(c)) * self.idf[col - self.offset] for col, c in counts.items()]
+        norm = math.sqrt(sum(v * v for v in values))
+        return columns, [weight * v / norm for v in values]
+
+
+# -- the classifier -------------------------------------------------------------------------------
+
+
+def _softmax(scores: FloatArray) -> FloatArray:
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+def _lbfgs(
+    objective: Callable[[FloatArray], tuple[float, FloatArray]],
+    start: FloatArray,
+    max_iterations: int,
+    tolerance: float = 1e-5,
+    memory: int = 10,
+) -> FloatArray:
+    """Minimise a smooth convex function: L-BFGS with a backtracking (Armijo) line search."""
+    x = start
+    value, gradient = objective(x)
+    history: list[tuple[FloatArray, FloatArray, float]] = []
+    for _ in range(max_iterations):
+        if float(np.abs(gradient).max()) < tolerance:
+            break
+        q = gradient.copy()
+        alphas: list[float] = []
+        for s, y, rho in reversed(history):
+            alpha = rho * float(s @ q)
+            q -= alpha * y
+            alphas.append(alpha)
+        if history:
+            s, y, _ = history[-1]
+            q *= float(s @ y) / float(y @ y)
+        else:
+            q /= max(1.0, float(np.linalg.norm(q)))
+        for (s, y, rho), alpha in zip(history, reversed(alphas), strict=True):
+            beta = rho * float(y @ q)
+            q += (alpha - beta) * s
+        direction = -q
+        slope = float(gradient @ direction)
+        if slope >= 0:  # not a descent direction: restart from the gradient
+            history.clear()
+            direction = -gradient
+            slope = -float(gradient @ gradient)
+        step = 1.0
+        for _ in range(30):
+            candidate = x + step * direction
+            new_value, new_gradient = objective(candidate)
+            if new_value <= value + 1e-4 * step * slope:
+                break
+            step *= 0.5
+        else:
+            break
+        s_k, y_k = candidate - x, new_gradient - gradient
+        curvature = float(s_k @ y_k)
+        if curvature > 1e-12:
+            history.append((s_k, y_k, 1.0 / curvature))
+            if len(history) > memory:
+                history.pop(0)
+        if value - new_value < 1e-10 * max(1.0, abs(value)):
+            x, value, gradient = candidate, new_value, new_gradient
+            break
+        x, value, gradient = candidate, new_value, new_gradient
+    return x
+
+
+def _train_softmax(
+    features: sparse.csr_matrix,
+    labels: IntArray,
+    classes: int,
+    l2: float,
+    sample_weight: FloatArray,
+    max_iterations: int,
+) -> tuple[FloatArray, FloatArray]:
+    """Multinomial logistic regression: weighted mean log loss + l2/2 * |W|^2 (bias unpenalised)."""
+    n, d = features.shape
+    transposed = features.T.tocsr()
+    targets = np.zeros((n, classes))
+    targets[np.arange(n), labels] = 1.0
+    weights = sample_weight / sample_weight.sum()
+
+    def objective(theta: FloatArray) -> tuple[float, FloatArray]:
+        w = theta[: d * classes].reshape(d, classes)
+        b = theta[d * classes :]
+        scores = features @ w + b
+        scores -= scores.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(scores).sum(axis=1))
+        log_p = scores - log_norm[:, None]
+        loss = -float((weights * (log_p * targets).sum(axis=1)).sum()) + 0.5 * l2 * float((w * w).sum())
+        residual = (np.exp(log_p) - targets) * weights[:, None]
+        grad_w = transposed @ residual + l2 * w
+        grad_b = residual.sum(axis=0)
+        return loss, np.concatenate([np.asarray(grad_w).ravel(), grad_b])
+
+    theta = _lbfgs(objective, np.zeros(d * classes + classes), max_iterations)
+    return theta[: d * classes].reshape(d, classes).copy(), theta[d * classes :].copy()
+
+
+# -- configuration and training data ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    """Every tunable, with the values cross-validation picked (see benchmarks/matcher_bench.py)."""
+
+    threshold: float = 0.4  # the best article needs at least this probability (CV: lowest cost)
+    l2: float = 1e-4  # regularisation strength (on the mean loss)
+    char_low: int = 2
+    char_high: int = 4
+    word_weight: float = 1.0
+    char_weight: float = 1.0
+    min_df: int = 1
+    balanced: bool = False  # True: weight classes equally (CV: worse; off-topic's larger share helps)
+    spelling: bool = True
+    ambiguity_ratio: float = 0.6  # second >= ratio * first ...
+    ambiguity_floor: float = 0.2  # ... and second >= floor -> ambiguous
+    max_iterations: int = 300
+
+
+def load_training(path: Path) -> dict[str, list[str]]:
+    """`{article_id or "off_topic": [questions]}` from a training YAML file."""
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser: ~10x faster
+        data: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+    except (OSError, yaml.YAMLError) as exc:
+        raise TrainingError(f"{path}: cannot read the training file: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TrainingError(f"{path}: must map article ids (and off_topic) to lists of questions")
+    problems: list[str] = []
+    result: dict[str, list[str]] = {}
+    for key, questions in data.items():
+        if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
+            problems.append(f"{key!r}: must be a list of non-empty questions (quote entries such as '?')")
+            continue
+        result[str(key)] = [q.strip() for q in questions]
+    if problems:
+        raise TrainingError(f"{path}: " + "; ".join(problems))
+    return result
+
+
+def _training_set(kb: KnowledgeBase, training: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
+    unknown = sorted(set(training) - set(kb.ids) - {OFF_TOPIC})
+    if unknown:
+        raise TrainingError(f"training data names unknown articles: {', '.join(unknown)}")
+    if not training.get(OFF_TOPIC):
+        raise TrainingError(f"training data needs {OFF_TOPIC!r} questions")
+    questions: list[str] = []
+    labels: list[str] = []
+    for article in kb.articles:
+        for question in (*article.examples, *training.get(article.id, ())):
+            questions.append(question)
+            labels.append(article.id)
+    for question in training[OFF_TOPIC]:
+        questions.append(question)
+        labels.append(OFF_TOPIC)
+    return questions, labels
+
+
+# -- the matcher --------------------------------------------------------------------------------
+
+
+class Matcher:
+    """Trained once (`build`, ~0.1 s), then `match` is pure computation: thread-safe, ~0.1 ms."""
+
+    def __init__(
+        self,
+        classes: tuple[str, ...],
+        speller: _Speller | None,
+        words: _TfidfBlock,
+        chars: _TfidfBlock,
+        coef: FloatArray,
+        intercept: FloatArray,
+        config: MatcherConfig,
+    ) -> None:
+        self.classes = classes
+        self.article_ids = tuple(c for c in classes if c != OFF_TOPIC)
+        self.config = config
+        self._speller = speller
+        self._words = words
+        self._chars = chars
+        self._coef = coef
+        self._intercept = intercept
+        self._off = classes.index(OFF_TOPIC)
+        self._article_columns = np.array([i for i, c in enumerate(classes) if c != OFF_TOPIC])
+
+    @classmethod
+    def build(
+        cls, kb: KnowledgeBase, training: Path | None = None, config: MatcherConfig | None = None
+    ) -> Matcher:
+        """Train on the articles' examples plus the training file (default: training.yaml)."""
+        data = load_training(training if training is not None else DEFAULT_TRAINING_PATH)
+        questions, labels = _training_set(kb, data)
+        return cls.train(questions, labels, kb.ids, config)
+
+    @classmethod
+    def train(
+        cls,
+        questions: Sequence[str],
+        labels: Sequence[str],
+        article_ids: Sequence[str],
+        config: MatcherConfig | None = None,
+    ) -> Matcher:
+        """Train on labelled questions (labels: article ids or `OFF_TOPIC`); used by `build` and CV."""
+        config = config or MatcherConfig()
+        classes = (*article_ids, OFF_TOPIC)
+        stray = set(labels) - set(classes)
+        if stray:
+            raise TrainingError(f"unknown labels: {', '.join(sorted(stray))}")
+        tokenized = [tokenize(q) for q in questions]
+        speller: _Speller | None = None
+        if config.spelling:
+            speller = _Speller(Counter(t for tokens in tokenized for t in tokens))
+        word_docs = [_word_features(t) for t in tokenized]
+        char_docs = [_char_features(t, config.char_low, config.char_high) for t in tokenized]
+        words = _TfidfBlock(word_docs, 0, config.min_df)
+        chars = _TfidfBlock(char_docs, words.size, config.min_df)
+        matcher = cls(classes, speller, words, chars, np.zeros((0, 0)), np.zeros(0), config)
+        features = matcher._matrix(tokenized)
+
+        label_index = np.array([classes.index(label) for label in labels], dtype=np.int64)
+        counts = np.bincount(label_index, minlength=len(classes)).astype(np.float64)
+        sample_weight = 1.0 / counts[label_index] if config.balanced else np.ones(len(label_index))
+        coef, intercept = _train_softmax(
+            features, label_index, len(classes), config.l2, sample_weight, config.max_iterations
+        )
+        matcher._coef = coef
+        matcher._intercept = intercept
+        return matcher
+
+    # -- inference --------------------------------------------------------------------------------
+
+    def _correct(self, tokens: list[str]) -> list[str]:
+        if self._speller is None:
+            return tokens
+        return [self._speller.correct(t) for t in tokens]
+
+    def _matrix(self, tokenized: Sequence[list[str]]) -> sparse.csr_matrix:
+        indptr = [0]
+        indices: list[int] = []
+        data: list[float] = []
+        config = self.config
+        for tokens in tokenized:
+            for block, features, weight in (
+                (self._words, _word_features(tokens), config.word_weight),
+                (self._chars, _char_features(tokens, config.char_low, config.char_high), config.char_weight),
+            ):
+                columns, values = block.row(features, weight)
+                indices.extend(columns)
+                data.extend(values)
+            indptr.append(len(indices))
+        shape = (len(tokenized), self._words.size + self._chars.size)
+        return sparse.csr_matrix((np.array(data), np.array(indices, dtype=np.int64), indptr), shape=shape)
+
+    def _probabilities(self, questions: Sequence[str]) -> tuple[FloatArray, IntArray]:
+        tokenized = [self._correct(tokenize(q)) for q in questions]
+        matrix = self._matrix(tokenized)
+        scores = np.asarray(matrix @ self._coef) + self._intercept
+        return _softmax(scores), np.diff(matrix.indptr)
+
+    def probabilities(self, questions: Sequence[str]) -> FloatArray:
+        """Class probabilities (columns in `self.classes` order), one row per question."""
+        return self._probabilities(questions)[0]
+
+    def _decide(self, row: FloatArray, blank: bool, known_features: int) -> Match:
+        config = self.config
+        if blank:
+            return Match(None, 0.0, (), config.ambiguity_ratio, config.ambiguity_floor)
+        articles = row[self._article_columns]
+        order = np.argsort(-articles)[:2]
+        alternatives = tuple((self.article_ids[i], round(float(articles[i]), 6)) for i in order)
+        best_id, best = alternatives[0]
+        off = float(row[self._off])
+        if best >= config.threshold and best > off and known_features > 0:
+            return Match(best_id, best, alternatives, config.ambiguity_ratio, config.ambiguity_floor)
+        return Match(None, round(off, 6), alternatives, config.ambiguity_ratio, config.ambiguity_floor)
+
+    def match(self, question: str) -> Match:
+        return self.match_many([question])[0]
+
+    def match_many(self, questions: Iterable[str]) -> list[Match]:
+        """Match a batch at once (one sparse matrix product): what `calsync match` streams through."""
+        batch = [q[:MAX_QUESTION_CHARS] for q in questions]
+        if not batch:
+            return []
+        probabilities, known = self._probabilities(batch)
+        return [
+            self._decide(row, not q.strip(), int(n))
+            for row, q, n in zip(probabilities, batch, known, strict=True)
+        ]
