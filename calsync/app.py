@@ -23,7 +23,9 @@ from calsync.db import make_engine, make_session_factory
 from calsync.settings import Settings
 
 if TYPE_CHECKING:
+    from calsync.diagnostics.answer import Answer
     from calsync.diagnostics.troubleshooter import Troubleshooter
+    from calsync.knowledge.loader import KnowledgeBase
     from calsync.sandbox.runtime import SandboxEndpoints
     from calsync.sandbox.world import World
     from calsync.syncbackend.crypto import TokenCipher
@@ -241,16 +243,18 @@ def db_current() -> None:
 
 # -- question matcher: match, ask, demo ------------------------------------------------------------
 
-DEMO_QUESTIONS: tuple[str, ...] = (
-    "why isnt my apointment with Acme showing in my calender??",
-    "every appt shows up twice in gcal",
-    "my o365 calendar says disconnected",
-    "i click connect and nothing happens",
-    "moved my 3pm in outlook but salespartner still shows the old time",
-    "we're switching to outlook next month",
-    "appointment not showing after i changed it in my calendar",
-    "how do i reset my salespartner password",
-    "thanks!",
+DEMO_SCENARIO = Path(__file__).parent / "sandbox" / "scenarios" / "demo.yaml"
+# (rep, question): each rep asks about their own problem; the last one is off-topic.
+DEMO_QUESTIONS: tuple[tuple[str, str], ...] = (
+    ("carla@northwind.example", "why isnt my apointment showing in my calender??"),
+    ("dev@northwind.example", "my o365 calendar says not connected"),
+    ("kate@northwind.example", "just booked a demo with pied piper, where is it?"),
+    ("leo@northwind.example", "every appt shows up twice"),
+    ("farid@northwind.example", "my appointments aren't in my calendar"),
+    ("quinn@northwind.example", "why isn't my appointment showing"),
+    ("nora@northwind.example", "what happened to my renewal call with massive dynamic?"),
+    ("maya@northwind.example", "switched to outlook, why are my old meetings still in google?"),
+    ("ana@northwind.example", "how do i reset my salespartner password"),
 )
 
 
@@ -267,45 +271,101 @@ def match_command() -> None:
     stream_match(matcher, sys.stdin.buffer, utf8_stdout())
 
 
+def _print_answer(answer: Answer, knowledge: KnowledgeBase, *, as_json: bool, evidence: bool) -> None:
+    import json
+
+    from calsync.knowledge.streaming import utf8_stdout
+    from calsync.render.text import render_answer
+
+    if as_json:
+        utf8_stdout()  # JSON is UTF-8 whatever the locale says
+        typer.echo(json.dumps(answer.to_json(), ensure_ascii=False, default=str))
+        return
+    utf8_stdout(text=True)
+    Console().print(render_answer(answer, knowledge, evidence=evidence))
+
+
+def _answer(email: str, question: str | None, *, as_json: bool, evidence: bool) -> None:
+    import asyncio
+    import getpass
+
+    from calsync.diagnostics.troubleshooter import UnknownUser
+
+    with open_services() as services:
+        troubleshooter = build_troubleshooter(services)
+        try:
+            answer = asyncio.run(troubleshooter.answer(email, question, actor=f"cli:{getpass.getuser()}"))
+        except UnknownUser:
+            _note(f"No SalesPartner user has the email {email!r}; nothing was checked.")
+            raise typer.Exit(2) from None
+    _print_answer(answer, troubleshooter.knowledge, as_json=as_json, evidence=evidence)
+
+
 @cli.command("ask")
 def ask_command(
     email: str = typer.Argument(..., help="The rep asking (their SalesPartner email)."),
     question: str = typer.Argument(..., help="The question, as the rep wrote it."),
-    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON on stdout."),
 ) -> None:
-    """Answer QUESTION for the rep EMAIL: the matching help-center steps (diagnostics come later)."""
-    import json
+    """Answer QUESTION for the rep EMAIL as the bot would: live findings, marked steps, actions."""
+    _answer(email, question, as_json=as_json, evidence=False)
 
-    from calsync.knowledge.answer_text import answer_data, render_answer
-    from calsync.knowledge.loader import load_articles
-    from calsync.knowledge.matcher import Matcher
-    from calsync.knowledge.streaming import utf8_stdout
 
-    kb = load_articles()
-    match = Matcher.build(kb).match(question)
-    if as_json:
-        utf8_stdout()  # JSON is UTF-8 whatever the locale says
-        typer.echo(json.dumps(answer_data(email, question, match), ensure_ascii=False))
-        return
-    utf8_stdout(text=True)
-    render_answer(Console(), kb, question, match)
+@cli.command("diagnose")
+def diagnose_command(
+    email: str = typer.Argument(..., help="The rep to diagnose (their SalesPartner email)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the diagnosis as JSON on stdout."),
+) -> None:
+    """Run every check for the rep EMAIL and show the whole picture, evidence included (for agents)."""
+    _answer(email, None, as_json=as_json, evidence=True)
 
 
 @cli.command("demo")
 def demo_command() -> None:
-    """A short run of sample questions (typos, shorthand, off-topic, ambiguous) through `ask`."""
-    from calsync.knowledge.answer_text import render_answer
-    from calsync.knowledge.loader import load_articles
-    from calsync.knowledge.matcher import Matcher
-    from calsync.knowledge.streaming import utf8_stdout
+    """Load the demo scenario into the sandbox and show reps asking real questions, answered live."""
+    import asyncio
 
-    kb = load_articles()
-    matcher = Matcher.build(kb)
+    from calsync.knowledge.streaming import utf8_stdout
+    from calsync.render.text import render_answer
+    from calsync.sandbox.scenario import load_scenario
+
+    settings = Settings()
+    # The demo never touches a configured database or real providers: the embedded default only.
+    update: dict[str, object] = {"google_client_id": None, "microsoft_client_id": None}
+    if settings.database_url:
+        update["database_url"] = f"sqlite:///{(settings.state_dir / 'demo.db').resolve()}"
+    settings = settings.model_copy(update=update)
     utf8_stdout(text=True)
     console = Console()
-    for question, match in zip(DEMO_QUESTIONS, matcher.match_many(DEMO_QUESTIONS), strict=True):
-        console.rule()
-        render_answer(console, kb, question, match)
+    with open_services(settings) as services:
+        assert services.world is not None
+        load_scenario(
+            DEMO_SCENARIO,
+            sessions=services.sessions,
+            world=services.world,
+            cipher=services.cipher,
+            clock=services.clock,
+        )
+        _note(f"Loaded the demo scenario into {_safe_url(settings.resolved_database_url)}.")
+        troubleshooter = build_troubleshooter(services)
+
+        async def ask_all() -> list[Answer]:
+            return [
+                await troubleshooter.answer(email, question, actor="demo")
+                for email, question in DEMO_QUESTIONS
+            ]
+
+        for answer in asyncio.run(ask_all()):
+            console.rule()
+            console.print(render_answer(answer, troubleshooter.knowledge))
+    console.rule()
+    console.print(
+        'Try your own: calsync ask carla@northwind.example "why isn\'t my appointment showing" '
+        "(reps: ana, ben, carla, dev, erin, farid, gina, hugo, iris, jack, kate, leo, maya, nora, omar, pia, "
+        "quinn @northwind.example), or calsync diagnose EMAIL for an agent's view.",
+        markup=False,
+        highlight=False,
+    )
 
 
 @sandbox_cli.command("load")

@@ -32,9 +32,7 @@ class Settings(BaseSettings):
     google_client_secret: SecretStr | None = Field(default=None, alias="GOOGLE_CLIENT_SECRET")
     google_api_url: str = Field(default="https://www.googleapis.com", alias="GOOGLE_API_URL")
     google_token_url: str = Field(default="https://oauth2.googleapis.com/token", alias="GOOGLE_TOKEN_URL")
-    google_auth_url: str = Field(
-        default="https://accounts.google.com/o/oauth2/auth", alias="GOOGLE_AUTH_URL"
-    )
+    google_auth_url: str = Field(default="https://accounts.google.com/o/oauth2/auth", alias="GOOGLE_AUTH_URL")
 
     microsoft_client_id: str | None = Field(default=None, alias="MICROSOFT_CLIENT_ID")
     microsoft_client_secret: SecretStr | None = Field(default=None, alias="MICROSOFT_CLIENT_SECRET")

@@ -1,4 +1,4 @@
-"""`calsync match` and `calsync ask`, run as the real console command in a subprocess."""
+"""`calsync match`, run as the real console command in a subprocess."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from calsync.knowledge.loader import ARTICLE_IDS
 
 
 def _calsync() -> str:
@@ -125,52 +123,3 @@ def test_output_appears_before_stdin_is_closed() -> None:
         process.stdin.close()
         process.wait(timeout=30)
     assert process.returncode == 0
-
-
-def test_ask_json_shape() -> None:
-    result = run("ask", "rep@example.com", "my o365 calendar says not connected", "--json")
-    assert result.returncode == 0, result.stderr.decode()
-    answer = json.loads(result.stdout)
-    assert list(answer) == ["user", "question", "article", "findings", "articles", "actions"]
-    assert answer["user"] == "rep@example.com"
-    assert answer["question"] == "my o365 calendar says not connected"
-    assert answer["article"] == "not-connected"
-    assert answer["articles"][0] == "not-connected"
-    assert set(answer["articles"]) <= set(ARTICLE_IDS)
-    assert answer["findings"] == [] and answer["actions"] == []
-
-
-def test_ask_json_off_topic() -> None:
-    result = run("ask", "rep@example.com", "how do i reset my salespartner password?", "--json")
-    assert result.returncode == 0, result.stderr.decode()
-    answer = json.loads(result.stdout)
-    assert answer["article"] is None
-    assert answer["articles"] == []
-
-
-def test_ask_text_shows_the_steps() -> None:
-    result = run("ask", "rep@example.com", "popup blocked when i connect my calendar")
-    assert result.returncode == 0, result.stderr.decode()
-    text = result.stdout.decode("utf-8")
-    assert "Popup Blocked When Connecting" in text
-    assert "Always allow" in text
-
-
-def test_ask_text_off_topic_says_what_it_can_help_with() -> None:
-    result = run("ask", "rep@example.com", "where do I find my invoice")
-    assert result.returncode == 0, result.stderr.decode()
-    text = " ".join(result.stdout.decode("utf-8").split())
-    assert "I can help with" in text
-    for title in ("Duplicate Appointments", "Switching Calendar Providers", "Popup Blocked When Connecting"):
-        assert title in text
-    assert "SalesPartner support" in text
-    assert "password" in text and "billing" in text
-
-
-def test_demo_runs() -> None:
-    result = run("demo")
-    assert result.returncode == 0, result.stderr.decode()
-    text = result.stdout.decode("utf-8")
-    assert text.count("Q: ") >= 8
-    assert "Duplicate Appointments" in text
-    assert "I can help with" in text

@@ -191,6 +191,7 @@ class AppointmentSpec(_Spec):
 
 class SyncRunSpec(_Spec):
     connection: str  # account email of one of the user's connections
+    provider: Literal["google", "microsoft"] | None = None  # needed when the email is on both
     direction: Literal["push", "pull", "health"]
     started: When
     finished: When | None = None
@@ -299,6 +300,25 @@ def read_scenario(path: Path) -> Scenario:
     return scenario
 
 
+def _matching_connections(user: UserSpec, email: str, provider: str | None) -> list[int]:
+    return [
+        index
+        for index, connection in enumerate(user.connections)
+        if connection.account.lower() == email.lower() and provider in (None, connection.provider)
+    ]
+
+
+def _reference_problem(user: UserSpec, email: str, provider: str | None) -> str | None:
+    """Why a link's or sync run's `connection` (+ `provider`) does not name exactly one connection."""
+    matches = _matching_connections(user, email, provider)
+    if not matches:
+        where = f" on {provider}" if provider else ""
+        return f"{email}{where} is not one of this user's connections"
+    if len(matches) > 1:
+        return f"{email} is connected on more than one provider: say which with `provider:`"
+    return None
+
+
 def _check_references(path: Path, scenario: Scenario, lines: dict[tuple[Any, ...], int]) -> None:
     problems: list[str] = []
 
@@ -318,7 +338,6 @@ def _check_references(path: Path, scenario: Scenario, lines: dict[tuple[Any, ...
             problem(("users", index, "slack_user_id"), f"{slack_id} is used by two users")
     appointment_ids: set[str] = set()
     for user_index, user in enumerate(scenario.users):
-        own = {connection.account.lower() for connection in user.connections}
         for index, connection in enumerate(user.connections):
             if (connection.provider, connection.account.lower()) not in accounts:
                 problem(
@@ -330,25 +349,16 @@ def _check_references(path: Path, scenario: Scenario, lines: dict[tuple[Any, ...
                 problem(("users", user_index, "appointments", index, "id"), f"{appointment.id} is used twice")
             appointment_ids.add(appointment.id)
             for link_index, link in enumerate(appointment.links):
-                if link.connection.lower() not in own:
+                trouble = _reference_problem(user, link.connection, link.provider)
+                if trouble:
                     problem(
                         ("users", user_index, "appointments", index, "links", link_index, "connection"),
-                        f"{link.connection} is not one of this user's connections",
-                    )
-                elif link.provider and not any(
-                    (c.provider, c.account.lower()) == (link.provider, link.connection.lower())
-                    for c in user.connections
-                ):
-                    problem(
-                        ("users", user_index, "appointments", index, "links", link_index, "provider"),
-                        f"{link.connection} is not connected on {link.provider}",
+                        trouble,
                     )
         for index, run in enumerate(user.sync_runs):
-            if run.connection.lower() not in own:
-                problem(
-                    ("users", user_index, "sync_runs", index, "connection"),
-                    f"{run.connection} is not one of this user's connections",
-                )
+            trouble = _reference_problem(user, run.connection, run.provider)
+            if trouble:
+                problem(("users", user_index, "sync_runs", index, "connection"), trouble)
     for account_index, account in enumerate(scenario.accounts):
         for calendar_index, calendar in enumerate(account.calendars):
             for event_index, event in enumerate(calendar.events):
@@ -477,8 +487,7 @@ def _write(
         user = User(email=spec.email, name=spec.name, role=spec.role, slack_user_id=spec.slack_user_id)
         session.add(user)
         session.flush()
-        connections: dict[str, CalendarConnection] = {}
-        by_provider: dict[tuple[str, str], CalendarConnection] = {}
+        connections: list[CalendarConnection] = []  # in the order of spec.connections
         for connection_spec in spec.connections:
             account_email = connection_spec.account.lower()
             connection = CalendarConnection(
@@ -504,8 +513,7 @@ def _write(
             )
             session.add(connection)
             session.flush()
-            connections[account_email] = connection
-            by_provider[(connection_spec.provider, account_email)] = connection
+            connections.append(connection)
         for appointment_spec in spec.appointments:
             start = parse_when(appointment_spec.start, now)
             booked = parse_when(appointment_spec.booked, now)
@@ -527,11 +535,7 @@ def _write(
             session.flush()
             appointments += 1
             for link in appointment_spec.links:
-                connection = (
-                    by_provider[(link.provider, link.connection.lower())]
-                    if link.provider
-                    else connections[link.connection.lower()]
-                )
+                connection = connections[_matching_connections(spec, link.connection, link.provider)[0]]
                 session.add(
                     EventLink(
                         appointment_id=appointment_spec.id,
@@ -547,7 +551,9 @@ def _write(
         for run in spec.sync_runs:
             session.add(
                 SyncRun(
-                    connection_id=connections[run.connection.lower()].id,
+                    connection_id=connections[
+                        _matching_connections(spec, run.connection, run.provider)[0]
+                    ].id,
                     direction=run.direction,
                     started_at=parse_when(run.started, now),
                     finished_at=None

@@ -75,6 +75,22 @@ users:
       - {provider: google, account: a@x.example, selected_calendar: a@x.example}
 """
 
+# The same email connected on Google and on Outlook (a provider switch): a sync run must say which.
+AMBIGUOUS = """\
+accounts:
+  - {provider: google, email: a@x.example}
+  - {provider: microsoft, email: a@x.example}
+users:
+  - email: a@x.example
+    connections:
+      - {provider: google, account: a@x.example, active: false}
+      - {provider: microsoft, account: a@x.example}
+    sync_runs:
+      - {connection: a@x.example, provider: microsoft, direction: push, started: -1h}
+      - {connection: a@x.example, provider: google, direction: push, started: -9d}
+      - {connection: a@x.example, direction: push, started: -1h}
+"""
+
 MALFORMED = [
     pytest.param("accounts: [\n  - provider: google\n", 2, "not valid YAML", id="yaml-syntax"),
     pytest.param("- just\n- a list\n", 1, "a scenario is a mapping", id="not-a-mapping"),
@@ -119,6 +135,12 @@ MALFORMED = [
         11,
         "not one of this user's connections",
         id="run-on-foreign-connection",
+    ),
+    pytest.param(
+        AMBIGUOUS,
+        12,
+        "connected on more than one provider: say which with `provider:`",
+        id="ambiguous-connection",
     ),
     pytest.param(
         GOOD_HEAD + "faults:\n  - {provider: google, kind: meltdown}\n",

@@ -1,0 +1,203 @@
+"""`Troubleshooter.answer(email, question)`: match the question to an article, run the checks that
+article needs (all of them for a diagnosis), and build the `Answer`.
+
+Database work runs in worker threads (one short transaction to read the snapshot, one to store
+refreshed tokens and the audit entry) so the event loop only ever waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from calsync.db import transaction
+from calsync.diagnostics.answer import (
+    Answer,
+    actions_for,
+    articles_for,
+    verdict_for,
+)
+from calsync.diagnostics.check import Check, CheckContext
+from calsync.diagnostics.findings import by_severity
+from calsync.diagnostics.live import LiveView
+from calsync.diagnostics.runner import DEFAULT_BUDGET, run_checks
+from calsync.diagnostics.state import RepState, find_user, load_rep_state
+from calsync.knowledge.loader import KnowledgeBase
+from calsync.syncbackend.crypto import TokenCipher
+from calsync.syncbackend.models import AuditEntry, CalendarConnection, MissingTokenError
+from calsync.syncbackend.providers.base import Authorization, CalendarProvider
+
+# Every diagnosis includes the connection check: a dead grant explains almost any symptom.
+ALWAYS = ("connection",)
+
+
+class UnknownUser(LookupError):
+    """No SalesPartner user has this email."""
+
+
+class QuestionMatcher(Protocol):
+    def match(self, question: str) -> _Match: ...
+
+
+class _Match(Protocol):
+    @property
+    def article(self) -> str | None: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def alternatives(self) -> tuple[tuple[str, float], ...]: ...
+    @property
+    def ambiguous(self) -> bool: ...
+
+
+ReconnectUrl = Callable[[str, str], str | None]  # (rep email, provider) -> link
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    rep: RepState
+    authorizations: dict[int, Authorization]
+
+
+class Troubleshooter:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        providers: Mapping[str, CalendarProvider],
+        cipher: TokenCipher,
+        knowledge: KnowledgeBase,
+        matcher: QuestionMatcher,
+        checks: Sequence[Check],
+        clock: Callable[[], datetime],
+        reconnect_url: ReconnectUrl,
+        budget: float = DEFAULT_BUDGET,
+    ) -> None:
+        self.sessions = sessions
+        self.providers = providers
+        self.cipher = cipher
+        self.knowledge = knowledge
+        self.matcher = matcher
+        self.checks = tuple(checks)
+        self.clock = clock
+        self.reconnect_url = reconnect_url
+        self.budget = budget
+
+    async def diagnose(self, email: str, *, actor: str = "system") -> Answer:
+        return await self.answer(email, None, actor=actor)
+
+    async def answer(self, email: str, question: str | None = None, *, actor: str = "system") -> Answer:
+        """The whole answer for `email`; raises `UnknownUser` when there is no such user."""
+        started = time.perf_counter()
+        match = self.matcher.match(question) if question is not None else None
+        now = self.clock()
+        snapshot = await asyncio.to_thread(self._read, email, now)
+        rep = snapshot.rep
+        if match is not None and match.article is None:
+            answer = Answer(
+                user=rep.email,
+                user_name=rep.name,
+                question=question,
+                article=None,
+                findings=(),
+                articles=(),
+                actions=(),
+                verdict=(
+                    "I'm not sure which calendar problem this is."
+                    if match.ambiguous
+                    else "That's not something I can help with — I answer questions about calendar sync."
+                ),
+                checked_at=now,
+                confidence=match.confidence,
+                alternatives=match.alternatives if match.ambiguous else (),
+                ambiguous=match.ambiguous,
+                off_topic=True,
+            )
+            await asyncio.to_thread(self._store, snapshot, answer, actor, time.perf_counter() - started)
+            return answer
+
+        matched: list[str] = []
+        if match is not None and match.article is not None:
+            matched.append(match.article)
+            if match.ambiguous:
+                matched.extend(article for article, _ in match.alternatives if article not in matched)
+        checks = self._checks_for(matched)
+        live = LiveView(self.providers, snapshot.authorizations, now)
+        try:
+            findings = by_severity(
+                await run_checks(checks, CheckContext(rep, now, live, question), budget=self.budget)
+            )
+        finally:
+            await live.close()
+        checks_run = tuple(check.name for check in checks)
+        answer = Answer(
+            user=rep.email,
+            user_name=rep.name,
+            question=question,
+            article=match.article if match else None,
+            findings=tuple(findings),
+            articles=articles_for(self.knowledge, matched, findings, checks_run),
+            actions=actions_for(findings, lambda provider: self.reconnect_url(rep.email, provider)),
+            verdict=verdict_for(findings),
+            checked_at=now,
+            confidence=match.confidence if match else None,
+            alternatives=match.alternatives if match else (),
+            ambiguous=bool(match and match.ambiguous),
+            checks_run=checks_run,
+        )
+        await asyncio.to_thread(self._store, snapshot, answer, actor, time.perf_counter() - started)
+        return answer
+
+    def _checks_for(self, articles: Sequence[str]) -> tuple[Check, ...]:
+        if not articles:
+            return self.checks
+        wanted = set(ALWAYS)
+        for article_id in articles:
+            wanted.update(self.knowledge.get(article_id).checks_for())
+        return tuple(check for check in self.checks if check.name in wanted)
+
+    def _read(self, email: str, now: datetime) -> _Snapshot:
+        with self.sessions() as session:
+            user = find_user(session, email)
+            if user is None:
+                raise UnknownUser(email)
+            rep = load_rep_state(session, user, now)
+            authorizations = {}
+            for connection in session.query(CalendarConnection).filter_by(user_id=user.id):
+                try:
+                    authorizations[connection.id] = connection.authorization(self.cipher)
+                except MissingTokenError:
+                    continue
+            return _Snapshot(rep, authorizations)
+
+    def _store(self, snapshot: _Snapshot, answer: Answer, actor: str, seconds: float) -> None:
+        """Keep tokens a provider refreshed (Microsoft rotates refresh tokens) and audit the diagnosis."""
+        with transaction(self.sessions) as session:
+            for connection_id, auth in snapshot.authorizations.items():
+                if not auth.refreshed:
+                    continue
+                connection = session.get(CalendarConnection, connection_id)
+                if connection is not None:
+                    connection.store_authorization(self.cipher, auth)
+                    connection.last_refreshed_at = answer.checked_at
+            session.add(
+                AuditEntry(
+                    at=answer.checked_at,
+                    actor=actor,
+                    action="ask" if answer.question is not None else "diagnose",
+                    subject_user_id=snapshot.rep.user_id,
+                    detail={
+                        "question": answer.question,
+                        "article": answer.article,
+                        "codes": [finding.code for finding in answer.findings],
+                        "seconds": round(seconds, 3),
+                    },
+                    result=answer.worst.value if not answer.off_topic else "off_topic",
+                )
+            )

@@ -1,0 +1,1 @@
+"""Renderers: one per surface, all from the same `Answer`."""

@@ -1,0 +1,149 @@
+"""A sandbox for tests: the real emulators on loopback ports, a migrated database, the real provider
+clients pointed at the emulators, and helpers to load a scenario and run checks or whole answers.
+
+The emulators and the database live for the test session; `reset()` empties every table between
+tests. Provider retries never sleep: the providers get a recording fake `sleep`.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from calsync.db import make_session_factory, transaction
+from calsync.diagnostics.check import Check, CheckContext
+from calsync.diagnostics.findings import Finding
+from calsync.diagnostics.live import LiveView
+from calsync.diagnostics.runner import run_checks
+from calsync.diagnostics.state import find_user, load_rep_state
+from calsync.sandbox.runtime import GOOGLE_CLIENT_ID, MICROSOFT_CLIENT_ID, SandboxEndpoints
+from calsync.sandbox.scenario import load_scenario
+from calsync.sandbox.world import SandboxBase, World
+from calsync.syncbackend.crypto import TokenCipher
+from calsync.syncbackend.models import Base, CalendarConnection, MissingTokenError
+from calsync.syncbackend.providers.base import Authorization, CalendarProvider
+from calsync.syncbackend.providers.google import GoogleProvider
+from calsync.syncbackend.providers.microsoft import MicrosoftProvider
+
+FIXED_NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+
+class MutableClock:
+    """One clock for the emulators, the providers and the code under test; reset per test."""
+
+    def __init__(self, now: datetime = FIXED_NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class RecordingSleep:
+    calls: list[float] = field(default_factory=list)
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@dataclass
+class Sandbox:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    world: World
+    cipher: TokenCipher
+    clock: MutableClock
+    endpoints: SandboxEndpoints
+    sleep: RecordingSleep
+    tmp_dir: Path
+    providers: dict[str, CalendarProvider] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        engine: Engine,
+        world: World,
+        cipher: TokenCipher,
+        clock: MutableClock,
+        endpoints: SandboxEndpoints,
+        tmp_dir: Path,
+        *,
+        timeout: float = 2.0,
+        retry_budget: float = 1.0,
+    ) -> Sandbox:
+        sleep = RecordingSleep()
+        sandbox = cls(engine, make_session_factory(engine), world, cipher, clock, endpoints, sleep, tmp_dir)
+        sandbox.providers = {
+            "google": GoogleProvider(
+                api_url=endpoints.google_url,
+                token_url=f"{endpoints.google_url}/token",
+                client_id=GOOGLE_CLIENT_ID,
+                client_secret=endpoints.google_client_secret,
+                timeout=timeout,
+                retry_budget=retry_budget,
+                sleep=sleep,
+                clock=clock,
+            ),
+            "microsoft": MicrosoftProvider(
+                authority=f"{endpoints.microsoft_url}/common",
+                graph_url=f"{endpoints.microsoft_url}/v1.0",
+                client_id=MICROSOFT_CLIENT_ID,
+                client_secret=endpoints.microsoft_client_secret,
+                ca_bundle=endpoints.ca_path,
+                timeout=timeout,
+                retry_budget=retry_budget,
+                sleep=sleep,
+                clock=clock,
+            ),
+        }
+        return sandbox
+
+    def reset(self) -> None:
+        """Empty the product tables and the sandbox world; put the clock back."""
+        with transaction(self.sessions) as session:
+            for table in reversed(Base.metadata.sorted_tables):
+                session.execute(delete(table))
+            for table in reversed(SandboxBase.metadata.sorted_tables):
+                session.execute(delete(table))
+        self.clock.now = FIXED_NOW
+        self.sleep.calls.clear()
+
+    def load(self, scenario: str) -> None:
+        """Load a scenario given as YAML text (dedented)."""
+        path = self.tmp_dir / "scenario.yaml"
+        path.write_text(textwrap.dedent(scenario))
+        load_scenario(path, sessions=self.sessions, world=self.world, cipher=self.cipher, clock=self.clock)
+
+    def load_file(self, path: Path) -> None:
+        load_scenario(path, sessions=self.sessions, world=self.world, cipher=self.cipher, clock=self.clock)
+
+    def context(self, email: str, question: str | None = None) -> CheckContext:
+        now = self.clock()
+        with self.sessions() as session:
+            user = find_user(session, email)
+            assert user is not None, f"no user {email} in the scenario"
+            rep = load_rep_state(session, user, now)
+            authorizations: dict[int, Authorization] = {}
+            for connection in session.query(CalendarConnection).filter_by(user_id=user.id):
+                try:
+                    authorizations[connection.id] = connection.authorization(self.cipher)
+                except MissingTokenError:
+                    continue
+        return CheckContext(rep, now, LiveView(self.providers, authorizations, now), question)
+
+    async def run(self, checks: Sequence[Check], email: str, question: str | None = None) -> list[Finding]:
+        context = self.context(email, question)
+        try:
+            return await run_checks(checks, context)
+        finally:
+            await context.live.close()
+
+
+def codes(findings: Sequence[Finding]) -> list[str]:
+    return [finding.code for finding in findings]
