@@ -37,6 +37,8 @@ test: lint typecheck pytest
 
 bench: setup
 	$(BIN)/python benchmarks/matcher_bench.py
+	$(BIN)/python benchmarks/diagnosis_bench.py
+	$(BIN)/python benchmarks/duplicates_bench.py
 
 clean:
 	rm -rf $(VENV) .calsync .pytest_cache .mypy_cache .ruff_cache

@@ -92,6 +92,15 @@ class Answer:
     checks_run: tuple[str, ...] = field(default=())
 
     @property
+    def visible_findings(self) -> tuple[Finding, ...]:
+        """What a rep is shown: everything that is not `ok`, and the `ok` findings of the checks the
+        shown articles relate to (all of them for a diagnosis without a question)."""
+        if self.question is None:
+            return self.findings
+        related = {name for shown in self.articles for name in shown.article.checks_for()}
+        return tuple(f for f in self.findings if f.severity is not Severity.OK or f.check in related)
+
+    @property
     def problems(self) -> tuple[Finding, ...]:
         return tuple(finding for finding in self.findings if finding.is_problem)
 
@@ -148,9 +157,12 @@ def articles_for(
     its article only when the matched articles have no step about its check already.
     """
     covered = {name for article_id in matched for name in knowledge.get(article_id).checks_for()}
+    ordered = by_severity(list(findings))
+    # When nothing is wrong but something is worth knowing, that thing leads (and so does its article).
+    leading_info = ordered[0] if ordered and ordered[0].severity is Severity.INFO else None
     called_for: list[str] = []
-    for finding in by_severity(list(findings)):
-        if finding.severity not in (Severity.ERROR, Severity.WARNING):
+    for finding in ordered:
+        if finding.severity not in (Severity.ERROR, Severity.WARNING) and finding is not leading_info:
             continue
         article_id = ARTICLE_FOR_CODE.get(finding.code) or ARTICLE_FOR_CHECK.get(finding.check)
         if not article_id or article_id in called_for or article_id in matched:

@@ -33,9 +33,6 @@ from calsync.syncbackend.crypto import TokenCipher
 from calsync.syncbackend.models import AuditEntry, CalendarConnection, MissingTokenError
 from calsync.syncbackend.providers.base import Authorization, CalendarProvider
 
-# Every diagnosis includes the connection check: a dead grant explains almost any symptom.
-ALWAYS = ("connection",)
-
 
 class UnknownUser(LookupError):
     """No SalesPartner user has this email."""
@@ -127,7 +124,11 @@ class Troubleshooter:
             matched.append(match.article)
             if match.ambiguous:
                 matched.extend(article for article, _ in match.alternatives if article not in matched)
-        checks = self._checks_for(matched)
+        # Every on-topic question runs every check: they share one live view, so the extra checks
+        # cost no extra round trip, and a rep asking "why isn't my appointment showing" whose real
+        # problem is a provider switch or a deleted event hears about it. The article decides
+        # which steps are shown and which `ok` findings are worth showing.
+        checks = self.checks
         live = LiveView(self.providers, snapshot.authorizations, now)
         try:
             findings = by_severity(
@@ -153,14 +154,6 @@ class Troubleshooter:
         )
         await asyncio.to_thread(self._store, snapshot, answer, actor, time.perf_counter() - started)
         return answer
-
-    def _checks_for(self, articles: Sequence[str]) -> tuple[Check, ...]:
-        if not articles:
-            return self.checks
-        wanted = set(ALWAYS)
-        for article_id in articles:
-            wanted.update(self.knowledge.get(article_id).checks_for())
-        return tuple(check for check in self.checks if check.name in wanted)
 
     def _read(self, email: str, now: datetime) -> _Snapshot:
         with self.sessions() as session:

@@ -85,10 +85,11 @@ def render_answer(answer: Answer, knowledge: KnowledgeBase, *, evidence: bool = 
     if answer.ambiguous and len(answer.articles) > 1:
         titles = " or ".join(f"“{shown.article.title}”" for shown in answer.articles if shown.matched)
         parts.append(Text(f"Did you mean {titles}? Both are below.", style="yellow"))
-    if answer.findings:
+    findings = answer.findings if evidence else answer.visible_findings
+    if findings:
         parts.append(Text(""))
         parts.append(Text("What I found", style="bold underline"))
-        parts.extend(_finding(finding, evidence) for finding in answer.findings)
+        parts.extend(_finding(finding, evidence) for finding in findings)
     for shown in answer.articles:
         parts.append(Text(""))
         parts.append(_article(shown))
