@@ -90,6 +90,7 @@ class Answer:
     off_topic: bool = False
     user_name: str = ""
     checks_run: tuple[str, ...] = field(default=())
+    diagnosis_id: str | None = None  # the audit entry of this answer: feedback and support refer to it
 
     @property
     def visible_findings(self) -> tuple[Finding, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -116,8 +116,10 @@ class Troubleshooter:
                 ambiguous=match.ambiguous,
                 off_topic=True,
             )
-            await asyncio.to_thread(self._store, snapshot, answer, actor, time.perf_counter() - started)
-            return answer
+            diagnosis_id = await asyncio.to_thread(
+                self._store, snapshot, answer, actor, time.perf_counter() - started
+            )
+            return replace(answer, diagnosis_id=diagnosis_id)
 
         matched: list[str] = []
         if match is not None and match.article is not None:
@@ -152,8 +154,10 @@ class Troubleshooter:
             ambiguous=bool(match and match.ambiguous),
             checks_run=checks_run,
         )
-        await asyncio.to_thread(self._store, snapshot, answer, actor, time.perf_counter() - started)
-        return answer
+        diagnosis_id = await asyncio.to_thread(
+            self._store, snapshot, answer, actor, time.perf_counter() - started
+        )
+        return replace(answer, diagnosis_id=diagnosis_id)
 
     def _read(self, email: str, now: datetime) -> _Snapshot:
         with self.sessions() as session:
@@ -169,8 +173,9 @@ class Troubleshooter:
                     continue
             return _Snapshot(rep, authorizations)
 
-    def _store(self, snapshot: _Snapshot, answer: Answer, actor: str, seconds: float) -> None:
-        """Keep tokens a provider refreshed (Microsoft rotates refresh tokens) and audit the diagnosis."""
+    def _store(self, snapshot: _Snapshot, answer: Answer, actor: str, seconds: float) -> str:
+        """Keep tokens a provider refreshed (Microsoft rotates refresh tokens) and audit the diagnosis;
+        the audit entry's id is the diagnosis id."""
         with transaction(self.sessions) as session:
             for connection_id, auth in snapshot.authorizations.items():
                 if not auth.refreshed:
@@ -179,18 +184,19 @@ class Troubleshooter:
                 if connection is not None:
                     connection.store_authorization(self.cipher, auth)
                     connection.last_refreshed_at = answer.checked_at
-            session.add(
-                AuditEntry(
-                    at=answer.checked_at,
-                    actor=actor,
-                    action="ask" if answer.question is not None else "diagnose",
-                    subject_user_id=snapshot.rep.user_id,
-                    detail={
-                        "question": answer.question,
-                        "article": answer.article,
-                        "codes": [finding.code for finding in answer.findings],
-                        "seconds": round(seconds, 3),
-                    },
-                    result=answer.worst.value if not answer.off_topic else "off_topic",
-                )
+            entry = AuditEntry(
+                at=answer.checked_at,
+                actor=actor,
+                action="ask" if answer.question is not None else "diagnose",
+                subject_user_id=snapshot.rep.user_id,
+                detail={
+                    "question": answer.question,
+                    "article": answer.article,
+                    "codes": [finding.code for finding in answer.findings],
+                    "seconds": round(seconds, 3),
+                },
+                result=answer.worst.value if not answer.off_topic else "off_topic",
             )
+            session.add(entry)
+            session.flush()
+            return str(entry.id)

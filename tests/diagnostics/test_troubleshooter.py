@@ -177,6 +177,7 @@ async def test_rotated_refresh_tokens_are_stored_and_the_diagnosis_audited(
         ("U0AGENT", "diagnose", "ok")
     ] * 2
     assert entries[0].detail["codes"][0] == "connection.ok"
+    assert [first.diagnosis_id, second.diagnosis_id] == [str(entry.id) for entry in entries]
 
 
 async def _crashes(context: CheckContext) -> list[Finding]:
