@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/matcher_bench.py            # the report in BENCHMARKS.md
     .venv/bin/python benchmarks/matcher_bench.py --tune     # plus the hyper-parameter grid
+    .venv/bin/python benchmarks/matcher_bench.py --dev-only # just the dev set, baseline vs now
+    .venv/bin/python benchmarks/matcher_bench.py --baseline DIR_OR_GIT_REV  # another baseline
 
 Prints a Markdown section (paste it into BENCHMARKS.md). What it measures:
 
@@ -11,8 +13,14 @@ Prints a Markdown section (paste it into BENCHMARKS.md). What it measures:
   of the threshold (the best article needs at least that probability, else "not sure" = null).
 - The same folds with the test questions mangled by random typos (a deleted, doubled, swapped or
   replaced letter in ~1 of 3 words), to see how much typos cost.
-- A small dev set written separately from training.yaml (below): a rough check that the figures
-  hold on phrasings the matcher never saw in any fold.
+- The dev set `benchmarks/matcher_dev.yaml` (same layout as training.yaml, never trained on): ~230
+  questions written apart from the training data, the way reps write in Slack (vague, indirect, no
+  calendar words, names and times, one-word messages, hard off-topic ones). The matcher is trained on
+  everything and judged on it: accuracy, per-class precision / recall, the off-topic false-positive
+  rate (off-topic questions given an article) and the wrong-confident rate (any question answered
+  with an article that is not the right one), side by side for a baseline (by default the matcher
+  and training.yaml of git revision `BASELINE_REV`, before the robustness work) and the current code.
+- A small older dev set (`LEGACY_DEV_SET`, below): a regression check.
 - Threshold choice: the one with the lowest cost, where answering with the wrong article (or
   answering an off-topic question at all) costs 3 and "not sure" on an on-topic question costs 1.
 - Latency: `Matcher.match` per question, median of 5 runs over 2000 questions after a warm-up;
@@ -25,15 +33,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import importlib.util
 import os
 import platform
 import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -52,12 +63,17 @@ from calsync.knowledge.matcher import (  # noqa: E402
     load_training,
 )
 
+DEV_PATH = ROOT / "benchmarks" / "matcher_dev.yaml"
+# The matcher and training.yaml before the robustness work (dev set, placeholders, concepts, the
+# short-message rule): the "before" column of the dev-set report.
+BASELINE_REV = "c81df52"
+
 WRONG_COST = 3.0  # a confident wrong article (or any article for an off-topic question)
 UNSURE_COST = 1.0  # "not sure" for a question one of the articles answers
 THRESHOLDS = (0.0, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 
-# Written apart from training.yaml (and different from the unit tests): a sanity check on fresh text.
-DEV_SET: tuple[tuple[str, str | None], ...] = (
+# The first dev set, written apart from training.yaml (and the unit tests): kept as a regression check.
+LEGACY_DEV_SET: tuple[tuple[str, str | None], ...] = (
     ("my appointmnt from this morning never landed in google calendar", "not-showing"),
     ("booked a call w/ Stark Industries for 11, not in outlook", "not-showing"),
     ("SP shows the booking but my cal is blank", "not-showing"),
@@ -140,15 +156,20 @@ def mangle(question: str, rng: random.Random) -> str:
 
 
 def decide(
-    probabilities: np.ndarray, known: np.ndarray, classes: Sequence[str], threshold: float
+    probabilities: np.ndarray,
+    known: np.ndarray,
+    classes: Sequence[str],
+    threshold: float,
+    vague: Sequence[bool] | None = None,
 ) -> list[str]:
     """The matcher's rule, with `off_topic` standing for null (mirrors `Matcher._decide`)."""
     off = classes.index(OFF_TOPIC)
     article_columns = [i for i, c in enumerate(classes) if c != OFF_TOPIC]
     labels: list[str] = []
-    for row, n in zip(probabilities, known, strict=True):
+    flags = vague if vague is not None else [False] * len(known)
+    for row, n, v in zip(probabilities, known, flags, strict=True):
         best = max(article_columns, key=lambda i: row[i])
-        ok = row[best] >= threshold and row[best] > row[off] and n > 0
+        ok = row[best] >= threshold and row[best] > row[off] and n > 0 and not v
         labels.append(classes[best] if ok else OFF_TOPIC)
     return labels
 
@@ -167,6 +188,7 @@ class CvResult:
     truth: list[str]
     probabilities: np.ndarray
     known: np.ndarray
+    vague: list[bool]
     top_two_hits: int  # among ambiguous answers: true label is one of the two alternatives
     ambiguous: int
     on_topic: int
@@ -187,15 +209,17 @@ def cross_validate(
     truth: list[str] = []
     probabilities: list[np.ndarray] = []
     known: list[np.ndarray] = []
+    vague: list[bool] = []
     hits = ambiguous = on_topic = 0
     for train, test in splitter.split(np.zeros(len(labels)), labels):
         matcher = Matcher.train([questions[i] for i in train], [labels[i] for i in train], kb.ids, config)
         test_questions = [questions[i] for i in test]
         if typos:
             test_questions = [mangle(q, rng) for q in test_questions]
-        probs, n = matcher._probabilities(test_questions)
+        probs, n, v = matcher._score(test_questions)
         probabilities.append(probs)
         known.append(n)
+        vague.extend(v)
         truth.extend(labels[i] for i in test)
         for match, i in zip(matcher.match_many(test_questions), test, strict=True):
             if labels[i] != OFF_TOPIC:
@@ -204,14 +228,14 @@ def cross_validate(
                     ambiguous += 1
                     hits += labels[i] in {a for a, _ in match.alternatives}
     del classes
-    return CvResult(truth, np.vstack(probabilities), np.concatenate(known), hits, ambiguous, on_topic)
+    return CvResult(truth, np.vstack(probabilities), np.concatenate(known), vague, hits, ambiguous, on_topic)
 
 
 def sweep(result: CvResult, classes: Sequence[str]) -> list[dict[str, float]]:
     rows = []
     truth = result.truth
     for threshold in THRESHOLDS:
-        predicted = decide(result.probabilities, result.known, classes, threshold)
+        predicted = decide(result.probabilities, result.known, classes, threshold, result.vague)
         on = [(t, p) for t, p in zip(truth, predicted, strict=True) if t != OFF_TOPIC]
         off = [(t, p) for t, p in zip(truth, predicted, strict=True) if t == OFF_TOPIC]
         answered = [(t, p) for t, p in on if p != OFF_TOPIC]
@@ -267,6 +291,142 @@ def sweep_table(rows: list[dict[str, float]], chosen: float) -> list[str]:
     return lines
 
 
+def load_dev(path: Path = DEV_PATH) -> list[tuple[str, str]]:
+    """(question, label) pairs from the dev YAML; label `OFF_TOPIC` stands for null."""
+    return [(q, label) for label, questions in load_training(path).items() for q in questions]
+
+
+def load_baseline(spec: str, kb: KnowledgeBase) -> tuple[str, Any]:
+    """A baseline matcher: `spec` is a directory holding matcher.py + training.yaml, or a git revision."""
+    tmp = Path(tempfile.mkdtemp(prefix="matcher-baseline-"))
+    source = Path(spec)
+    if source.is_dir():
+        (tmp / "matcher.py").write_bytes((source / "matcher.py").read_bytes())
+        (tmp / "training.yaml").write_bytes((source / "training.yaml").read_bytes())
+        name = str(source)
+    else:
+        for path, target in (
+            ("calsync/knowledge/matcher.py", "matcher.py"),
+            ("calsync/knowledge/training.yaml", "training.yaml"),
+        ):
+            blob = subprocess.run(
+                ["git", "show", f"{spec}:{path}"], cwd=ROOT, check=True, capture_output=True
+            ).stdout
+            (tmp / target).write_bytes(blob)
+        name = f"git {spec}"
+    module_spec = importlib.util.spec_from_file_location("_baseline_matcher", tmp / "matcher.py")
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules["_baseline_matcher"] = module  # dataclasses look their module up by name
+    module_spec.loader.exec_module(module)
+    return name, module.Matcher.build(kb, tmp / "training.yaml")
+
+
+@dataclasses.dataclass
+class DevResult:
+    truth: list[str]
+    predicted: list[str]
+    ambiguous: list[bool]
+    accuracy: float
+    off_fp: float  # off-topic questions given an article
+    wrong: float  # any question answered with an article that is not the right one
+    on_null: float  # on-topic questions answered null
+    on_correct: float
+
+
+def evaluate_dev(matcher: Any, dev: Sequence[tuple[str, str]]) -> DevResult:
+    matches = matcher.match_many([q for q, _ in dev])
+    truth = [label for _, label in dev]
+    predicted = [m.article or OFF_TOPIC for m in matches]
+    pairs = list(zip(truth, predicted, strict=True))
+    off = [p for t, p in pairs if t == OFF_TOPIC]
+    on = [(t, p) for t, p in pairs if t != OFF_TOPIC]
+    return DevResult(
+        truth=truth,
+        predicted=predicted,
+        ambiguous=[bool(m.ambiguous) for m in matches],
+        accuracy=float(np.mean([t == p for t, p in pairs])),
+        off_fp=sum(p != OFF_TOPIC for p in off) / len(off),
+        wrong=sum(p not in (t, OFF_TOPIC) for t, p in pairs) / len(pairs),
+        on_null=sum(p == OFF_TOPIC for _, p in on) / len(on),
+        on_correct=sum(t == p for t, p in on) / len(on),
+    )
+
+
+def dev_tables(
+    before: DevResult, after: DevResult, classes: Sequence[str], names: tuple[str, str]
+) -> list[str]:
+    lines = [
+        f"| metric | {names[0]} | {names[1]} |",
+        "|---|---:|---:|",
+        f"| accuracy | {before.accuracy:.3f} | {after.accuracy:.3f} |",
+        f"| on-topic: right article | {before.on_correct:.3f} | {after.on_correct:.3f} |",
+        f"| on-topic: null (not sure) | {before.on_null:.3f} | {after.on_null:.3f} |",
+        f"| off-topic false-positive rate (off-topic given an article) | {before.off_fp:.3f} | {after.off_fp:.3f} |",
+        f"| wrong-confident rate (answered with a wrong article, all questions) | {before.wrong:.3f} "
+        f"| {after.wrong:.3f} |",
+        "",
+        f"| class | n | P {names[0]} | R {names[0]} | P {names[1]} | R {names[1]} |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    pb, rb, _, support = precision_recall_fscore_support(
+        before.truth, before.predicted, labels=list(classes), zero_division=0
+    )
+    pa, ra, _, _ = precision_recall_fscore_support(
+        after.truth, after.predicted, labels=list(classes), zero_division=0
+    )
+    for i, c in enumerate(classes):
+        name = "off-topic (null)" if c == OFF_TOPIC else c
+        lines.append(f"| {name} | {support[i]} | {pb[i]:.3f} | {rb[i]:.3f} | {pa[i]:.3f} | {ra[i]:.3f} |")
+    lines.append(
+        f"| **macro** | {sum(support)} | {np.mean(pb):.3f} | {np.mean(rb):.3f} | {np.mean(pa):.3f} | {np.mean(ra):.3f} |"
+    )
+    return lines
+
+
+def dev_misses(matcher: Any, dev: Sequence[tuple[str, str]]) -> list[str]:
+    lines = ["| question | expected | got | confidence | top two |", "|---|---|---|---:|---|"]
+    for (q, want), m in zip(dev, matcher.match_many([q for q, _ in dev]), strict=True):
+        if (m.article or OFF_TOPIC) != want:
+            alts = ", ".join(f"{a} {p:.2f}" for a, p in m.alternatives)
+            expected = "null" if want == OFF_TOPIC else want
+            lines.append(f"| {q} | {expected} | {m.article or 'null'} | {m.confidence:.2f} | {alts} |")
+    return lines
+
+
+def dev_report(matcher: Matcher, kb: KnowledgeBase, baseline: str, misses: bool) -> list[str]:
+    dev = load_dev()
+    classes = (*kb.ids, OFF_TOPIC)
+    counts = {c: sum(label == c for _, label in dev) for c in classes}
+    out = [
+        f"### Dev set (`benchmarks/matcher_dev.yaml`, {len(dev)} questions, never trained on)",
+        "",
+        ", ".join(f"{'off-topic' if c == OFF_TOPIC else c} {n}" for c, n in counts.items())
+        + ". Trained on everything (articles' `examples` + `training.yaml`), judged on the dev set; "
+        "null counted as the off-topic class.",
+        "",
+    ]
+    try:
+        name, before_matcher = load_baseline(baseline, kb)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        out.append(f"(baseline {baseline!r} unavailable: {exc}; showing the current matcher twice)")
+        name, before_matcher = "current", matcher
+    before = evaluate_dev(before_matcher, dev)
+    after = evaluate_dev(matcher, dev)
+    out.extend(dev_tables(before, after, classes, (f"before ({name})", "after")))
+    out.append("")
+    out.append(
+        f'Ambiguous answers ("did you mean A or B?") after: {sum(after.ambiguous)}/{len(dev)} '
+        f"(before: {sum(before.ambiguous)})."
+    )
+    if misses:
+        out.append("")
+        out.append("Misses after:")
+        out.append("")
+        out.extend(dev_misses(matcher, dev))
+    return out
+
+
 def latency(matcher: Matcher, questions: Sequence[str]) -> tuple[float, float]:
     sample = [questions[i % len(questions)] for i in range(2000)]
     for q in sample[:300]:
@@ -320,6 +480,7 @@ def cpu_model() -> str:
 def tune(questions: Sequence[str], labels: Sequence[str], kb: KnowledgeBase, folds: int) -> list[str]:
     base = MatcherConfig()
     classes = (*kb.ids, OFF_TOPIC)
+    dev_set = load_dev()
     variants: list[tuple[str, MatcherConfig]] = [
         ("chosen (defaults)", base),
         ("l2=3e-5", dataclasses.replace(base, l2=3e-5)),
@@ -335,11 +496,14 @@ def tune(questions: Sequence[str], labels: Sequence[str], kb: KnowledgeBase, fol
         ("class-balanced", dataclasses.replace(base, balanced=True)),
         ("class-balanced, l2=1e-3", dataclasses.replace(base, balanced=True, l2=1e-3)),
         ("no spelling correction", dataclasses.replace(base, spelling=False)),
+        ("no synonym groups", dataclasses.replace(base, concept_weight=0.0)),
+        ("synonym groups weight 1", dataclasses.replace(base, concept_weight=1.0)),
         ("min_df=2", dataclasses.replace(base, min_df=2)),
     ]
     lines = [
-        "| variant | best threshold | cost | macro F1 | cost with typos | macro F1 with typos | dev-set accuracy |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | best threshold | cost | macro F1 | cost with typos | macro F1 with typos | dev accuracy "
+        "| dev off-topic FP | dev wrong-confident |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, config in variants:
         clean = sweep(cross_validate(questions, labels, kb, config, folds, 1), classes)
@@ -349,15 +513,11 @@ def tune(questions: Sequence[str], labels: Sequence[str], kb: KnowledgeBase, fol
         matcher = Matcher.train(
             questions, labels, kb.ids, dataclasses.replace(config, threshold=best["threshold"])
         )
-        dev = np.mean(
-            [
-                m.article == want
-                for m, (_, want) in zip(matcher.match_many([q for q, _ in DEV_SET]), DEV_SET, strict=True)
-            ]
-        )
+        dev_result = evaluate_dev(matcher, dev_set)
         lines.append(
             f"| {name} | {best['threshold']:.2f} | {best['cost']:.3f} | {best['macro_f1']:.3f} "
-            f"| {noisy_at['cost']:.3f} | {noisy_at['macro_f1']:.3f} | {dev:.3f} |"
+            f"| {noisy_at['cost']:.3f} | {noisy_at['macro_f1']:.3f} | {dev_result.accuracy:.3f} "
+            f"| {dev_result.off_fp:.3f} | {dev_result.wrong:.3f} |"
         )
         print(lines[-1], file=sys.stderr)
     return lines
@@ -368,9 +528,16 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tune", action="store_true", help="also run the hyper-parameter grid (slow)")
+    parser.add_argument(
+        "--baseline", default=BASELINE_REV, help="the dev set's 'before': a git revision or a directory"
+    )
+    parser.add_argument("--dev-only", action="store_true", help="only the dev-set report (fast)")
     args = parser.parse_args()
 
     kb = load_articles()
+    if args.dev_only:
+        print("\n".join(dev_report(Matcher.build(kb), kb, args.baseline, misses=True)))
+        return
     questions, labels = _training_set(kb, load_training(DEFAULT_TRAINING_PATH))
     classes = (*kb.ids, OFF_TOPIC)
     config = MatcherConfig()
@@ -378,19 +545,17 @@ def main() -> None:
     result = cross_validate(questions, labels, kb, config, args.folds, args.repeats)
     rows = sweep(result, classes)
     best = min(rows, key=lambda r: r["cost"])
-    predicted = decide(result.probabilities, result.known, classes, config.threshold)
+    predicted = decide(result.probabilities, result.known, classes, config.threshold, result.vague)
     argmax = decide(result.probabilities, result.known, classes, 0.0)
     noisy = cross_validate(questions, labels, kb, config, args.folds, args.repeats, typos=True)
     noisy_rows = sweep(noisy, classes)
-    noisy_predicted = decide(noisy.probabilities, noisy.known, classes, config.threshold)
+    noisy_predicted = decide(noisy.probabilities, noisy.known, classes, config.threshold, noisy.vague)
 
     matcher = Matcher.build(kb)
-    dev_matches = matcher.match_many([q for q, _ in DEV_SET])
-    dev_misses = [
-        (q, want, m) for (q, want), m in zip(DEV_SET, dev_matches, strict=True) if m.article != want
+    legacy_matches = matcher.match_many([q for q, _ in LEGACY_DEV_SET])
+    legacy_misses = [
+        (q, want, m) for (q, want), m in zip(LEGACY_DEV_SET, legacy_matches, strict=True) if m.article != want
     ]
-    dev_on = [(want, m) for (_, want), m in zip(DEV_SET, dev_matches, strict=True) if want is not None]
-    dev_off = [m for (_, want), m in zip(DEV_SET, dev_matches, strict=True) if want is None]
 
     single_ms, batch_ms = latency(matcher, questions)
     cold_inside, cold_whole = cold_start()
@@ -466,22 +631,18 @@ def main() -> None:
     out.append("")
     out.extend(per_class_table(noisy.truth, noisy_predicted, classes))
     out.append("")
-    out.append(f"### Dev set ({len(DEV_SET)} questions written apart from the training data)")
+    out.extend(dev_report(matcher, kb, args.baseline, misses=True))
     out.append("")
     out.append(
-        f"Correct: {len(DEV_SET) - len(dev_misses)}/{len(DEV_SET)}; on-topic right article "
-        f"{sum(m.article == w for w, m in dev_on)}/{len(dev_on)}, on-topic wrong article "
-        f"{sum(m.article not in (w, None) for w, m in dev_on)}/{len(dev_on)}, on-topic null "
-        f"{sum(m.article is None for _, m in dev_on)}/{len(dev_on)}; off-topic -> null "
-        f"{sum(m.article is None for m in dev_off)}/{len(dev_off)}."
+        f"Older dev set ({len(LEGACY_DEV_SET)} questions, `LEGACY_DEV_SET` in the benchmark): correct "
+        f"{len(LEGACY_DEV_SET) - len(legacy_misses)}/{len(LEGACY_DEV_SET)}"
+        + (
+            ": misses " + "; ".join(f"{q!r} -> {m.article}" for q, _, m in legacy_misses)
+            if legacy_misses
+            else ""
+        )
+        + "."
     )
-    if dev_misses:
-        out.append("")
-        out.append("| question | expected | got | confidence | top two |")
-        out.append("|---|---|---|---:|---|")
-        for q, want, m in dev_misses:
-            alts = ", ".join(f"{a} {p:.2f}" for a, p in m.alternatives)
-            out.append(f"| {q} | {want or 'null'} | {m.article or 'null'} | {m.confidence:.2f} | {alts} |")
     out.append("")
     out.append("### Speed")
     out.append("")

@@ -5,15 +5,23 @@ How it works (figures and the choice of every constant below: `benchmarks/matche
 1. `normalize` cleans the text the way reps write in Slack: lowercase, Slack markup (`<@U123>`,
    `<http://x|label>`, `:emoji:`) removed, contractions split ("isn't" -> "is not"), shorthand and
    common typos expanded ("gcal" -> "google calendar", "appt" -> "appointment", "o365" -> "outlook").
+   Placeholders: clock times and dates -> `<time>`, weekdays -> `<day>`, a client's name (the word
+   after "with", a capitalised word mid-sentence) -> `<name>`, so "my 2pm with Acme" generalises.
 2. Words the training data never saw are corrected to a known word one edit away ("disconected"
-   -> "disconnected") with a SymSpell-style deletion index: a dictionary look-up, not a scan.
-3. Features: TF-IDF word unigrams + bigrams and TF-IDF character 2-4-grams inside words (which
-   catch the typos step 2 misses), each block L2-normalised.
+   -> "disconnected") with a SymSpell-style deletion index: a dictionary look-up, not a scan. An
+   unknown word right before "call"/"demo"/"meeting"... is a name ("my acme call" -> `<name>`).
+3. Features: TF-IDF word unigrams + bigrams, TF-IDF character 2-4-grams inside words (which
+   catch the typos step 2 misses), and TF-IDF synonym-group features (meeting/call/demo/booking ->
+   `<appt>`, vanished/disappeared/missing -> `<gone>`, calendar/agenda -> `<calendar>`, ...: written
+   from the help center, they carry a word the training never used in that spot), each block
+   L2-normalised and weighted.
 4. A multinomial logistic regression over the six articles plus an explicit `off_topic` class,
    trained at start-up (L-BFGS on scipy.sparse matrices; ~0.1 s). scikit-learn is deliberately not
    used at run time: importing it alone costs ~0.9 s of the 1.5 s cold-start budget.
 5. The best article wins only if it beats `off_topic` and its probability reaches `threshold`;
-   otherwise the answer is None ("I'm not sure"): a wrong confident answer is worse.
+   otherwise the answer is None ("I'm not sure"): a wrong confident answer is worse. A message of
+   at most three topic words and nothing else ("appointment", "outlook", "calendar broken") is
+   always None: it names a topic, not a problem (the alternatives are still reported).
 
 Nothing here is a module-level model: `Matcher.build` returns an immutable, thread-safe object.
 """
@@ -91,10 +99,10 @@ _URL = re.compile(r"\b(?:https?://|www\.)\S+")
 _EMOJI_CODE = re.compile(r":[a-z0-9_+\-]+:")
 _TOKEN = re.compile(r"[^\W_]+")
 _CONTRACTIONS = (
-    (re.compile(r"\bcan'?t\b"), "can not"),
-    (re.compile(r"\bwon'?t\b"), "will not"),
-    (re.compile(r"n't\b"), " not"),
-    (re.compile(r"'(?:s|re|ve|ll|d|m)\b"), ""),
+    (re.compile(r"\bcan'?t\b", re.IGNORECASE), "can not"),
+    (re.compile(r"\bwon'?t\b", re.IGNORECASE), "will not"),
+    (re.compile(r"n't\b", re.IGNORECASE), " not"),
+    (re.compile(r"'(?:s|re|ve|ll|d|m)\b", re.IGNORECASE), ""),
 )
 
 # Shorthand, product names and frequent typos -> canonical words. Applied per token.
@@ -212,6 +220,47 @@ _PHRASE_MAP: Mapping[tuple[str, str], str] = {
 }
 
 
+def _wordset(text: str) -> frozenset[str]:
+    """A set of words written as one whitespace-separated string (easier to read and edit)."""
+    return frozenset(text.split())
+
+
+# Weekdays -> one placeholder: "my friday demo" and "my tuesday call" are the same question.
+_DAY = "<day>"
+_TIME_TOKEN = "<time>"
+_NAME = "<name>"
+_DAYS = _wordset(
+    "monday mon mondays tuesday tue tues tuesdays wednesday wed weds wednesdays thursday thu thur thurs "
+    "thursdays friday fri fridays saturday sat saturdays sunday sun sundays"
+)
+# Clock times ("2pm", "9:30", "10 a.m.") and dates ("12/3", "3rd") -> placeholders, before tokenizing.
+_CLOCK = re.compile(
+    r"\b(?:[01]?\d|2[0-3])(?::[0-5]\d)?\s?(?:am|pm|a\.m\.|p\.m\.)(?![a-z])|\b(?:[01]?\d|2[0-3])[:h][0-5]\d\b",
+    re.IGNORECASE,
+)
+_DATE = re.compile(r"\b\d{1,2}[/.]\d{1,2}(?:[/.]\d{2,4})?\b|\b\d{1,2}(?:st|nd|rd|th)\b", re.IGNORECASE)
+_SENTINELS: Mapping[str, str] = {"zqtimez": _TIME_TOKEN, "zqdatez": _DAY}
+# A bare hour after these words is a time too: "at 3", "from 9 to 11", "still says 2".
+_HOUR_CONTEXT = frozenset(
+    {"at", "from", "to", "till", "til", "until", "says", "shows", "say", "show", "around"}
+)
+
+# Words that are never a client's name, even capitalised or after "with".
+_NOT_NAMES = _wordset(
+    """a an the my our your his her their its this that these those me you him them us it i we they
+    all both each every some any no nothing one two three my mine someone somebody anyone
+    what which who whom whose when where why how and or but so if not is are was were be been
+    of in on at to for from by about into over after before under again just only also still
+    google outlook microsoft exchange office icloud apple gmail workspace teams zoom slack
+    salespartner calendar calendars chrome safari firefox edge browser settings connections connection
+    connected disconnected current authorize reauthorize reconnect connect not popup popups window
+    appointment appointments meeting meetings call calls demo demos booking bookings event events
+    client clients customer customers lead leads prospect prospects team manager boss colleague
+    sync syncing synced duplicates duplicate ok okay thanks please hi hello hey crm sso it
+    """
+)
+
+
 def _expand(tokens: Iterable[str]) -> list[str]:
     expanded: list[str] = []
     for token in tokens:
@@ -234,18 +283,88 @@ def _expand(tokens: Iterable[str]) -> list[str]:
     return merged
 
 
+def _placeholders(tokens: list[str], titled: set[int]) -> list[str]:
+    """Times, days and client names -> placeholders ("my 2pm with Acme" ~ "my 10am with Globex").
+
+    A name is the word after "with" (unless it is a common or product word) plus the capitalised
+    words right after it, or any capitalised word mid-sentence that is not a product word.
+    """
+    out: list[str] = []
+    previous_name = False
+    for i, token in enumerate(tokens):
+        token = _SENTINELS.get(token, token)
+        if token in _DAYS:
+            token = _DAY
+        elif token.isdigit() and len(token) <= 2 and out and out[-1] in _HOUR_CONTEXT and int(token) <= 24:
+            token = _TIME_TOKEN
+        is_name = (
+            token not in _NOT_NAMES
+            and token.isalpha()
+            and ((out and out[-1] == "with") or i in titled or (previous_name and i in titled))
+        )
+        if is_name:
+            if not previous_name:
+                out.append(_NAME)
+            previous_name = True
+            continue
+        previous_name = False
+        out.append(token)
+    return out
+
+
 def tokenize(question: str) -> list[str]:
     """The normalised words of a question (before typo correction against a vocabulary)."""
-    text = unicodedata.normalize("NFKC", question[:MAX_QUESTION_CHARS]).lower()
+    text = unicodedata.normalize("NFKC", question[:MAX_QUESTION_CHARS])
     text = _SLACK_LINK.sub(lambda m: f" {m.group(1) or ''} ", text)
     text = _SLACK_REF.sub(" ", text)
     text = _URL.sub(" ", text)
     text = _EMOJI_CODE.sub(" ", text)
     text = text.replace("\u2019", "'").replace("`", "'")
+    text = _CLOCK.sub(" zqtimez ", text)
+    text = _DATE.sub(" zqdatez ", text)
     for pattern, replacement in _CONTRACTIONS:
         text = pattern.sub(replacement, text)
     text = text.replace("'", "")
-    return _expand(_TOKEN.findall(text))
+    words = [w.lower() for w in _TOKEN.findall(text)]
+    titled = _titled_words(text, words)
+    expanded: list[str] = []
+    titled_after: set[int] = set()
+    for i, word in enumerate(words):
+        parts = _expand([word])
+        if i in titled and len(parts) == 1:
+            titled_after.add(len(expanded))
+        expanded.extend(parts)
+    merged = _expand(expanded)  # two-word phrases ("office 365")
+    return _placeholders(merged, titled_after if len(merged) == len(expanded) else set())
+
+
+_SENTENCE_END = frozenset('.!?:;\n>*_-("')
+
+
+def _titled_words(text: str, words: Sequence[str]) -> set[int]:
+    """Indexes (in `words`) of capitalised words mid-sentence: "the call with Pied Piper" -> 4, 5.
+
+    Only when the message is in normal case (not Title Case Everywhere or ALL CAPS).
+    """
+    spans = [(m.start(), m.group()) for m in _TOKEN.finditer(text)]
+    if len(spans) != len(words):
+        return set()
+    titled: set[int] = set()
+    inside = capitalised = 0
+    for i, (start, word) in enumerate(spans):
+        before = text[:start].rstrip(" \t")
+        if not before or before[-1] in _SENTENCE_END:
+            continue
+        inside += 1
+        capitalised += word[0].isupper()
+        if len(word) < 2 or not word[0].isupper() or not word[1:].islower():
+            continue
+        if words[i] in _NOT_NAMES or words[i] in _TOKEN_MAP or words[i] in _DAYS:
+            continue
+        titled.add(i)
+    if capitalised * 2 > inside:  # Title Case Text (or ALL CAPS): capitals say nothing
+        return set()
+    return titled
 
 
 def normalize(question: str) -> str:
@@ -267,6 +386,7 @@ class _Speller:
 
     def __init__(self, vocabulary: Counter[str]) -> None:
         self._known = vocabulary
+        self.known: Mapping[str, int] = vocabulary
         self._index: dict[str, list[str]] = {}
         for word in vocabulary:
             if len(word) < self.MIN_LENGTH - 1 or not word.isalpha():
@@ -304,14 +424,82 @@ def _word_features(tokens: Sequence[str]) -> list[str]:
     return features
 
 
+# Synonym groups written from the help center's vocabulary (not from any question set): each word
+# also yields its group's feature, so a word the training data never used in that spot still counts
+# ("my demo vanished" ~ "my appointment disappeared"). Also the calendar-vocabulary signal.
+_CONCEPT_GROUPS: Mapping[str, str] = {
+    "appt": "appointment appointments meeting meetings call calls demo demos booking bookings event events "
+    "session sessions slot slots consultation consult visit visits intro invite invites reservation "
+    "<name> <time>",
+    "when": "<day> today tomorrow yesterday tonight morning afternoon evening week weekend later earlier",
+    "gone": "vanished vanish vanishes vanishing disappeared disappear disappears disappearing gone missing "
+    "nowhere absent blank empty lost poof trace",
+    "cancel": "cancelled canceled cancel cancels cancelling canceling cancellation cancelation",
+    "delete": "delete deleted deletes deleting remove removed removes removing trash trashed "
+    "cleaned cleaning cleared clear tidied erase erased declined decline",
+    "edit": "moved move moving rescheduled reschedule rescheduling changed change changes edited edit "
+    "edits updated update updates renamed rename pushed push dragged drag shifted modified",
+    "provider": "google outlook microsoft exchange icloud apple gmail workspace",
+    "calendar": "calendar calendars agenda diary schedule",
+    "double": "twice double doubled doubles duplicate duplicates duplicated copy copies triple "
+    "cloned clone identical",
+    "browser": "chrome safari firefox edge browser brave opera adblocker blocker",
+    "window": "popup window windows login signin screen box prompt",
+    "connection": "connected disconnected connection connect reconnect linked unlinked link "
+    "authorize reauthorize authorization expired revoked access permission permissions token",
+    "person": "client clients customer customers lead leads prospect prospects",
+    "switch": "switch switching switched swap migrate migrating migrated moving transfer",
+}
+_CONCEPTS: Mapping[str, str] = {
+    word: f"<{concept}>" for concept, words in _CONCEPT_GROUPS.items() for word in words.split()
+}
+
+
+def _concept_features(tokens: Sequence[str]) -> list[str]:
+    """Group features: one per synonym group word, plus bigrams with the groups standing in."""
+    mapped = [_CONCEPTS.get(t, t) for t in tokens]
+    features = [f"c:{m}" for m, t in zip(mapped, tokens, strict=True) if m != t or t.startswith("<")]
+    features.extend(
+        f"cb:{a} {b}" for a, b in itertools.pairwise(mapped) if a.startswith("<") or b.startswith("<")
+    )
+    return features
+
+
 def _char_features(tokens: Sequence[str], low: int, high: int) -> list[str]:
     features: list[str] = []
     for token in tokens:
+        if token.startswith("<"):  # a placeholder: its letters mean nothing
+            continue
         padded = f" {token} "
         length = len(padded)
         for n in range(low, min(high, length) + 1):
             features.extend(padded[i : i + n] for i in range(length - n + 1))
     return features
+
+
+# A message of at most `_VAGUE_MAX` such words (ignoring filler) names a topic, not a problem:
+# "appointment", "outlook", "calendar broken", "help". The bot should not pick an article for it.
+_VAGUE_MAX = 3
+_GENERIC = _wordset(
+    """calendar calendars appointment appointments meeting meetings call calls demo demos booking
+    bookings event events outlook google gmail microsoft exchange office icloud apple salespartner
+    sync syncing synced help issue issues problem problems question questions broken working work
+    works wrong error bug bugs urgent again settings account integration setup app not
+    <name> <time> <day> today tomorrow thing stuff something
+    """
+)
+_FILLER = _wordset(
+    """a an the my our your i me is it its this that with in on of for to do does did
+    please pls hi hey hello bot quick q so just all
+    """
+)
+
+
+def _vague(tokens: Sequence[str]) -> bool:
+    if len(tokens) > _VAGUE_MAX + 2:
+        return False
+    content = [t for t in tokens if t not in _FILLER]
+    return len(content) <= _VAGUE_MAX and all(t in _GENERIC for t in content)
 
 
 class _TfidfBlock:
@@ -451,16 +639,17 @@ def _train_softmax(
 class MatcherConfig:
     """Every tunable, with the values cross-validation picked (see benchmarks/matcher_bench.py)."""
 
-    threshold: float = 0.4  # the best article needs at least this probability (CV: lowest cost)
+    threshold: float = 0.45  # the best article needs at least this probability (see the benchmark)
     l2: float = 1e-4  # regularisation strength (on the mean loss)
     char_low: int = 2
     char_high: int = 4
     word_weight: float = 1.0
     char_weight: float = 1.0
+    concept_weight: float = 0.5  # the synonym-group block (0: off)
     min_df: int = 1
     balanced: bool = False  # True: weight classes equally (CV: worse; off-topic's larger share helps)
     spelling: bool = True
-    ambiguity_ratio: float = 0.6  # second >= ratio * first ...
+    ambiguity_ratio: float = 0.55  # second >= ratio * first ...
     ambiguity_floor: float = 0.2  # ... and second >= floor -> ambiguous
     max_iterations: int = 300
 
@@ -516,6 +705,7 @@ class Matcher:
         speller: _Speller | None,
         words: _TfidfBlock,
         chars: _TfidfBlock,
+        concepts: _TfidfBlock,
         coef: FloatArray,
         intercept: FloatArray,
         config: MatcherConfig,
@@ -526,6 +716,7 @@ class Matcher:
         self._speller = speller
         self._words = words
         self._chars = chars
+        self._concepts = concepts
         self._coef = coef
         self._intercept = intercept
         self._off = classes.index(OFF_TOPIC)
@@ -560,9 +751,11 @@ class Matcher:
             speller = _Speller(Counter(t for tokens in tokenized for t in tokens))
         word_docs = [_word_features(t) for t in tokenized]
         char_docs = [_char_features(t, config.char_low, config.char_high) for t in tokenized]
+        concept_docs = [_concept_features(t) for t in tokenized]
         words = _TfidfBlock(word_docs, 0, config.min_df)
         chars = _TfidfBlock(char_docs, words.size, config.min_df)
-        matcher = cls(classes, speller, words, chars, np.zeros((0, 0)), np.zeros(0), config)
+        concepts = _TfidfBlock(concept_docs, words.size + chars.size, config.min_df)
+        matcher = cls(classes, speller, words, chars, concepts, np.zeros((0, 0)), np.zeros(0), config)
         features = matcher._matrix(tokenized)
 
         label_index = np.array([classes.index(label) for label in labels], dtype=np.int64)
@@ -580,7 +773,21 @@ class Matcher:
     def _correct(self, tokens: list[str]) -> list[str]:
         if self._speller is None:
             return tokens
-        return [self._speller.correct(t) for t in tokens]
+        corrected = [self._speller.correct(t) for t in tokens]
+        # A word nobody in the training data ever wrote, right before "call"/"demo"/...: a client's
+        # name ("my acme call vanished" -> "my <name> call vanished").
+        known = self._speller.known
+        for i in range(len(corrected) - 1):
+            word = corrected[i]
+            if (
+                word.isalpha()
+                and word not in known
+                and word not in _NOT_NAMES
+                and _CONCEPTS.get(corrected[i + 1]) == "<appt>"
+                and corrected[i + 1] not in (_NAME, _TIME_TOKEN)
+            ):
+                corrected[i] = _NAME
+        return corrected
 
     def _matrix(self, tokenized: Sequence[list[str]]) -> sparse.csr_matrix:
         indptr = [0]
@@ -591,25 +798,33 @@ class Matcher:
             for block, features, weight in (
                 (self._words, _word_features(tokens), config.word_weight),
                 (self._chars, _char_features(tokens, config.char_low, config.char_high), config.char_weight),
+                (self._concepts, _concept_features(tokens), config.concept_weight),
             ):
+                if weight == 0.0:
+                    continue
                 columns, values = block.row(features, weight)
                 indices.extend(columns)
                 data.extend(values)
             indptr.append(len(indices))
-        shape = (len(tokenized), self._words.size + self._chars.size)
+        shape = (len(tokenized), self._words.size + self._chars.size + self._concepts.size)
         return sparse.csr_matrix((np.array(data), np.array(indices, dtype=np.int64), indptr), shape=shape)
 
     def _probabilities(self, questions: Sequence[str]) -> tuple[FloatArray, IntArray]:
+        probabilities, known, _ = self._score(questions)
+        return probabilities, known
+
+    def _score(self, questions: Sequence[str]) -> tuple[FloatArray, IntArray, list[bool]]:
+        """Class probabilities, the number of known features and the vague flag, per question."""
         tokenized = [self._correct(tokenize(q)) for q in questions]
         matrix = self._matrix(tokenized)
         scores = np.asarray(matrix @ self._coef) + self._intercept
-        return _softmax(scores), np.diff(matrix.indptr)
+        return _softmax(scores), np.diff(matrix.indptr), [_vague(t) for t in tokenized]
 
     def probabilities(self, questions: Sequence[str]) -> FloatArray:
         """Class probabilities (columns in `self.classes` order), one row per question."""
         return self._probabilities(questions)[0]
 
-    def _decide(self, row: FloatArray, blank: bool, known_features: int) -> Match:
+    def _decide(self, row: FloatArray, blank: bool, known_features: int, vague: bool = False) -> Match:
         config = self.config
         if blank:
             return Match(None, 0.0, (), config.ambiguity_ratio, config.ambiguity_floor)
@@ -618,7 +833,7 @@ class Matcher:
         alternatives = tuple((self.article_ids[i], round(float(articles[i]), 6)) for i in order)
         best_id, best = alternatives[0]
         off = float(row[self._off])
-        if best >= config.threshold and best > off and known_features > 0:
+        if best >= config.threshold and best > off and known_features > 0 and not vague:
             return Match(best_id, best, alternatives, config.ambiguity_ratio, config.ambiguity_floor)
         return Match(None, round(off, 6), alternatives, config.ambiguity_ratio, config.ambiguity_floor)
 
@@ -630,8 +845,8 @@ class Matcher:
         batch = [q[:MAX_QUESTION_CHARS] for q in questions]
         if not batch:
             return []
-        probabilities, known = self._probabilities(batch)
+        probabilities, known, vague = self._score(batch)
         return [
-            self._decide(row, not q.strip(), int(n))
-            for row, q, n in zip(probabilities, batch, known, strict=True)
+            self._decide(row, not q.strip(), int(n), v)
+            for row, q, n, v in zip(probabilities, batch, known, vague, strict=True)
         ]
