@@ -23,6 +23,10 @@ from calsync.db import make_engine, make_session_factory
 from calsync.settings import Settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from slack_bolt.async_app import AsyncApp
+
+    from calsync.bot.service import SlackBot
     from calsync.diagnostics.answer import Answer
     from calsync.diagnostics.troubleshooter import Troubleshooter
     from calsync.knowledge.loader import KnowledgeBase
@@ -168,6 +172,50 @@ def build_troubleshooter(services: Services) -> Troubleshooter:
         # A placeholder until signed reconnect links land with the web pages.
         reconnect_url=lambda _email, provider: f"{public_url}/connect/{provider}",
     )
+
+
+def build_slack_bot(services: Services, troubleshooter: Troubleshooter) -> SlackBot:
+    from calsync.bot.service import SlackBot
+
+    settings = services.settings
+    return SlackBot(
+        troubleshooter=troubleshooter,
+        sessions=services.sessions,
+        clock=services.clock,
+        agent_ids=settings.agent_ids,
+        agent_usergroup=settings.agent_usergroup,
+        support_channel=settings.support_channel,
+        support_contact=settings.support_contact,
+    )
+
+
+def build_bolt_app(services: Services, bot: SlackBot) -> AsyncApp | None:
+    """The Bolt app, or None when no Slack bot token is configured. Makes no network call."""
+    from slack_bolt.async_app import AsyncApp
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from calsync.bot.listeners import register
+
+    settings = services.settings
+    if settings.slack_bot_token is None:
+        return None
+    token = settings.slack_bot_token.get_secret_value()
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    app = AsyncApp(
+        token=token,
+        signing_secret=secret,
+        client=AsyncWebClient(token=token, base_url=settings.slack_api_url),
+        # Without a signing secret (Socket Mode only) requests cannot be verified, so there is no HTTP.
+        request_verification_enabled=secret is not None,
+    )
+    register(app, bot)
+    return app
+
+
+def build_web_app(services: Services, bolt_app: AsyncApp | None) -> FastAPI:
+    from calsync.web.app import create_web_app, database_is_up
+
+    return create_web_app(bolt_app=bolt_app, healthy=database_is_up(services.engine))
 
 
 def _note(message: str) -> None:
@@ -448,6 +496,41 @@ def sandbox_serve(
         except KeyboardInterrupt:
             pass
     engine.dispose()
+
+
+@cli.command("serve")
+def serve_command(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve Slack (HTTP at /slack/events, or Socket Mode when SLACK_APP_TOKEN is set) and /healthz."""
+    import asyncio
+
+    import uvicorn
+
+    with open_services() as services:
+        settings = services.settings
+        bot = build_slack_bot(services, build_troubleshooter(services))
+        bolt_app = build_bolt_app(services, bot)
+        web = build_web_app(services, None if settings.slack_app_token else bolt_app)
+        if bolt_app is None:
+            _note("No SLACK_BOT_TOKEN: serving /healthz only; Slack is not connected.")
+        server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="info"))
+        _note(
+            f"calsync listening on http://{host}:{port} (Slack events at /slack/events, health at /healthz)"
+        )
+        if settings.slack_app_token and bolt_app is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
+
+            async def both() -> None:
+                await asyncio.gather(socket_mode.start_async(), server.serve())
+
+            _note("SLACK_APP_TOKEN is set: receiving Slack events over Socket Mode.")
+            asyncio.run(both())
+        else:
+            server.run()
 
 
 def main() -> None:

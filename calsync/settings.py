@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
 
+    # Who may diagnose someone else, besides users whose role is `agent` in the database.
+    agent_slack_ids: str = Field(default="", alias="CALSYNC_AGENT_SLACK_IDS")  # comma-separated user ids
+    agent_usergroup: str | None = Field(default=None, alias="CALSYNC_AGENT_USERGROUP")  # a user group id
+    # Where "Talk to support" posts a rep's report (a channel id); unset: the rep is told whom to contact.
+    support_channel: str | None = Field(default=None, alias="CALSYNC_SUPPORT_CHANNEL")
+    support_contact: str = Field(default="SalesPartner support", alias="CALSYNC_SUPPORT_CONTACT")
+
     google_client_id: str | None = Field(default=None, alias="GOOGLE_CLIENT_ID")
     google_client_secret: SecretStr | None = Field(default=None, alias="GOOGLE_CLIENT_SECRET")
     google_api_url: str = Field(default="https://www.googleapis.com", alias="GOOGLE_API_URL")
@@ -50,6 +57,10 @@ class Settings(BaseSettings):
     provider_timeout: float = Field(default=8.0, alias="CALSYNC_PROVIDER_TIMEOUT")
     # Total seconds the retry loop may spend on one provider operation (429/5xx with backoff).
     provider_retry_budget: float = Field(default=4.0, alias="CALSYNC_PROVIDER_RETRY_BUDGET")
+
+    @property
+    def agent_ids(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.agent_slack_ids.split(",") if part.strip())
 
     @property
     def sandbox_mode(self) -> bool:

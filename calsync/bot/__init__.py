@@ -1,0 +1,1 @@
+"""The Slack bot: listeners (thin) and the service behind them."""

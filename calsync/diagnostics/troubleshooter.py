@@ -53,6 +53,16 @@ class _Match(Protocol):
     def ambiguous(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class _Chosen:
+    """An article the rep chose themselves: no matching, no doubt."""
+
+    article: str
+    confidence: float = 1.0
+    alternatives: tuple[tuple[str, float], ...] = ()
+    ambiguous: bool = False
+
+
 ReconnectUrl = Callable[[str, str], str | None]  # (rep email, provider) -> link
 
 
@@ -89,10 +99,19 @@ class Troubleshooter:
     async def diagnose(self, email: str, *, actor: str = "system") -> Answer:
         return await self.answer(email, None, actor=actor)
 
-    async def answer(self, email: str, question: str | None = None, *, actor: str = "system") -> Answer:
-        """The whole answer for `email`; raises `UnknownUser` when there is no such user."""
+    async def answer(
+        self, email: str, question: str | None = None, *, actor: str = "system", article: str | None = None
+    ) -> Answer:
+        """The whole answer for `email`; raises `UnknownUser` when there is no such user.
+
+        `article` skips the matcher (the rep picked it from "Did you mean …?")."""
         started = time.perf_counter()
-        match = self.matcher.match(question) if question is not None else None
+        match: _Match | None
+        if article is not None:
+            self.knowledge.get(article)  # KeyError for an id that is not an article
+            match = _Chosen(article)
+        else:
+            match = self.matcher.match(question) if question is not None else None
         now = self.clock()
         snapshot = await asyncio.to_thread(self._read, email, now)
         rep = snapshot.rep

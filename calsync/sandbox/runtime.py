@@ -3,7 +3,8 @@
 With no Google/Microsoft settings, calsync runs against these in-process emulators; `calsync
 sandbox serve` runs them for other processes. Google's emulator speaks plain HTTP; the Microsoft
 identity platform and Graph are served over TLS with a CA generated at start, because msal accepts
-only https authorities.
+only https authorities. The Slack Web API emulator speaks plain HTTP, with a bot token and a signing
+secret generated at start.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from pydantic import SecretStr
 from calsync.sandbox.google_emulator import build_google_app
 from calsync.sandbox.microsoft_emulator import build_microsoft_app
 from calsync.sandbox.server import BackgroundServer, TLSFiles
+from calsync.sandbox.slack_emulator import build_slack_app
 from calsync.sandbox.world import World
 from calsync.settings import Settings
 
 GOOGLE_CLIENT_ID = "calsync-sandbox.apps.googleusercontent.com"
 MICROSOFT_CLIENT_ID = "00000000-0000-4000-8000-0000ca15ca15"
 MICROSOFT_TENANT = "common"
+SLACK_BOT_USER_ID = "U0CALSYNC"
+SLACK_TEAM_ID = "T0SANDBOX"
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,16 @@ class SandboxEndpoints:
     ca_path: Path
     google_client_secret: str
     microsoft_client_secret: str
+    slack_url: str = ""
+    slack_bot_token: str = ""
+    slack_signing_secret: str = ""
 
     def apply(self, settings: Settings) -> Settings:
-        """`settings` with every provider URL and client credential pointed at the emulators."""
+        """`settings` with every provider URL and client credential pointed at the emulators.
+
+        Slack too, unless `settings` already carry a bot token: a real workspace in front of sandbox
+        calendars is a setup worth keeping (and the bot must not post with one service's token to another).
+        """
         return settings.model_copy(
             update={
                 "google_client_id": GOOGLE_CLIENT_ID,
@@ -50,8 +61,18 @@ class SandboxEndpoints:
                 "microsoft_authority": f"{self.microsoft_url}/{MICROSOFT_TENANT}",
                 "microsoft_graph_url": f"{self.microsoft_url}/v1.0",
                 "microsoft_ca_bundle": self.ca_path,
+                **self._slack_settings(settings),
             }
         )
+
+    def _slack_settings(self, settings: Settings) -> dict[str, object]:
+        if not self.slack_url or settings.slack_bot_token is not None:
+            return {}
+        return {
+            "slack_api_url": f"{self.slack_url}/api/",
+            "slack_bot_token": SecretStr(self.slack_bot_token),
+            "slack_signing_secret": SecretStr(self.slack_signing_secret),
+        }
 
     def environment(self) -> dict[str, str]:
         """The same as environment variables, for another process (`calsync sandbox serve` prints them)."""
@@ -67,11 +88,20 @@ class SandboxEndpoints:
             "MICROSOFT_AUTHORITY": applied.microsoft_authority,
             "MICROSOFT_GRAPH_URL": applied.microsoft_graph_url,
             "MICROSOFT_CA_BUNDLE": str(self.ca_path),
+            **(
+                {
+                    "SLACK_API_URL": f"{self.slack_url}/api/",
+                    "SLACK_BOT_TOKEN": self.slack_bot_token,
+                    "SLACK_SIGNING_SECRET": self.slack_signing_secret,
+                }
+                if self.slack_url
+                else {}
+            ),
         }
 
 
 class SandboxRuntime:
-    """The Google and Microsoft emulators over one `World`, each on its own ephemeral loopback port."""
+    """The Google, Microsoft and Slack emulators over one `World`, each on its own loopback port."""
 
     def __init__(
         self,
@@ -82,6 +112,7 @@ class SandboxRuntime:
         host: str = "127.0.0.1",
         google_port: int = 0,
         microsoft_port: int = 0,
+        slack_port: int = 0,
     ) -> None:
         self.world = world
         self.state_dir = state_dir
@@ -89,6 +120,7 @@ class SandboxRuntime:
         self.host = host
         self.google_port = google_port
         self.microsoft_port = microsoft_port
+        self.slack_port = slack_port
         self._servers: list[BackgroundServer] = []
         self.endpoints: SandboxEndpoints | None = None
 
@@ -97,6 +129,8 @@ class SandboxRuntime:
         # Fresh client secrets per run: nothing secret is ever committed or reused.
         google_secret = secrets.token_urlsafe(24)
         microsoft_secret = secrets.token_urlsafe(24)
+        slack_bot_token = "xoxb-sandbox-" + secrets.token_hex(12)
+        slack_signing_secret = secrets.token_hex(16)
         tls = TLSFiles.generate((self.state_dir / "sandbox-tls").resolve())
         google = BackgroundServer(
             build_google_app(
@@ -113,7 +147,18 @@ class SandboxRuntime:
             host=self.host,
             port=self.microsoft_port,
         )
-        for server in (google, microsoft):
+        slack = BackgroundServer(
+            build_slack_app(
+                self.world,
+                bot_token=slack_bot_token,
+                clock=self.clock,
+                bot_user_id=SLACK_BOT_USER_ID,
+                team_id=SLACK_TEAM_ID,
+            ),
+            host=self.host,
+            port=self.slack_port,
+        )
+        for server in (google, microsoft, slack):
             server.start()
             self._servers.append(server)
         self.endpoints = SandboxEndpoints(
@@ -122,6 +167,9 @@ class SandboxRuntime:
             ca_path=tls.ca_path,
             google_client_secret=google_secret,
             microsoft_client_secret=microsoft_secret,
+            slack_url=slack.url,
+            slack_bot_token=slack_bot_token,
+            slack_signing_secret=slack_signing_secret,
         )
         return self.endpoints
 

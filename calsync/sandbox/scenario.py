@@ -1,5 +1,6 @@
-"""Scenario files: a YAML description of reps, their connections and sync history (the backend) and
-the provider-side world (accounts, grants, calendars, events, faults), loaded in one transaction.
+"""Scenario files: a YAML description of reps, their connections and sync history (the backend),
+the provider-side world (accounts, grants, calendars, events, faults) and the Slack workspace (a
+Slack user per user with a `slack_user_id`, plus the `slack:` section), loaded in one transaction.
 
 The format is documented in the README ("Scenario files"). Times are written relative to the moment
 of loading ("-4m", "+1d", "today 14:00", "tomorrow 09:30", "now") or as ISO 8601 instants, so a
@@ -38,6 +39,13 @@ from calsync.sandbox.world import (
     SandboxEvent,
     SandboxFault,
     SandboxGrant,
+    SandboxSlackChannel,
+    SandboxSlackDm,
+    SandboxSlackHomeView,
+    SandboxSlackMessage,
+    SandboxSlackResponseUrl,
+    SandboxSlackUser,
+    SandboxSlackUsergroup,
     World,
 )
 from calsync.syncbackend.crypto import TokenCipher
@@ -223,11 +231,43 @@ class FaultSpec(_Spec):
     remaining: int | None = Field(default=None, ge=0)
 
 
+class SlackUserSpec(_Spec):
+    """A Slack-only person (no SalesPartner account), or another bot."""
+
+    id: Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,30}$")]
+    email: str = ""
+    name: str = ""
+    is_bot: bool = False
+    deleted: bool = False
+    tz: str = "UTC"
+
+
+class SlackUsergroupSpec(_Spec):
+    id: Annotated[str, Field(pattern=r"^S[A-Z0-9]{2,30}$")]
+    handle: str
+    members: list[str] = []  # Slack user ids: scenario users' `slack_user_id` or `slack.users`
+
+
+class SlackChannelSpec(_Spec):
+    id: Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{2,30}$")]
+    name: str
+    is_private: bool = False
+
+
+class SlackSpec(_Spec):
+    """The Slack workspace beyond the users' own Slack accounts (which come from `slack_user_id`)."""
+
+    users: list[SlackUserSpec] = []
+    usergroups: list[SlackUsergroupSpec] = []
+    channels: list[SlackChannelSpec] = []
+
+
 class Scenario(_Spec):
     description: str = ""
     accounts: list[AccountSpec] = []
     users: list[UserSpec] = []
     faults: list[FaultSpec] = []
+    slack: SlackSpec = SlackSpec()
 
 
 @dataclass(frozen=True)
@@ -238,6 +278,7 @@ class LoadedScenario:
     events: int
     appointments: int
     faults: int
+    slack_users: int = 0
 
 
 # -- reading and validating ---------------------------------------------------------------------------
@@ -375,8 +416,34 @@ def _check_references(path: Path, scenario: Scenario, lines: dict[tuple[Any, ...
                         ),
                         f"no appointment with id {event.appointment}",
                     )
+    _check_slack(scenario, problem)
     if problems:
         raise ScenarioError("\n".join(problems))
+
+
+def _check_slack(scenario: Scenario, problem: Callable[[tuple[Any, ...], str], None]) -> None:
+    """Slack ids are unique across users and `slack.users`; user groups name known Slack users."""
+    known = {user.slack_user_id for user in scenario.users if user.slack_user_id is not None}
+    for index, user in enumerate(scenario.slack.users):
+        if user.id in known:
+            problem(("slack", "users", index, "id"), f"{user.id} is used twice")
+        known.add(user.id)
+    groups: set[str] = set()
+    for index, group in enumerate(scenario.slack.usergroups):
+        if group.id in groups:
+            problem(("slack", "usergroups", index, "id"), f"{group.id} is used twice")
+        groups.add(group.id)
+        for member_index, member in enumerate(group.members):
+            if member not in known:
+                problem(
+                    ("slack", "usergroups", index, "members", member_index),
+                    f"{member} is neither a user's slack_user_id nor in slack.users",
+                )
+    channels: set[str] = set()
+    for index, channel in enumerate(scenario.slack.channels):
+        if channel.id in channels:
+            problem(("slack", "channels", index, "id"), f"{channel.id} is used twice")
+        channels.add(channel.id)
 
 
 # -- loading ------------------------------------------------------------------------------------------
@@ -415,6 +482,17 @@ def _clear(session: Session, scenario: Scenario) -> None:
         session.delete(user)
     for table in (SandboxFault, SandboxEvent, SandboxCalendar, SandboxGrant, SandboxAccount):
         session.execute(delete(table))
+    # The Slack workspace goes with the world (the call log stays, like the request log).
+    for slack_table in (
+        SandboxSlackMessage,
+        SandboxSlackHomeView,
+        SandboxSlackResponseUrl,
+        SandboxSlackDm,
+        SandboxSlackChannel,
+        SandboxSlackUsergroup,
+        SandboxSlackUser,
+    ):
+        session.execute(delete(slack_table))
     session.flush()
 
 
@@ -576,10 +654,39 @@ def _write(
                 remaining=fault.remaining,
             )
         )
+    slack_users = _write_slack(session, scenario)
     return {
         "users": len(scenario.users),
         "accounts": len(scenario.accounts),
         "events": events,
         "appointments": appointments,
         "faults": len(scenario.faults),
+        "slack_users": slack_users,
     }
+
+
+def _write_slack(session: Session, scenario: Scenario) -> int:
+    """A Slack user for every user with a `slack_user_id`, then the `slack:` section."""
+    rows = [
+        SandboxSlackUser(id=user.slack_user_id, email=user.email.lower(), name=user.name)
+        for user in scenario.users
+        if user.slack_user_id is not None
+    ]
+    rows += [
+        SandboxSlackUser(
+            id=user.id,
+            email=user.email.lower(),
+            name=user.name,
+            is_bot=user.is_bot,
+            deleted=user.deleted,
+            tz=user.tz,
+        )
+        for user in scenario.slack.users
+    ]
+    session.add_all(rows)
+    for group in scenario.slack.usergroups:
+        session.add(SandboxSlackUsergroup(id=group.id, handle=group.handle, members=list(group.members)))
+    for channel in scenario.slack.channels:
+        session.add(SandboxSlackChannel(id=channel.id, name=channel.name, is_private=channel.is_private))
+    session.flush()
+    return len(rows)

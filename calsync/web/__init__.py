@@ -1,0 +1,1 @@
+"""HTTP: the Slack endpoint, health, and (later) the reconnect and report pages."""

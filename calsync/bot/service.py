@@ -1,0 +1,554 @@
+"""What the bot does, behind the Slack listeners: resolve who is asking, dedupe Slack's retries, run
+the troubleshooter, render, and send. Listeners only ack and call one method here.
+
+Every database call runs in a worker thread: a blocking call on the event loop would delay the next
+request's ack. Nothing here lets an exception reach Slack as a stack trace: people get one clear
+sentence and the details go to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from calsync.bot.commands import Diagnose, Help, Reconnect, Unknown, parse_command
+from calsync.db import transaction
+from calsync.diagnostics.answer import CALENDAR_PRODUCTS, Answer
+from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
+from calsync.render import blocks
+from calsync.syncbackend.models import AuditEntry, Feedback, ProcessedEvent, User
+
+log = logging.getLogger(__name__)
+
+Respond = Callable[..., Awaitable[Any]]
+
+PROFILE_CACHE_SECONDS = 600.0  # a Slack profile's email rarely changes
+GROUP_CACHE_SECONDS = 300.0
+SUPPORT_THREAD_DAYS = 7
+MAX_QUESTION = 2000  # characters of a message we pass on; Slack allows 40 000
+SOMETHING_WENT_WRONG = (
+    "Something went wrong on our side and I couldn't check just now. Please try again in a minute."
+)
+
+
+@dataclass(frozen=True)
+class Person:
+    """A Slack user as far as calsync is concerned."""
+
+    slack_user_id: str
+    email: str | None  # their SalesPartner email, None when they have no SalesPartner account
+    name: str = ""
+    role: str = "rep"
+    user_id: int | None = None
+
+
+def _value(body: dict[str, Any]) -> dict[str, Any]:
+    """The JSON value of the clicked button; {} for anything malformed."""
+    try:
+        action = body["actions"][0]
+        parsed = json.loads(action.get("value") or "{}")
+    except (KeyError, IndexError, TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def strip_mentions(text: str) -> str:
+    """The question without the bot's @mention (and any other user mention markup)."""
+    import re
+
+    return re.sub(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>", " ", text).strip()
+
+
+class SlackBot:
+    def __init__(
+        self,
+        *,
+        troubleshooter: Troubleshooter,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], datetime],
+        agent_ids: frozenset[str] = frozenset(),
+        agent_usergroup: str | None = None,
+        support_channel: str | None = None,
+        support_contact: str = "SalesPartner support",
+        report_url: Callable[[str, str], str | None] | None = None,
+    ) -> None:
+        self.troubleshooter = troubleshooter
+        self.sessions = sessions
+        self.clock = clock
+        self.agent_ids = agent_ids
+        self.agent_usergroup = agent_usergroup
+        self.support_channel = support_channel
+        self.support_contact = support_contact
+        self.report_url = report_url  # (agent slack id, rep email) -> a signed report link, when pages exist
+        self._profiles: dict[str, tuple[float, str | None, str]] = {}
+        self._group: tuple[float, frozenset[str]] | None = None
+
+    # -- who is asking ---------------------------------------------------------------------------
+
+    async def person(self, client: AsyncWebClient, slack_user_id: str) -> Person:
+        """Map a Slack user to a SalesPartner user: a stored Slack id first, else their profile email.
+        Only Slack's answer (the profile) is cached; the database is asked every time."""
+        found = await asyncio.to_thread(self._user_by_slack_id, slack_user_id)
+        if found is not None:
+            return found
+        profile_email, name = await self._profile(client, slack_user_id)
+        return await asyncio.to_thread(self._user_by_email, slack_user_id, profile_email, name)
+
+    async def _profile(self, client: AsyncWebClient, slack_user_id: str) -> tuple[str | None, str]:
+        cached = self._profiles.get(slack_user_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1], cached[2]
+        try:
+            response = await client.users_info(user=slack_user_id)
+        except SlackApiError as error:
+            log.warning("users.info for %s failed: %s", slack_user_id, error.response.get("error"))
+            return None, ""
+        user = response.get("user") or {}
+        profile = user.get("profile") or {}
+        email = None if user.get("deleted") or user.get("is_bot") else (profile.get("email") or None)
+        name = user.get("real_name") or profile.get("real_name") or ""
+        if len(self._profiles) > 10_000:
+            self._profiles.clear()
+        self._profiles[slack_user_id] = (time.monotonic() + PROFILE_CACHE_SECONDS, email, name)
+        return email, name
+
+    def _user_by_slack_id(self, slack_user_id: str) -> Person | None:
+        with self.sessions() as session:
+            user = session.scalars(select(User).where(User.slack_user_id == slack_user_id)).first()
+            return Person(slack_user_id, user.email, user.name, user.role, user.id) if user else None
+
+    def _user_by_email(self, slack_user_id: str, email: str | None, name: str) -> Person:
+        if not email:
+            return Person(slack_user_id, None, name)
+        with self.sessions() as session:
+            user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
+            if user is None:
+                return Person(slack_user_id, None, name)
+            return Person(slack_user_id, user.email, user.name, user.role, user.id)
+
+    async def is_agent(self, client: AsyncWebClient, person: Person) -> bool:
+        if person.slack_user_id in self.agent_ids or person.role == "agent":
+            return True
+        if not self.agent_usergroup:
+            return False
+        if self._group is None or self._group[0] < time.monotonic():
+            try:
+                response = await client.usergroups_users_list(usergroup=self.agent_usergroup)
+                members = frozenset(response.get("users") or [])
+            except SlackApiError as error:
+                log.warning("usergroups.users.list failed: %s", error.response.get("error"))
+                members = frozenset()
+            self._group = (time.monotonic() + GROUP_CACHE_SECONDS, members)
+        return person.slack_user_id in self._group[1]
+
+    # -- Slack retries ---------------------------------------------------------------------------
+
+    async def claim(self, event_id: str | None) -> bool:
+        """True the first time an event id is seen, in any process sharing the database."""
+        if not event_id:
+            return True
+        return await asyncio.to_thread(self._claim, event_id[:255])
+
+    def _claim(self, event_id: str) -> bool:
+        try:
+            with transaction(self.sessions) as session:
+                session.add(ProcessedEvent(event_id=event_id, received_at=self.clock()))
+        except IntegrityError:
+            return False
+        return True
+
+    # -- a rep's question ------------------------------------------------------------------------
+
+    async def answer_question(
+        self,
+        client: AsyncWebClient,
+        *,
+        slack_user_id: str,
+        channel: str,
+        text: str,
+        thread_ts: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        """Post "Checking…" at once, then replace it with the answer (in the thread, if one is given)."""
+        try:
+            if not await self.claim(event_id):
+                return
+            person = await self.person(client, slack_user_id)
+        except SQLAlchemyError:
+            log.exception("database unavailable while answering %s", event_id)
+            await self._post(client, channel, blocks.error_message(SOMETHING_WENT_WRONG), thread_ts)
+            return
+        if person.email is None:
+            await self._post(client, channel, self._not_a_user(), thread_ts)
+            return
+        question = strip_mentions(text)[:MAX_QUESTION]
+        placeholder = await self._post(client, channel, blocks.checking_message(), thread_ts)
+        message = await self._answer_message(person, question or None, actor=slack_user_id)
+        await self._replace(client, channel, placeholder, message, thread_ts)
+
+    async def _answer_message(
+        self, person: Person, question: str | None, *, actor: str, article: str | None = None
+    ) -> blocks.Message:
+        assert person.email is not None
+        try:
+            answer = await self.troubleshooter.answer(person.email, question, actor=actor, article=article)
+        except UnknownUser:
+            return self._not_a_user()
+        except Exception:
+            log.exception("answering %s failed", person.slack_user_id)
+            return blocks.error_message(SOMETHING_WENT_WRONG)
+        return blocks.answer_message(answer)
+
+    def _not_a_user(self) -> blocks.Message:
+        return blocks.error_message(
+            "I couldn't find a SalesPartner account for your Slack profile's email, so I can't check a "
+            f"calendar for you. If you use SalesPartner, ask {self.support_contact} to link your account."
+        )
+
+    async def _post(
+        self, client: AsyncWebClient, channel: str, message: blocks.Message, thread_ts: str | None
+    ) -> str | None:
+        try:
+            response = await client.chat_postMessage(
+                channel=channel, text=message.text, blocks=message.blocks, thread_ts=thread_ts
+            )
+        except SlackApiError as error:
+            log.warning("chat.postMessage to %s failed: %s", channel, error.response.get("error"))
+            return None
+        return str(response.get("ts"))
+
+    async def _replace(
+        self,
+        client: AsyncWebClient,
+        channel: str,
+        ts: str | None,
+        message: blocks.Message,
+        thread_ts: str | None,
+    ) -> None:
+        if ts is None:  # the placeholder could not be posted: try the answer as a new message
+            await self._post(client, channel, message, thread_ts)
+            return
+        try:
+            await client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
+        except SlackApiError as error:
+            log.warning("chat.update in %s failed: %s", channel, error.response.get("error"))
+
+    # -- /calsync --------------------------------------------------------------------------------
+
+    async def command(
+        self, client: AsyncWebClient, respond: Respond, *, slack_user_id: str, text: str | None
+    ) -> None:
+        """Handle `/calsync …`; every reply is ephemeral (only the person who typed it sees it)."""
+        parsed = parse_command(text)
+        try:
+            person = await self.person(client, slack_user_id)
+            if isinstance(parsed, Unknown):
+                await self._respond(respond, blocks.error_message(parsed.reason))
+            elif isinstance(parsed, Help):
+                await self._respond(respond, blocks.help_message(await self.is_agent(client, person)))
+            elif isinstance(parsed, Reconnect):
+                await self._respond(respond, await self._reconnect_message(person))
+            elif isinstance(parsed, Diagnose):
+                await self._diagnose_command(client, respond, person, parsed)
+        except SQLAlchemyError:
+            log.exception("database unavailable for /calsync")
+            await self._respond(respond, blocks.error_message(SOMETHING_WENT_WRONG))
+
+    async def _diagnose_command(
+        self, client: AsyncWebClient, respond: Respond, agent: Person, command: Diagnose
+    ) -> None:
+        if (
+            command.slack_user_id is None and command.email is None
+        ) or command.slack_user_id == agent.slack_user_id:
+            if agent.email is None:
+                await self._respond(respond, self._not_a_user())
+                return
+            await self._respond(respond, blocks.checking_message())
+            await self._respond(respond, await self._answer_message(agent, None, actor=agent.slack_user_id))
+            return
+        if not await self.is_agent(client, agent):
+            await asyncio.to_thread(self._audit_refusal, agent, command)
+            await self._respond(
+                respond,
+                blocks.error_message(
+                    "Only support agents can diagnose someone else. Try `/calsync diagnose`."
+                ),
+            )
+            return
+        if command.slack_user_id is not None:
+            target = await self.person(client, command.slack_user_id)
+            who = f"<@{command.slack_user_id}>"
+        else:
+            target = await asyncio.to_thread(self._user_by_email, "", command.email, "")
+            who = command.email or ""
+        if target.email is None:
+            await self._respond(
+                respond,
+                blocks.markup_message(
+                    f"{who} isn't a SalesPartner user, so there is nothing to diagnose.",
+                    fallback="That person isn't a SalesPartner user.",
+                ),
+            )
+            return
+        await self._respond(respond, blocks.checking_message())
+        try:
+            answer = await self.troubleshooter.diagnose(target.email, actor=agent.slack_user_id)
+        except UnknownUser:
+            await self._respond(
+                respond,
+                blocks.markup_message(
+                    f"{who} isn't a SalesPartner user.", fallback="Not a SalesPartner user."
+                ),
+            )
+            return
+        report = self.report_url(agent.slack_user_id, target.email) if self.report_url else None
+        await self._respond(respond, blocks.answer_message(answer, for_agent=True, report_url=report))
+
+    def _audit_refusal(self, person: Person, command: Diagnose) -> None:
+        with transaction(self.sessions) as session:
+            subject = None
+            if command.slack_user_id:
+                subject = session.scalars(
+                    select(User.id).where(User.slack_user_id == command.slack_user_id)
+                ).first()
+            elif command.email:
+                subject = session.scalars(select(User.id).where(User.email == command.email)).first()
+            session.add(
+                AuditEntry(
+                    at=self.clock(),
+                    actor=person.slack_user_id,
+                    action="diagnose",
+                    subject_user_id=subject,
+                    detail={"target": command.slack_user_id or command.email},
+                    result="refused: not an agent",
+                )
+            )
+
+    async def _reconnect_message(self, person: Person) -> blocks.Message:
+        if person.email is None:
+            return self._not_a_user()
+        providers = await asyncio.to_thread(self._providers_of, person.email)
+        if not providers:
+            providers = ["google", "microsoft"]
+        return blocks.reconnect_message(
+            {provider: self.troubleshooter.reconnect_url(person.email, provider) for provider in providers}
+        )
+
+    def _providers_of(self, email: str) -> list[str]:
+        with self.sessions() as session:
+            user = session.scalars(select(User).where(User.email == email)).first()
+            if user is None:
+                return []
+            return sorted({connection.provider for connection in user.connections if connection.active})
+
+    async def _respond(self, respond: Respond, message: blocks.Message, **extra: Any) -> None:
+        try:
+            await respond(text=message.text, blocks=message.blocks, response_type="ephemeral", **extra)
+        except Exception:  # the response_url expired, or Slack refused the blocks
+            log.exception("responding failed")
+
+    # -- buttons ---------------------------------------------------------------------------------
+
+    async def check_again(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
+        value = _value(body)
+        person = await self.person(client, body["user"]["id"])
+        if person.email is None:
+            await self._respond(respond, self._not_a_user())
+            return
+        question = value.get("question") if isinstance(value.get("question"), str) else None
+        article = value.get("article") if isinstance(value.get("article"), str) else None
+        message = await self._answer_message(person, question, actor=person.slack_user_id, article=article)
+        await self._update_clicked(client, respond, body, message)
+
+    async def did_you_mean(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
+        value = _value(body)
+        person = await self.person(client, body["user"]["id"])
+        if person.email is None:
+            await self._respond(respond, self._not_a_user())
+            return
+        article = value.get("article") if isinstance(value.get("article"), str) else None
+        question = value.get("question") if isinstance(value.get("question"), str) else None
+        if article not in self.troubleshooter.knowledge.ids:
+            article = None
+        message = await self._answer_message(person, question, actor=person.slack_user_id, article=article)
+        await self._update_clicked(client, respond, body, message)
+
+    async def _update_clicked(
+        self, client: AsyncWebClient, respond: Respond, body: dict[str, Any], message: blocks.Message
+    ) -> None:
+        container = body.get("container") or {}
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+        ts = container.get("message_ts")
+        if container.get("is_ephemeral") or not (channel and ts):
+            await self._respond(respond, message, replace_original=True)
+            return
+        await self._replace(client, channel, ts, message, None)
+
+    async def feedback(self, respond: Respond, body: dict[str, Any], *, helpful: bool) -> None:
+        value = _value(body)
+        diagnosis = str(value.get("diagnosis") or "")[:64] or None
+        article = value.get("article") if isinstance(value.get("article"), str) else None
+        await asyncio.to_thread(self._store_feedback, body["user"]["id"], diagnosis, article, helpful)
+        thanks = (
+            "Thanks — glad that helped."
+            if helpful
+            else "Thanks for telling me. Use Talk to support if you need a person."
+        )
+        await self._respond(respond, blocks.notice_message(thanks), replace_original=False)
+
+    def _store_feedback(
+        self, slack_user_id: str, diagnosis: str | None, article: str | None, helpful: bool
+    ) -> None:
+        with transaction(self.sessions) as session:
+            user_id = session.scalars(select(User.id).where(User.slack_user_id == slack_user_id)).first()
+            session.add(
+                Feedback(
+                    at=self.clock(),
+                    user_id=user_id,
+                    article_id=article,
+                    diagnosis_id=diagnosis,
+                    helpful=helpful,
+                )
+            )
+
+    async def talk_to_support(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
+        person = await self.person(client, body["user"]["id"])
+        if person.email is None:
+            await self._respond(respond, self._not_a_user())
+            return
+        if not self.support_channel:
+            await self._respond(
+                respond,
+                blocks.error_message(
+                    f"Please contact {self.support_contact}; mention that calsync checked your calendar."
+                ),
+            )
+            return
+        answer = await self.troubleshooter.diagnose(person.email, actor=person.slack_user_id)
+        thread = await asyncio.to_thread(self._support_thread, person)
+        who = blocks.escape_mrkdwn(person.name or person.email)
+        message = blocks.answer_message(
+            answer, for_agent=True, preface=f"🙋 Support request from <@{person.slack_user_id}> ({who})."
+        )
+        ts = await self._post(client, self.support_channel, message, thread)
+        if ts is not None:
+            await asyncio.to_thread(self._record_support, person, answer, thread or ts)
+        said = (
+            "I've sent this to the support team with what I found; they'll follow up with you here in Slack."
+        )
+        await self._respond(respond, blocks.notice_message(said), replace_original=False)
+
+    def _support_thread(self, person: Person) -> str | None:
+        """The support thread of this rep's recent request, so follow-ups land in one place."""
+        since = self.clock() - timedelta(days=SUPPORT_THREAD_DAYS)
+        with self.sessions() as session:
+            entry = session.scalars(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.action == "support_request",
+                    AuditEntry.subject_user_id == person.user_id,
+                    AuditEntry.at >= since,
+                )
+                .order_by(AuditEntry.at.desc())
+            ).first()
+            return str(entry.detail.get("thread_ts")) if entry and entry.detail.get("thread_ts") else None
+
+    def _record_support(self, person: Person, answer: Answer, thread_ts: str) -> None:
+        with transaction(self.sessions) as session:
+            session.add(
+                AuditEntry(
+                    at=self.clock(),
+                    actor=person.slack_user_id,
+                    action="support_request",
+                    subject_user_id=person.user_id,
+                    detail={
+                        "channel": self.support_channel,
+                        "thread_ts": thread_ts,
+                        "diagnosis": answer.diagnosis_id,
+                    },
+                    result=answer.worst.value,
+                )
+            )
+
+    async def send_reconnect_link(
+        self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]
+    ) -> None:
+        value = _value(body)
+        agent = await self.person(client, body["user"]["id"])
+        if not await self.is_agent(client, agent):
+            await self._respond(
+                respond, blocks.error_message("Only support agents can send someone a reconnect link.")
+            )
+            return
+        rep_email = str(value.get("rep") or "")
+        provider = str(value.get("provider") or "")
+        rep = await asyncio.to_thread(self._user_by_email, "", rep_email, "")
+        slack_id = await asyncio.to_thread(self._slack_id_of, rep_email)
+        if rep.email is None or provider not in CALENDAR_PRODUCTS or slack_id is None:
+            await self._respond(
+                respond, blocks.error_message("I can't reach that rep in Slack to send the link.")
+            )
+            return
+        product = CALENDAR_PRODUCTS[provider]
+        url = self.troubleshooter.reconnect_url(rep.email, provider)
+        opened = await client.conversations_open(users=slack_id)
+        channel = (opened.get("channel") or {}).get("id")
+        intro = f"Support sent you a link to reconnect {product}. It opens in your browser."
+        link = blocks.reconnect_message({provider: url})
+        dm = blocks.Message(text=intro, blocks=[*blocks.notice_message(intro).blocks, *link.blocks])
+        await self._post(client, str(channel), dm, None)
+        await asyncio.to_thread(self._audit_link, agent, rep, provider)
+        sent = blocks.markup_message(
+            f"Sent <@{slack_id}> a link to reconnect {product}.",
+            fallback=f"Sent a link to reconnect {product}.",
+        )
+        await self._respond(respond, sent, replace_original=False)
+
+    def _slack_id_of(self, email: str) -> str | None:
+        with self.sessions() as session:
+            return session.scalars(
+                select(User.slack_user_id).where(User.email == email.strip().lower())
+            ).first()
+
+    def _audit_link(self, agent: Person, rep: Person, provider: str) -> None:
+        with transaction(self.sessions) as session:
+            session.add(
+                AuditEntry(
+                    at=self.clock(),
+                    actor=agent.slack_user_id,
+                    action="reconnect_link_sent",
+                    subject_user_id=rep.user_id,
+                    detail={"provider": provider},
+                    result="sent",
+                )
+            )
+
+    # -- App Home --------------------------------------------------------------------------------
+
+    async def publish_home(self, client: AsyncWebClient, slack_user_id: str) -> None:
+        person = await self.person(client, slack_user_id)
+        if person.email is None:
+            view = blocks.home_view(None, not_a_user=True)
+        else:
+            try:
+                answer: Answer | None = await self.troubleshooter.diagnose(person.email, actor=slack_user_id)
+            except Exception:
+                log.exception("home diagnosis for %s failed", slack_user_id)
+                answer = None
+            view = blocks.home_view(answer, name=person.name)
+        try:
+            await client.views_publish(user_id=slack_user_id, view=view)
+        except SlackApiError as error:
+            log.warning("views.publish failed: %s", error.response.get("error"))

@@ -1,0 +1,182 @@
+"""The bot as Slack sees it: the real FastAPI + Bolt app under uvicorn on a loopback port, wired to
+the sandbox (calendar emulators and the Slack emulator), and signed requests sent to it."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from calsync.app import (
+    Services,
+    build_bolt_app,
+    build_slack_bot,
+    build_troubleshooter,
+    build_web_app,
+)
+from calsync.sandbox.server import BackgroundServer
+from calsync.settings import Settings
+from tests.harness import Sandbox
+
+T = TypeVar("T")
+AGENT_BY_SETTING = "U0AGENTSET"
+SUPPORT_CHANNEL = "C0SUPPORT"
+HELP_CHANNEL = "C0HELP"
+_ids = itertools.count(1)
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "it") -> T:
+    """Poll `probe` until it returns something truthy (the bot works after the ack, asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+
+
+@dataclass
+class SlackHarness:
+    sandbox: Sandbox
+    url: str
+    secret: str
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+
+    @property
+    def slack_base(self) -> str:
+        return self.sandbox.endpoints.slack_url
+
+    def post(self, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        signed = {**sign(body, self.secret), "Content-Type": content_type, **(headers or {})}
+        return self.http.post(f"{self.url}/slack/events", content=body, headers=signed)
+
+    def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None
+    ) -> httpx.Response:
+        body = {
+            "token": "legacy",
+            "team_id": "T0SANDBOX",
+            "api_app_id": "A0CALSYNC",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(_ids):08d}",
+            "event_time": int(time.time()),
+        }
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
+        return self.post(json.dumps(body).encode(), "application/json", headers)
+
+    def dm_channel(self, user: str) -> str:
+        channel, _ = self.sandbox.world.slack_open_dm(user, self.sandbox.clock())
+        return channel
+
+    def dm(self, user: str, text: str, **kwargs: Any) -> tuple[httpx.Response, str]:
+        channel = self.dm_channel(user)
+        ts = f"{1764000000 + next(_ids)}.000100"
+        event = {
+            "type": "message",
+            "channel_type": "im",
+            "user": user,
+            "channel": channel,
+            "text": text,
+            "ts": ts,
+        }
+        return self.event(event, **kwargs), channel
+
+    def command(self, user: str, text: str, channel: str = HELP_CHANNEL) -> tuple[httpx.Response, str]:
+        response_url = self.sandbox.world.slack_response_url(self.slack_base, channel=channel, user_id=user)
+        form = {
+            "token": "legacy",
+            "team_id": "T0SANDBOX",
+            "channel_id": channel,
+            "user_id": user,
+            "command": "/calsync",
+            "text": text,
+            "response_url": response_url,
+            "trigger_id": f"trig{next(_ids)}",
+            "api_app_id": "A0CALSYNC",
+        }
+        return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded"), channel
+
+    def click(self, user: str, channel: str, message_ts: str, action_id: str, value: str) -> httpx.Response:
+        response_url = self.sandbox.world.slack_response_url(
+            self.slack_base, channel=channel, user_id=user, message_ts=message_ts
+        )
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user},
+            "team": {"id": "T0SANDBOX"},
+            "api_app_id": "A0CALSYNC",
+            "container": {
+                "type": "message",
+                "message_ts": message_ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+            },
+            "channel": {"id": channel},
+            "message": {"ts": message_ts, "text": ""},
+            "response_url": response_url,
+            "trigger_id": f"trig{next(_ids)}",
+            "actions": [
+                {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1"}
+            ],
+        }
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return self.post(body, "application/x-www-form-urlencoded")
+
+    def ephemeral_for(self, user: str, channel: str) -> list[Any]:
+        return [m for m in self.sandbox.world.slack_messages(channel) if m.ephemeral_for == user]
+
+
+@pytest.fixture(scope="module")
+def slack_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
+    """The app, built by the composition root's own factories, serving on an ephemeral port."""
+    endpoints = sandbox_session.endpoints
+    settings = endpoints.apply(
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            CALSYNC_AGENT_SLACK_IDS=AGENT_BY_SETTING,
+            CALSYNC_SUPPORT_CHANNEL=SUPPORT_CHANNEL,
+        )
+    )
+    services = Services(
+        settings=settings,
+        engine=sandbox_session.engine,
+        sessions=sandbox_session.sessions,
+        cipher=sandbox_session.cipher,
+        clock=sandbox_session.clock,
+        providers=sandbox_session.providers,
+        world=sandbox_session.world,
+        sandbox=endpoints,
+    )
+    bot = build_slack_bot(services, build_troubleshooter(services))
+    bolt_app = build_bolt_app(services, bot)
+    assert bolt_app is not None
+    with BackgroundServer(build_web_app(services, bolt_app)) as server:
+        yield SlackHarness(sandbox_session, server.url, endpoints.slack_signing_secret)
+
+
+@pytest.fixture
+def slack(slack_server: SlackHarness, sandbox: Sandbox) -> SlackHarness:
+    """The app with the demo world loaded afresh (the `sandbox` fixture empties it first)."""
+    from pathlib import Path
+
+    sandbox.load_file(Path(__file__).parents[2] / "calsync" / "sandbox" / "scenarios" / "demo.yaml")
+    sandbox.world.slack_add_channel(SUPPORT_CHANNEL, "calendar-support")
+    sandbox.world.slack_add_user(AGENT_BY_SETTING, "agent.by.setting@northwind.example", "Agent Setting")
+    return slack_server
