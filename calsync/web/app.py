@@ -4,10 +4,11 @@ adapter verifies each request's signature and age), and `GET /healthz`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import Engine, text
@@ -26,8 +27,16 @@ def database_is_up(engine: Engine) -> Callable[[], bool]:
     return check
 
 
-def create_web_app(*, bolt_app: AsyncApp | None, healthy: Callable[[], bool]) -> FastAPI:
+def create_web_app(
+    *, bolt_app: AsyncApp | None, healthy: Callable[[], bool], routers: Sequence[APIRouter] = ()
+) -> FastAPI:
+    """The app; `routers` add the pages (reconnect, reports, playground) built by the composition root."""
+    from calsync.web.templating import STATIC_DIR
+
     app = FastAPI(title="calsync", docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    for router in routers:
+        app.include_router(router)
 
     if bolt_app is not None:
         handler = AsyncSlackRequestHandler(bolt_app)
