@@ -454,6 +454,7 @@ def sandbox_serve(
     host: str = typer.Option("127.0.0.1", help="Loopback address to listen on."),
     google_port: int = typer.Option(0, help="Port for the Google emulator (0: any free port)."),
     microsoft_port: int = typer.Option(0, help="Port for the Microsoft emulator (0: any free port)."),
+    slack_port: int = typer.Option(0, help="Port for the Slack Web API emulator (0: any free port)."),
 ) -> None:
     """Run the emulators until interrupted and print their URLs and the settings that point at them."""
     import signal
@@ -477,12 +478,14 @@ def sandbox_serve(
         host=host,
         google_port=google_port,
         microsoft_port=microsoft_port,
+        slack_port=slack_port,
     )
     with runtime as endpoints:
         typer.echo(f"Google Calendar + OAuth emulator:    {endpoints.google_url}")
         typer.echo(
             f"Microsoft identity + Graph emulator: {endpoints.microsoft_url} (TLS, CA {endpoints.ca_path})"
         )
+        typer.echo(f"Slack Web API emulator:              {endpoints.slack_url}/api/")
         typer.echo("Settings for another calsync process (these secrets live only as long as this process):")
         for name, value in endpoints.environment().items():
             typer.echo(f"  export {name}={value}")
