@@ -492,8 +492,9 @@ class GoogleEmulator:
                 response = _error_page("Choose one of the sandbox accounts.", status=400)
             else:
                 code = await run_in_threadpool(
-                    lambda: self.world.google_create_auth_code(
+                    lambda: self.world.create_auth_code(
                         account.id,
+                        prefix="4/",
                         client_id=form["client_id"],
                         redirect_uri=redirect_uri,
                         scopes=form.get("scope", ""),

@@ -577,8 +577,9 @@ def build_microsoft_app(
 
     async def issue_code(params: Mapping[str, str], account: SandboxAccount) -> RedirectResponse:
         code = await db(
-            world.ms_create_auth_code,
-            account_id=account.id,
+            world.create_auth_code,
+            account.id,
+            prefix="M.",
             client_id=params.get("client_id", ""),
             redirect_uri=params.get("redirect_uri", ""),
             scopes=params.get("scope", ""),

@@ -255,6 +255,34 @@ class World:
                 return None
             return row[0]
 
+    def create_auth_code(
+        self,
+        account_id: int,
+        *,
+        prefix: str,
+        client_id: str,
+        redirect_uri: str,
+        scopes: str,
+        code_challenge: str,
+        code_challenge_method: str,
+        expires_at: datetime,
+    ) -> str:
+        """An authorization code from a consent page, waiting for the token exchange. `prefix` gives
+        it the provider's look ("4/" for Google, "M." for Microsoft)."""
+        with transaction(self.sessions) as session:
+            code = SandboxAuthCode(
+                code=prefix + secrets.token_urlsafe(32),
+                account_id=account_id,
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                scopes=scopes,
+                code_challenge=code_challenge,
+                code_challenge_method=code_challenge_method,
+                expires_at=expires_at,
+            )
+            session.add(code)
+            return code.code
+
     # -- calendars and events --------------------------------------------------------------------
 
     def add_calendar(
@@ -374,31 +402,6 @@ class World:
                     .order_by(SandboxAccount.id)
                 ).all()
             )
-
-    def ms_create_auth_code(
-        self,
-        *,
-        account_id: int,
-        client_id: str,
-        redirect_uri: str,
-        scopes: str,
-        code_challenge: str,
-        code_challenge_method: str,
-        expires_at: datetime,
-    ) -> str:
-        with transaction(self.sessions) as session:
-            code = SandboxAuthCode(
-                code="M." + secrets.token_urlsafe(32),
-                account_id=account_id,
-                client_id=client_id,
-                redirect_uri=redirect_uri,
-                scopes=scopes,
-                code_challenge=code_challenge,
-                code_challenge_method=code_challenge_method,
-                expires_at=expires_at,
-            )
-            session.add(code)
-            return code.code
 
     def ms_take_auth_code(self, code: str) -> tuple[SandboxAuthCode, SandboxAccount] | None:
         """The code and its account, consumed (a code is single-use), or None if unknown or used."""
@@ -577,31 +580,6 @@ class World:
                     .order_by(SandboxAccount.email)
                 ).all()
             )
-
-    def google_create_auth_code(
-        self,
-        account_id: int,
-        *,
-        client_id: str,
-        redirect_uri: str,
-        scopes: str,
-        code_challenge: str,
-        code_challenge_method: str,
-        expires_at: datetime,
-    ) -> str:
-        with transaction(self.sessions) as session:
-            code = SandboxAuthCode(
-                code="4/" + secrets.token_urlsafe(32),
-                account_id=account_id,
-                client_id=client_id,
-                redirect_uri=redirect_uri,
-                scopes=scopes,
-                code_challenge=code_challenge,
-                code_challenge_method=code_challenge_method,
-                expires_at=expires_at,
-            )
-            session.add(code)
-            return code.code
 
     def google_peek_auth_code(self, code: str) -> tuple[SandboxAuthCode, SandboxAccount] | None:
         """The code and its account, without using it up (to know whom a token request is for)."""
