@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 
-.PHONY: demo test setup lint typecheck pytest migrate bench clean
+.PHONY: demo test setup lint typecheck pytest migrate bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,12 +33,19 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# The browser tests drive Debian's Chromium (never Playwright's own browser download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
+chromium:
+	command -v chromium >/dev/null || ($(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update \
+	  && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+
+test: lint typecheck chromium pytest
 
 bench: setup
 	$(BIN)/python benchmarks/matcher_bench.py
 	$(BIN)/python benchmarks/diagnosis_bench.py
 	$(BIN)/python benchmarks/duplicates_bench.py
+	$(BIN)/python benchmarks/ack_bench.py
 
 clean:
 	rm -rf $(VENV) .calsync .pytest_cache .mypy_cache .ruff_cache

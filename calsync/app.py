@@ -23,13 +23,14 @@ from calsync.db import make_engine, make_session_factory
 from calsync.settings import Settings
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi import APIRouter, FastAPI
     from slack_bolt.async_app import AsyncApp
 
     from calsync.bot.service import SlackBot
     from calsync.diagnostics.answer import Answer
     from calsync.diagnostics.troubleshooter import Troubleshooter
     from calsync.knowledge.loader import KnowledgeBase
+    from calsync.links import LinkSigner
     from calsync.sandbox.runtime import SandboxEndpoints
     from calsync.sandbox.world import World
     from calsync.syncbackend.crypto import TokenCipher
@@ -158,9 +159,9 @@ def build_troubleshooter(services: Services) -> Troubleshooter:
     from calsync.diagnostics.troubleshooter import Troubleshooter
     from calsync.knowledge.loader import load_articles
     from calsync.knowledge.matcher import Matcher
+    from calsync.syncbackend.reconnect import ReconnectLinks
 
     knowledge = load_articles()
-    public_url = services.settings.public_url.rstrip("/")
     return Troubleshooter(
         sessions=services.sessions,
         providers=services.providers,
@@ -169,15 +170,98 @@ def build_troubleshooter(services: Services) -> Troubleshooter:
         matcher=Matcher.build(knowledge),
         checks=ALL_CHECKS,
         clock=services.clock,
-        # A placeholder until signed reconnect links land with the web pages.
-        reconnect_url=lambda _email, provider: f"{public_url}/connect/{provider}",
+        # Signed, expiring, single-use links bound to the rep (and the thread the answer was given in).
+        reconnect_url=ReconnectLinks(build_link_signer(services), services.settings.public_url),
     )
 
 
+REPORT_LINK_TTL_MINUTES = 15
+
+
+def build_link_signer(services: Services) -> LinkSigner:
+    """Signs and reads the links calsync hands out (reconnect, reports): `CALSYNC_LINK_SECRET`, or in
+    sandbox mode a secret generated once into the state dir."""
+    from calsync.links import LinkSigner, load_or_create_link_secret
+
+    secret = load_or_create_link_secret(services.settings, sandbox=services.world is not None)
+    return LinkSigner(secret, services.clock)
+
+
+def build_reconnect(
+    services: Services, bot: SlackBot | None = None, troubleshooter: Troubleshooter | None = None
+) -> APIRouter:
+    """`/connect/{provider}` and `/oauth/{provider}/callback`: the OAuth flows, the fresh diagnosis
+    afterwards, and the Slack note (when there is a bot with a token)."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from calsync.syncbackend.oauth import GoogleOAuth, MicrosoftOAuth, OAuthFlow
+    from calsync.syncbackend.providers.microsoft import MicrosoftProvider
+    from calsync.syncbackend.reconnect import Outcome, ReconnectService
+    from calsync.web.reconnect import create_reconnect_router
+
+    settings = services.settings
+    public_url = settings.public_url.rstrip("/")
+    flows: dict[str, OAuthFlow] = {}
+    if settings.google_client_id and settings.google_client_secret:
+        flows["google"] = GoogleOAuth(
+            client_id=settings.google_client_id,
+            client_secret=settings.google_client_secret.get_secret_value(),
+            auth_url=settings.google_auth_url,
+            token_url=settings.google_token_url,
+            api_url=settings.google_api_url,
+            redirect_uri=f"{public_url}/oauth/google/callback",
+            timeout=settings.provider_timeout,
+            clock=services.clock,
+        )
+    microsoft = services.providers.get("microsoft")
+    if isinstance(microsoft, MicrosoftProvider):  # msal is built once, by the provider
+        flows["microsoft"] = MicrosoftOAuth(microsoft, redirect_uri=f"{public_url}/oauth/microsoft/callback")
+    checker = troubleshooter or (bot.troubleshooter if bot is not None else build_troubleshooter(services))
+    token = settings.slack_bot_token
+    client = (
+        AsyncWebClient(token=token.get_secret_value(), base_url=settings.slack_api_url)
+        if token is not None and bot is not None
+        else None
+    )
+
+    async def diagnose(email: str) -> Answer:
+        return await checker.diagnose(email, actor="reconnect")
+
+    async def notify(outcome: Outcome) -> None:
+        if bot is not None and client is not None:
+            await bot.notify_reconnected(
+                client, outcome.rep_email, outcome, outcome.answer, outcome.channel, outcome.thread_ts
+            )
+
+    service = ReconnectService(
+        sessions=services.sessions,
+        cipher=services.cipher,
+        signer=build_link_signer(services),
+        flows=flows,
+        providers=services.providers,
+        clock=services.clock,
+        diagnose=diagnose,
+        notify=notify,
+    )
+    return create_reconnect_router(service)
+
+
 def build_slack_bot(services: Services, troubleshooter: Troubleshooter) -> SlackBot:
+    from datetime import timedelta
+
     from calsync.bot.service import SlackBot
 
     settings = services.settings
+    signer = build_link_signer(services)
+    public_url = settings.public_url.rstrip("/")
+
+    def report_url(agent: str, rep: str) -> str:
+        """The agent's "Open full report" link: signed, 15 minutes, sent only to them (ephemeral)."""
+        token = signer.make(
+            "report", {"agent": agent, "rep": rep}, timedelta(minutes=REPORT_LINK_TTL_MINUTES)
+        )
+        return f"{public_url}/reports/{token}"
+
     return SlackBot(
         troubleshooter=troubleshooter,
         sessions=services.sessions,
@@ -186,6 +270,7 @@ def build_slack_bot(services: Services, troubleshooter: Troubleshooter) -> Slack
         agent_usergroup=settings.agent_usergroup,
         support_channel=settings.support_channel,
         support_contact=settings.support_contact,
+        report_url=report_url,
     )
 
 
@@ -212,10 +297,59 @@ def build_bolt_app(services: Services, bot: SlackBot) -> AsyncApp | None:
     return app
 
 
-def build_web_app(services: Services, bolt_app: AsyncApp | None) -> FastAPI:
+def build_pages(
+    services: Services, troubleshooter: Troubleshooter, *, sandbox: bool | None = None
+) -> APIRouter:
+    """The agent's report page and, in sandbox mode (`sandbox`, default: the services have a sandbox
+    world), the playground."""
+    from calsync.web.pages import PagesConfig, create_pages_router
+
+    sandboxed = services.world is not None if sandbox is None else sandbox
+    return create_pages_router(
+        troubleshooter=troubleshooter,
+        sessions=services.sessions,
+        clock=services.clock,
+        links=build_link_signer(services),
+        config=PagesConfig(
+            sandbox=sandboxed,
+            public_url=services.settings.public_url,
+            examples=DEMO_QUESTIONS if sandboxed else (),
+            problems=_demo_problems() if sandboxed else {},
+        ),
+    )
+
+
+def _demo_problems() -> dict[str, str]:
+    """Each demo rep's one-line problem, from the demo scenario (for the playground's rep list)."""
+    import yaml
+
+    try:
+        users = (yaml.safe_load(DEMO_SCENARIO.read_text(encoding="utf-8")) or {}).get("users") or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    return {
+        str(user["email"]).lower(): str(user["problem"])
+        for user in users
+        if isinstance(user, dict) and user.get("email") and user.get("problem")
+    }
+
+
+def build_web_app(
+    services: Services,
+    bolt_app: AsyncApp | None,
+    troubleshooter: Troubleshooter | None = None,
+    *,
+    sandbox: bool | None = None,
+    bot: SlackBot | None = None,
+) -> FastAPI:
+    """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
+    flow is always served; with `bot` it also tells the rep in Slack afterwards."""
     from calsync.web.app import create_web_app, database_is_up
 
-    return create_web_app(bolt_app=bolt_app, healthy=database_is_up(services.engine))
+    routers: list[APIRouter] = [build_reconnect(services, bot, troubleshooter)]
+    if troubleshooter is not None:
+        routers.append(build_pages(services, troubleshooter, sandbox=sandbox))
+    return create_web_app(bolt_app=bolt_app, healthy=database_is_up(services.engine), routers=routers)
 
 
 def _note(message: str) -> None:
@@ -513,15 +647,18 @@ def serve_command(
 
     with open_services() as services:
         settings = services.settings
-        bot = build_slack_bot(services, build_troubleshooter(services))
+        troubleshooter = build_troubleshooter(services)
+        bot = build_slack_bot(services, troubleshooter)
         bolt_app = build_bolt_app(services, bot)
-        web = build_web_app(services, None if settings.slack_app_token else bolt_app)
+        web = build_web_app(services, None if settings.slack_app_token else bolt_app, troubleshooter, bot=bot)
         if bolt_app is None:
             _note("No SLACK_BOT_TOKEN: serving /healthz only; Slack is not connected.")
         server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="info"))
         _note(
             f"calsync listening on http://{host}:{port} (Slack events at /slack/events, health at /healthz)"
         )
+        if services.world is not None:
+            _note(f"Try calsync in your browser: http://{host}:{port}/playground")
         if settings.slack_app_token and bolt_app is not None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 

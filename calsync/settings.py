@@ -52,6 +52,8 @@ class Settings(BaseSettings):
 
     # Where people reach this deployment's web pages (reconnect links, reports).
     public_url: str = Field(default="http://127.0.0.1:8000", alias="CALSYNC_PUBLIC_URL")
+    # HMAC key for signed links (reconnect, reports). Unset: generated once into state_dir (sandbox only).
+    link_secret: SecretStr | None = Field(default=None, alias="CALSYNC_LINK_SECRET")
 
     # Seconds one provider call may take before it is classified as a timeout.
     provider_timeout: float = Field(default=8.0, alias="CALSYNC_PROVIDER_TIMEOUT")

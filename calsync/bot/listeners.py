@@ -1,105 +1,131 @@
 """Slack listeners: ack at once, hand the work to `SlackBot`, nothing else.
 
-Bolt acks events by itself and runs these after the ack; commands and actions call `ack()` first
-thing. Messages that are not questions (bot messages, edits, deletions, joins — any subtype) and
+Bolt acks events by itself and runs these after the ack. Commands and actions are acked by the
+`ack_at_once` listener middleware, before Bolt starts the listener: Bolt polls for an ack a listener
+makes itself only every 10 ms, which would put a 10 ms floor (and more under load) under every
+command's and click's ack. The work after the ack goes through `SlackBot.in_turn`, which bounds
+how much of it runs at once so a burst of questions cannot starve the event loop that acks the
+next request. The Web API client shares one HTTP connection pool (`share_http_session`) instead of
+opening a connection per call. Messages that are not questions (bot messages, edits, deletions, joins — any subtype) and
 messages outside DMs (channels are served through @mentions) are ignored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from calsync.bot.service import SlackBot
 from calsync.render import blocks
 
 
+async def ack_at_once(ack: AsyncAck, next: Callable[[], Awaitable[None]]) -> None:
+    """Listener middleware: ack before the listener starts (see the module's docstring)."""
+    await ack()
+    await next()
+
+
+def share_http_session(app: AsyncApp) -> Callable[..., Awaitable[None]]:
+    """Global middleware: one aiohttp session (a keep-alive connection pool) for every Web API call.
+
+    Without one, slack_sdk opens a session, a TCP connection and a TLS handshake per call. The
+    session must be made inside the event loop that serves requests, hence on the first request.
+    """
+
+    async def middleware(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
+        if app.client.session is None:
+            import aiohttp
+
+            app.client.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=app.client.timeout)
+            )
+        if context.client is not None and context.client.session is None:
+            context.client.session = app.client.session
+        await next()
+
+    return middleware
+
+
 def register(app: AsyncApp, bot: SlackBot) -> None:
+    app.use(share_http_session(app))
+
     @app.event("message")
     async def on_direct_message(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("subtype") or event.get("bot_id") or event.get("channel_type") != "im":
             return
         if not event.get("user") or not event.get("channel"):
             return
-        await bot.answer_question(
-            client,
-            slack_user_id=event["user"],
-            channel=event["channel"],
-            text=str(event.get("text") or ""),
-            thread_ts=event.get("thread_ts"),
-            event_id=body.get("event_id"),
+        await bot.in_turn(
+            bot.answer_question(
+                client,
+                slack_user_id=event["user"],
+                channel=event["channel"],
+                text=str(event.get("text") or ""),
+                thread_ts=event.get("thread_ts"),
+                event_id=body.get("event_id"),
+            )
         )
 
     @app.event("app_mention")
     async def on_mention(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("bot_id") or event.get("subtype") or not event.get("user"):
             return
-        await bot.answer_question(
-            client,
-            slack_user_id=event["user"],
-            channel=event["channel"],
-            text=str(event.get("text") or ""),
-            thread_ts=event.get("thread_ts") or event.get("ts"),
-            event_id=body.get("event_id"),
+        await bot.in_turn(
+            bot.answer_question(
+                client,
+                slack_user_id=event["user"],
+                channel=event["channel"],
+                text=str(event.get("text") or ""),
+                thread_ts=event.get("thread_ts") or event.get("ts"),
+                event_id=body.get("event_id"),
+            )
         )
 
     @app.event("app_home_opened")
     async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") == "home" and event.get("user"):
-            await bot.publish_home(client, event["user"])
+            await bot.in_turn(bot.publish_home(client, event["user"]))
 
-    @app.command("/calsync")
-    async def on_calsync(
-        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
-    ) -> None:
-        await ack()
-        await bot.command(client, respond, slack_user_id=command["user_id"], text=command.get("text"))
+    @app.command("/calsync", middleware=[ack_at_once])
+    async def on_calsync(command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        await bot.in_turn(
+            bot.command(client, respond, slack_user_id=command["user_id"], text=command.get("text"))
+        )
 
-    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_CHECK_AGAIN])
-    async def on_check_again(
-        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
-    ) -> None:
-        await ack()
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_CHECK_AGAIN], middleware=[ack_at_once])
+    async def on_check_again(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
         if (body.get("view") or {}).get("type") == "home":
-            await bot.publish_home(client, body["user"]["id"])
+            await bot.in_turn(bot.publish_home(client, body["user"]["id"]))
         else:
-            await bot.check_again(client, respond, body)
+            await bot.in_turn(bot.check_again(client, respond, body))
 
-    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_DID_YOU_MEAN])
-    async def on_did_you_mean(
-        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
-    ) -> None:
-        await ack()
-        await bot.did_you_mean(client, respond, body)
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_DID_YOU_MEAN], middleware=[ack_at_once])
+    async def on_did_you_mean(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        await bot.in_turn(bot.did_you_mean(client, respond, body))
 
-    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_HELPED])
-    async def on_helped(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        await bot.feedback(respond, body, helpful=True)
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_HELPED], middleware=[ack_at_once])
+    async def on_helped(body: dict[str, Any], respond: AsyncRespond) -> None:
+        await bot.in_turn(bot.feedback(respond, body, helpful=True))
 
-    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_NOT_HELPED])
-    async def on_not_helped(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        await bot.feedback(respond, body, helpful=False)
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_NOT_HELPED], middleware=[ack_at_once])
+    async def on_not_helped(body: dict[str, Any], respond: AsyncRespond) -> None:
+        await bot.in_turn(bot.feedback(respond, body, helpful=False))
 
-    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_TALK_TO_SUPPORT])
-    async def on_talk_to_support(
-        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
-    ) -> None:
-        await ack()
-        await bot.talk_to_support(client, respond, body)
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_TALK_TO_SUPPORT], middleware=[ack_at_once])
+    async def on_talk_to_support(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        await bot.in_turn(bot.talk_to_support(client, respond, body))
 
-    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_SEND_RECONNECT_LINK])
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_SEND_RECONNECT_LINK], middleware=[ack_at_once])
     async def on_send_reconnect_link(
-        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+        body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
-        await ack()
-        await bot.send_reconnect_link(client, respond, body)
+        await bot.in_turn(bot.send_reconnect_link(client, respond, body))
 
     # Link buttons (reconnect, open report) still send an action: ack it, the browser does the rest.
-    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_RECONNECT])
-    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_OPEN_REPORT])
-    async def on_link_button(ack: AsyncAck) -> None:
-        await ack()
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_RECONNECT], middleware=[ack_at_once])
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_OPEN_REPORT], middleware=[ack_at_once])
+    async def on_link_button() -> None:
+        return None  # acked by the middleware; the browser does the rest

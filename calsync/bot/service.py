@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from calsync.diagnostics.answer import CALENDAR_PRODUCTS, Answer
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
 from calsync.render import blocks
 from calsync.syncbackend.models import AuditEntry, Feedback, ProcessedEvent, User
+from calsync.syncbackend.reconnect import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ Respond = Callable[..., Awaitable[Any]]
 PROFILE_CACHE_SECONDS = 600.0  # a Slack profile's email rarely changes
 GROUP_CACHE_SECONDS = 300.0
 SUPPORT_THREAD_DAYS = 7
+# How many pieces of after-the-ack work (a question, a command, a click) run at once; the rest wait
+# their turn. Unbounded, a burst of questions fills the event loop with diagnoses and the acks of the
+# next requests wait behind them (benchmarks/ack_bench.py); each piece already runs its checks in
+# parallel, so a few at a time keep the machine busy.
+MAX_CONCURRENT_WORK = 8
 MAX_QUESTION = 2000  # characters of a message we pass on; Slack allows 40 000
 SOMETHING_WENT_WRONG = (
     "Something went wrong on our side and I couldn't check just now. Please try again in a minute."
@@ -83,6 +89,7 @@ class SlackBot:
         support_channel: str | None = None,
         support_contact: str = "SalesPartner support",
         report_url: Callable[[str, str], str | None] | None = None,
+        max_concurrent_work: int = MAX_CONCURRENT_WORK,
     ) -> None:
         self.troubleshooter = troubleshooter
         self.sessions = sessions
@@ -94,6 +101,22 @@ class SlackBot:
         self.report_url = report_url  # (agent slack id, rep email) -> a signed report link, when pages exist
         self._profiles: dict[str, tuple[float, str | None, str]] = {}
         self._group: tuple[float, frozenset[str]] | None = None
+        self.max_concurrent_work = max(1, max_concurrent_work)
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    # -- after the ack ---------------------------------------------------------------------------
+
+    async def in_turn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` once one of `max_concurrent_work` slots is free (first come, first served).
+        Listeners pass every piece of after-the-ack work through here; nothing inside calls it again."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.max_concurrent_work))
+        try:
+            async with self._slots[1]:
+                await work
+        finally:
+            work.close()  # a no-op once it ran; cancelled while waiting, it never started
 
     # -- who is asking ---------------------------------------------------------------------------
 
@@ -195,15 +218,26 @@ class SlackBot:
             return
         question = strip_mentions(text)[:MAX_QUESTION]
         placeholder = await self._post(client, channel, blocks.checking_message(), thread_ts)
-        message = await self._answer_message(person, question or None, actor=slack_user_id)
+        message = await self._answer_message(
+            person, question or None, actor=slack_user_id, channel=channel, thread_ts=thread_ts
+        )
         await self._replace(client, channel, placeholder, message, thread_ts)
 
     async def _answer_message(
-        self, person: Person, question: str | None, *, actor: str, article: str | None = None
+        self,
+        person: Person,
+        question: str | None,
+        *,
+        actor: str,
+        article: str | None = None,
+        channel: str | None = None,
+        thread_ts: str | None = None,
     ) -> blocks.Message:
         assert person.email is not None
         try:
-            answer = await self.troubleshooter.answer(person.email, question, actor=actor, article=article)
+            answer = await self.troubleshooter.answer(
+                person.email, question, actor=actor, article=article, channel=channel, thread_ts=thread_ts
+            )
         except UnknownUser:
             return self._not_a_user()
         except Exception:
@@ -534,6 +568,47 @@ class SlackBot:
                     result="sent",
                 )
             )
+
+    # -- after a reconnect -------------------------------------------------------------------------
+
+    async def notify_reconnected(
+        self,
+        client: AsyncWebClient,
+        rep_email: str,
+        outcome: Outcome,
+        answer: Answer | None,
+        channel: str | None = None,
+        thread_ts: str | None = None,
+    ) -> None:
+        """Tell the rep their calendar is connected (a DM with the fresh diagnosis), and the thread
+        where the link was given, if any."""
+        lines = [f"✅ {blocks.escape_mrkdwn(outcome.headline)}"]
+        for extra in (outcome.calendar_note, outcome.switch_note):
+            if extra:
+                lines.append(blocks.escape_mrkdwn(extra))
+        preface = "\n".join(lines)
+        slack_id = await asyncio.to_thread(self._slack_id_of, rep_email)
+        if slack_id is not None:
+            try:
+                opened = await client.conversations_open(users=slack_id)
+                dm = str((opened.get("channel") or {}).get("id") or "")
+            except SlackApiError as error:
+                log.warning("conversations.open for %s failed: %s", slack_id, error.response.get("error"))
+                dm = ""
+            if dm:
+                message = (
+                    blocks.answer_message(answer, preface=preface)
+                    if answer is not None
+                    else blocks.markup_message(preface, fallback=outcome.headline)
+                )
+                await self._post(client, dm, message, None)
+        if channel and thread_ts:
+            verdict = f" {answer.verdict}" if answer is not None else ""
+            in_thread = blocks.markup_message(
+                f"{preface}\n{blocks.escape_mrkdwn(verdict.strip())}".strip(),
+                fallback=outcome.headline + verdict,
+            )
+            await self._post(client, channel, in_thread, thread_ts)
 
     # -- App Home --------------------------------------------------------------------------------
 

@@ -63,7 +63,9 @@ class _Chosen:
     ambiguous: bool = False
 
 
-ReconnectUrl = Callable[[str, str], str | None]  # (rep email, provider) -> link
+# (rep email, provider) -> link; called with channel= and thread_ts= keywords too when the answer is
+# given in a Slack thread (so the link can say where to report back).
+ReconnectUrl = Callable[..., str | None]
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,27 @@ class Troubleshooter:
     async def diagnose(self, email: str, *, actor: str = "system") -> Answer:
         return await self.answer(email, None, actor=actor)
 
+    def _reconnect_link(
+        self, email: str, provider: str, channel: str | None, thread_ts: str | None
+    ) -> str | None:
+        if channel is None and thread_ts is None:
+            return self.reconnect_url(email, provider)
+        return self.reconnect_url(email, provider, channel=channel, thread_ts=thread_ts)
+
     async def answer(
-        self, email: str, question: str | None = None, *, actor: str = "system", article: str | None = None
+        self,
+        email: str,
+        question: str | None = None,
+        *,
+        actor: str = "system",
+        article: str | None = None,
+        channel: str | None = None,
+        thread_ts: str | None = None,
     ) -> Answer:
         """The whole answer for `email`; raises `UnknownUser` when there is no such user.
 
-        `article` skips the matcher (the rep picked it from "Did you mean …?")."""
+        `article` skips the matcher (the rep picked it from "Did you mean …?"). `channel`/`thread_ts`:
+        where the answer is given, carried by its reconnect links."""
         started = time.perf_counter()
         match: _Match | None
         if article is not None:
@@ -165,7 +182,9 @@ class Troubleshooter:
             article=match.article if match else None,
             findings=tuple(findings),
             articles=articles_for(self.knowledge, matched, findings, checks_run),
-            actions=actions_for(findings, lambda provider: self.reconnect_url(rep.email, provider)),
+            actions=actions_for(
+                findings, lambda provider: self._reconnect_link(rep.email, provider, channel, thread_ts)
+            ),
             verdict=verdict_for(findings),
             checked_at=now,
             confidence=match.confidence if match else None,

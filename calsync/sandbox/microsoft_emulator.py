@@ -305,6 +305,9 @@ def build_microsoft_app(
     world: World, *, client_id: str, client_secret: str, clock: Callable[[], datetime]
 ) -> Starlette:
     """The identity platform + Graph emulator as one Starlette app (serve it over TLS)."""
+    # OpenID nonces by authorization code, until the code is redeemed (codes live minutes; the consent
+    # page and the token endpoint are this same server, so memory is enough).
+    nonces: dict[str, str] = {}
 
     async def db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -589,6 +592,8 @@ def build_microsoft_app(
             else "",
             expires_at=clock() + AUTH_CODE_LIFETIME,
         )
+        if params.get("nonce"):  # OpenID Connect: echoed in the id_token of this code's exchange
+            nonces[code] = params["nonce"]
         out = {"code": code, "state": params.get("state", ""), "session_state": str(uuid.uuid4())}
         return redirect_with(params.get("redirect_uri", ""), out)
 
@@ -619,6 +624,7 @@ def build_microsoft_app(
                 "state",
                 "code_challenge",
                 "code_challenge_method",
+                "nonce",
             )
         )
         decision_url = (
@@ -681,7 +687,13 @@ def build_microsoft_app(
         return exchange.form.get("client_id", ""), exchange.form.get("client_secret", "")
 
     def token_success(
-        account: SandboxAccount, access_token: str, refresh_token: str, scopes: str, tenant: str, base: str
+        account: SandboxAccount,
+        access_token: str,
+        refresh_token: str,
+        scopes: str,
+        tenant: str,
+        base: str,
+        nonce: str | None = None,
     ) -> JSONResponse:
         now = clock()
         oid = _object_id(account.email)
@@ -707,6 +719,7 @@ def build_microsoft_app(
                 "sub": _b64url(hashlib.sha256(f"{oid}:{client_id}".encode()).digest()[:24]),
                 "tid": tenant_id,
                 "ver": "2.0",
+                **({"nonce": nonce} if nonce else {}),
             }
         )
         lifetime = int(ACCESS_TOKEN_LIFETIME.total_seconds())
@@ -836,7 +849,8 @@ def build_microsoft_app(
             scopes = form.get("scope") or code.scopes
             grant = await db(world.issue_grant, account.id, scopes)
             access = await db(world.issue_access_token, grant.id, now, ACCESS_TOKEN_LIFETIME)
-            return token_success(account, access.token, grant.refresh_token, scopes, tenant, base)
+            nonce = nonces.pop(code.code, None)
+            return token_success(account, access.token, grant.refresh_token, scopes, tenant, base, nonce)
 
         return _identity_error(
             400,

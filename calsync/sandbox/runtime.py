@@ -9,6 +9,7 @@ secret generated at start.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ MICROSOFT_CLIENT_ID = "00000000-0000-4000-8000-0000ca15ca15"
 MICROSOFT_TENANT = "common"
 SLACK_BOT_USER_ID = "U0CALSYNC"
 SLACK_TEAM_ID = "T0SANDBOX"
+INSECURE_TRANSPORT = "OAUTHLIB_INSECURE_TRANSPORT"
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,14 @@ class SandboxRuntime:
         self.slack_port = slack_port
         self._servers: list[BackgroundServer] = []
         self.endpoints: SandboxEndpoints | None = None
+        self._insecure_transport: str | None = None
 
     def start(self) -> SandboxEndpoints:
         self.world.create_tables()
+        # The Google emulator speaks plain http on loopback; oauthlib (google-auth-oauthlib's sign-in
+        # flow) refuses http unless told otherwise. Only the sandbox says so, only while it runs.
+        self._insecure_transport = os.environ.get(INSECURE_TRANSPORT)
+        os.environ[INSECURE_TRANSPORT] = "1"
         # Fresh client secrets per run: nothing secret is ever committed or reused.
         google_secret = secrets.token_urlsafe(24)
         microsoft_secret = secrets.token_urlsafe(24)
@@ -177,6 +184,10 @@ class SandboxRuntime:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
+        if self._insecure_transport is None:
+            os.environ.pop(INSECURE_TRANSPORT, None)
+        else:
+            os.environ[INSECURE_TRANSPORT] = self._insecure_transport
 
     def __enter__(self) -> SandboxEndpoints:
         return self.start()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -114,15 +114,24 @@ def load_or_create_key(settings: Settings) -> TokenCipher:
 
 def _read_or_create_key_file(path: Path) -> str:
     """Read the key file, creating it first if missing. Safe when several processes race to create it."""
+    return read_or_create_secret_file(path, generate_key, setting="CALSYNC_ENCRYPTION_KEY")
+
+
+def read_or_create_secret_file(path: Path, generate: Callable[[], str], *, setting: str) -> str:
+    """A secret kept in a file of the state dir (sandbox/demo only), generated once by `generate`.
+
+    Safe when several processes race to create it: the file appears complete or not at all (mode
+    0600). `setting` names the environment variable that replaces the file in production.
+    """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write the whole key to a private temporary file, then link it into place: the link either
+        # Write the whole secret to a private temporary file, then link it into place: the link either
         # creates the final file complete, or fails because another process got there first.
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-                handle.write(generate_key() + "\n")
+                handle.write(generate() + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
             with contextlib.suppress(FileExistsError):
@@ -133,6 +142,7 @@ def _read_or_create_key_file(path: Path) -> str:
     if not value:
         raise EncryptionKeyError(
             f"the key file {path} is empty; delete it to have a new key generated "
-            "(tokens stored under the old key then have to be reconnected)"
+            f"(or set {setting}); what was protected by the old key has to be redone "
+            "(stored tokens reconnected, links sent again)"
         )
     return value

@@ -349,6 +349,34 @@ class AuditEntry(Base):
     result: Mapped[str] = mapped_column(String(200), default="")
 
 
+class OAuthSession(Base):
+    """One sign-in started from a reconnect link: the OAuth `state`, and the single-use claim of the link.
+
+    `link_nonce` is UNIQUE: inserting the row is what uses the link up, in every process sharing the
+    database. `flow_encrypted` is Fernet ciphertext (see TokenCipher) of the flow's secrets (the PKCE
+    verifier, msal's flow, where the link was given); it never appears in a `repr`.
+    """
+
+    __tablename__ = "oauth_sessions"
+    __table_args__ = (
+        UniqueConstraint("link_nonce"),
+        Index("ix_oauth_sessions_user_created", "user_id", "created_at"),
+        one_of("provider", ProviderName),
+    )
+    __repr_fields__ = ("user_id", "provider", "created_at", "completed_at", "outcome")
+
+    state: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[ProviderName] = mapped_column(String(16))
+    link_nonce: Mapped[str] = mapped_column(String(64))
+    flow_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    # "connected", "switched", "denied", "provider_error", "wrong_account", "expired", ...
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+
 class ProcessedEvent(Base):
     """A Slack event already handled: inserting a second row with the same id is the dedupe."""
 
@@ -382,6 +410,7 @@ __all__ = [
     "EventLink",
     "Feedback",
     "MissingTokenError",
+    "OAuthSession",
     "ProcessedEvent",
     "SyncRun",
     "User",

@@ -150,6 +150,7 @@ def slack_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
     settings = endpoints.apply(
         Settings(  # type: ignore[call-arg]
             _env_file=None,
+            CALSYNC_STATE_DIR=sandbox_session.tmp_dir,  # generated secrets stay out of the working tree
             CALSYNC_AGENT_SLACK_IDS=AGENT_BY_SETTING,
             CALSYNC_SUPPORT_CHANNEL=SUPPORT_CHANNEL,
         )

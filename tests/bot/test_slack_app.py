@@ -259,13 +259,15 @@ def test_buttons_check_again_feedback_and_talk_to_support(slack: SlackHarness) -
     assert len([m for m in slack.sandbox.world.slack_messages(channel) if m.ephemeral_for is None]) == 1
 
     # Feedback is recorded against the diagnosis and the article.
-    slack.click(CARLA, channel, message.ts, ACTION_NOT_HELPED, actions[ACTION_NOT_HELPED])
-    slack.click(CARLA, channel, message.ts, ACTION_HELPED, actions[ACTION_HELPED])
-
     def feedback() -> list[tuple[bool, str | None, bool]]:
         with slack.sandbox.sessions() as session:
             rows = session.scalars(select(Feedback).order_by(Feedback.id)).all()
             return [(row.helpful, row.article_id, row.diagnosis_id is not None) for row in rows]
+
+    # Two clicks in flight at once may be stored in either order: the second waits for the first.
+    slack.click(CARLA, channel, message.ts, ACTION_NOT_HELPED, actions[ACTION_NOT_HELPED])
+    wait_for(lambda: len(feedback()) == 1, what="the first feedback")
+    slack.click(CARLA, channel, message.ts, ACTION_HELPED, actions[ACTION_HELPED])
 
     assert wait_for(lambda: len(feedback()) == 2 and feedback()) == [
         (False, "not-showing", True),

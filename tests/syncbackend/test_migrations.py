@@ -29,7 +29,9 @@ PRODUCT_TABLES = {
     "audit_log",
     "processed_events",
     "feedback",
+    "oauth_sessions",
 }
+HEAD = "0002"
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -52,7 +54,7 @@ def test_upgrade_downgrade_upgrade(database_url: str, engine: Engine) -> None:
     assert migrate.current(database_url) is None
 
     migrate.upgrade(database_url)
-    assert migrate.current(database_url) == migrate.head() == "0001"
+    assert migrate.current(database_url) == migrate.head() == HEAD
     assert table_names(engine) >= PRODUCT_TABLES
 
     migrate.downgrade(database_url, "base")
@@ -60,8 +62,19 @@ def test_upgrade_downgrade_upgrade(database_url: str, engine: Engine) -> None:
     assert not PRODUCT_TABLES & table_names(engine)
 
     migrate.upgrade(database_url)
-    assert migrate.current(database_url) == "0001"
+    assert migrate.current(database_url) == HEAD
     assert table_names(engine) >= PRODUCT_TABLES
+
+
+def test_0002_adds_and_removes_only_oauth_sessions(database_url: str, engine: Engine) -> None:
+    migrate.upgrade(database_url, "0001")
+    assert "oauth_sessions" not in table_names(engine)
+    migrate.upgrade(database_url)
+    assert "oauth_sessions" in table_names(engine)
+    migrate.downgrade(database_url, "0001")
+    assert migrate.current(database_url) == "0001"
+    assert table_names(engine) >= PRODUCT_TABLES - {"oauth_sessions"}
+    assert "oauth_sessions" not in table_names(engine)
 
 
 def test_no_drift_between_models_and_migrations(database_url: str, engine: Engine) -> None:
@@ -101,6 +114,8 @@ def test_sandbox_tables_are_ignored_and_left_alone(database_url: str, engine: En
         ("calendar_connections", "index", "ix_calendar_connections_user_active"),
         ("sync_runs", "index", "ix_sync_runs_connection_direction_started"),
         ("users", "check", "ck_users_role"),
+        ("oauth_sessions", "unique", "uq_oauth_sessions_link_nonce"),
+        ("oauth_sessions", "foreign_key", "fk_oauth_sessions_user_id_users"),
         ("appointments", "check", "ck_appointments_end_not_before_start"),
     ],
     ids=lambda value: str(value),
@@ -131,7 +146,7 @@ def test_upgrade_creates_the_sqlite_directory_from_any_cwd(
 
     migrate.upgrade(url)
     assert database.is_file()
-    assert migrate.current(url) == "0001"
+    assert migrate.current(url) == HEAD
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -151,13 +166,13 @@ def test_calsync_db_upgrade_command(tmp_path: Path) -> None:
     assert upgraded.returncode == 0, upgraded.stderr
     assert database.is_file()
     assert upgraded.stdout == ""
-    assert "revision 0001 (head)" in upgraded.stderr
+    assert f"revision {HEAD} (head)" in upgraded.stderr
 
     current = subprocess.run(
         [*command, "current"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert current.returncode == 0, current.stderr
-    assert current.stdout == "0001\n"
+    assert current.stdout == f"{HEAD}\n"
 
     engine = make_engine(f"sqlite:///{database}")
     try:
@@ -209,4 +224,4 @@ def test_alembic_command_line_uses_the_root_ini(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert migrate.current(f"sqlite:///{database}") == "0001"
+    assert migrate.current(f"sqlite:///{database}") == HEAD

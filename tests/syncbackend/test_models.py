@@ -19,6 +19,7 @@ from calsync.syncbackend.models import (
     CalendarConnection,
     EventLink,
     Feedback,
+    OAuthSession,
     ProcessedEvent,
     SyncRun,
     User,
@@ -163,6 +164,22 @@ def build_feedback(session: Session) -> Base:
     return feedback
 
 
+def build_oauth_session(session: Session) -> Base:
+    row = OAuthSession(
+        state="st-" + "x" * 40,
+        user_id=add_user(session).id,
+        provider="google",
+        link_nonce="n-123",
+        flow_encrypted=b"ciphertext",
+        created_at=NOW,
+        expires_at=NOW + timedelta(minutes=20),
+        completed_at=NOW + timedelta(minutes=1),
+        outcome="connected",
+    )
+    session.add(row)
+    return row
+
+
 @dataclass(frozen=True)
 class TableCase:
     model: type[Base]
@@ -183,6 +200,9 @@ TABLE_CASES = {
         ProcessedEvent, build_processed_event, {"received_at": NOW + timedelta(seconds=3)}
     ),
     "feedback": TableCase(Feedback, build_feedback, {"helpful": False, "article_id": None}),
+    "oauth_sessions": TableCase(
+        OAuthSession, build_oauth_session, {"outcome": "denied", "completed_at": None}
+    ),
 }
 
 

@@ -477,6 +477,60 @@ class MicrosoftProvider:
             auth.scopes = tuple(scope.split())
         auth.refreshed = True
 
+    # -- interactive sign-in (the reconnect flow) ---------------------------------------------------
+
+    async def initiate_auth_code_flow(
+        self, *, redirect_uri: str, state: str, login_hint: str | None = None
+    ) -> dict[str, Any]:
+        """msal's auth code flow (PKCE S256 and an OpenID nonce included), with the same msal app,
+        HTTP client and CA bundle as every other identity call. The flow holds secrets: keep it
+        server-side (encrypted) until `acquire_token_by_auth_code_flow`."""
+        app = await self._get_app()
+        flow = await self._identity_call(
+            lambda: app.initiate_auth_code_flow(
+                list(SCOPES), redirect_uri=redirect_uri, state=state, login_hint=login_hint or None
+            ),
+            "the sign-in request",
+        )
+        if not isinstance(flow, dict) or "auth_uri" not in flow:
+            raise MalformedResponse("microsoft", "msal could not start the sign-in.")
+        return flow
+
+    async def acquire_token_by_auth_code_flow(
+        self, flow: dict[str, Any], query_params: dict[str, str]
+    ) -> Authorization:
+        """Redeem the code the identity platform sent back (state, PKCE verifier and nonce checked by
+        msal) for a new grant. Raises classified `ProviderError`s."""
+        app = await self._get_app()
+        result = await self._identity_call(
+            lambda: app.acquire_token_by_auth_code_flow(dict(flow), dict(query_params), scopes=list(SCOPES)),
+            "the sign-in",
+        )
+        if not isinstance(result, dict):
+            raise MalformedResponse("microsoft", "The Microsoft sign-in answered with something unexpected.")
+        if "error" in result:
+            raise classify_token_error(result)
+        access_token, refresh_token = result.get("access_token"), result.get("refresh_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise MalformedResponse("microsoft", "The Microsoft sign-in answered without an access token.")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise MalformedResponse("microsoft", "The Microsoft sign-in answered without a refresh token.")
+        try:
+            expires_in = float(result.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            expires_in = 3600.0
+        claims = result.get("id_token_claims") or {}
+        email = claims.get("preferred_username") or claims.get("email") or claims.get("upn")
+        scope = result.get("scope")
+        return Authorization(
+            refresh_token=refresh_token,
+            access_token=access_token,
+            expires_at=self._clock() + timedelta(seconds=expires_in),
+            account_email=email.lower() if isinstance(email, str) and email else None,
+            scopes=tuple(scope.split()) if isinstance(scope, str) else (),
+            refreshed=True,
+        )
+
     def _token_fresh(self, auth: Authorization) -> bool:
         return bool(
             auth.access_token

@@ -1,0 +1,350 @@
+"""The pages: the agent's full report (`GET /reports/{token}`) and, in sandbox mode only, the
+playground (`GET /playground`, `/playground/ask`), where anyone can ask as a demo rep and see the
+reply the bot would post, rendered from the same Block Kit.
+
+The report link is a signed, short-lived link (kind "report", subject {agent, rep}) that the bot
+only ever sends ephemerally to the agent who ran `/calsync diagnose @rep`. On top of that the first
+browser that opens it claims it: the claim is recorded in the database (a `processed_events` row
+keyed by a digest of the link's nonce: one insert wins, across processes) and the browser gets an
+HttpOnly, SameSite=Strict cookie (Secure over https) holding a signed claim of that nonce (a
+signed link of kind "report-claim", so it cannot be forged or moved to another report). The same URL in
+any other browser is refused. Every opening re-runs the diagnosis live and is audited with the
+agent as the actor; a refused opening is audited too.
+
+Everything renders server-side without JavaScript (forms and links only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from calsync.db import transaction
+from calsync.diagnostics.findings import Finding
+from calsync.diagnostics.state import RepState, find_user, load_rep_state
+from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
+from calsync.links import LinkExpired, LinkInvalid, LinkSigner
+from calsync.render import blocks
+from calsync.render.html import button_html, render_blocks
+from calsync.syncbackend.models import AuditEntry, ProcessedEvent, User
+from calsync.web.templating import make_templates
+
+log = logging.getLogger(__name__)
+
+REPORT_KIND = "report"
+CLAIM_KIND = "report-claim"  # the cookie of the browser that opened a report link first
+CLAIM_PREFIX = "report-claim:"  # processed_events ids of claimed report links
+COOKIE_PREFIX = "calsync_report_"
+MAX_QUESTION = 2000  # as the bot
+MAX_EVIDENCE_VALUE = 2000
+_SECRET_KEY = re.compile(r"token|secret|password", re.IGNORECASE)
+_NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+
+
+@dataclass(frozen=True)
+class PagesConfig:
+    sandbox: bool  # the playground exists only in sandbox mode
+    public_url: str = "http://127.0.0.1:8000"
+    examples: Sequence[tuple[str, str]] = ()  # (rep email, question) shown as links on the playground
+    problems: Mapping[str, str] = field(default_factory=dict)  # rep email -> the demo's one-liner
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def when(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def evidence_items(finding: Finding) -> list[tuple[str, str]]:
+    """`(key, value)` to show, never a key that looks like a token, secret or password."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): clean(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
+        if isinstance(value, (list, tuple)):
+            return [clean(item) for item in value]
+        return value
+
+    items = []
+    for key, value in finding.evidence.items():
+        if _SECRET_KEY.search(str(key)):
+            continue
+        safe = clean(value)
+        shown = safe if isinstance(safe, str) else json.dumps(safe, ensure_ascii=False, default=str)
+        if len(shown) > MAX_EVIDENCE_VALUE:
+            shown = shown[: MAX_EVIDENCE_VALUE - 1] + "…"
+        items.append((str(key), shown))
+    return items
+
+
+def _digest(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def _button_value(button: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        value = json.loads(str(button.get("value") or "{}"))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# -- the router -------------------------------------------------------------------------------------
+
+
+def create_pages_router(
+    *,
+    troubleshooter: Troubleshooter,
+    sessions: sessionmaker[Session],
+    clock: Callable[[], datetime],
+    links: LinkSigner,
+    config: PagesConfig,
+) -> APIRouter:
+    templates = make_templates()
+    templates.env.filters["when"] = when
+    templates.env.globals["evidence_items"] = evidence_items
+    router = APIRouter(include_in_schema=False)
+    home = "/playground" if config.sandbox else "#"
+
+    def page(
+        request: Request, name: str, context: dict[str, Any], status: int = 200, *, private: bool = False
+    ) -> Response:
+        return templates.TemplateResponse(
+            request,
+            name,
+            {"home_url": home, **context},
+            status_code=status,
+            headers=_NO_STORE if private else None,
+        )
+
+    def problem(request: Request, status: int, title: str, message: str, hint: str = "") -> Response:
+        context = {"title": title, "message": message, "hint": hint, "status": status}
+        return page(request, "page_problem.html", context, status, private=True)
+
+    # -- the agent's report ----------------------------------------------------------------------
+
+    def claim(nonce: str) -> bool:
+        """True for the first browser to open this link (in any process sharing the database)."""
+        try:
+            with transaction(sessions) as session:
+                session.add(ProcessedEvent(event_id=f"{CLAIM_PREFIX}{_digest(nonce)}", received_at=clock()))
+        except IntegrityError:
+            return False
+        return True
+
+    def audit(agent: str, rep: str, action: str, result: str, detail: dict[str, Any]) -> None:
+        with transaction(sessions) as session:
+            subject = session.scalars(select(User.id).where(User.email == rep.strip().lower())).first()
+            session.add(
+                AuditEntry(
+                    at=clock(), actor=agent[:255], action=action, subject_user_id=subject, detail=detail,
+                    result=result,
+                )
+            )  # fmt: skip
+
+    def holds_claim(presented: str, nonce: str) -> bool:
+        """The browser shows the claim cookie this link's first opening set (itself a signed link)."""
+        if not presented:
+            return False
+        try:
+            held = links.read(presented, CLAIM_KIND)
+        except (LinkExpired, LinkInvalid):
+            return False
+        return hmac.compare_digest(str(held.subject.get("nonce", "")).encode(), nonce.encode())
+
+    def rep_state(email: str) -> RepState | None:
+        with sessions() as session:
+            user = find_user(session, email)
+            return load_rep_state(session, user, clock()) if user is not None else None
+
+    @router.get("/reports/{token}", response_class=HTMLResponse)
+    async def report(request: Request, token: str) -> Response:
+        try:
+            link = links.read(token, REPORT_KIND)
+        except LinkExpired:
+            return problem(
+                request,
+                410,
+                "This report link has expired",
+                "Report links work for 15 minutes after the diagnosis they come from.",
+                "Run /calsync diagnose @rep in Slack again for a fresh link.",
+            )
+        except LinkInvalid:
+            return problem(
+                request,
+                403,
+                "This report link isn't valid",
+                "The link is damaged or was not made by calsync, so it opens nothing.",
+                "Use the “Open full report” button of a /calsync diagnose reply in Slack.",
+            )
+        agent, rep = link.subject.get("agent"), link.subject.get("rep")
+        if not isinstance(agent, str) or not isinstance(rep, str) or not agent or not rep:
+            return problem(request, 403, "This report link isn't valid", "The link names no agent or rep.")
+        cookie = f"{COOKIE_PREFIX}{_digest(link.nonce)[:20]}"
+        first_open = False
+        if not holds_claim(request.cookies.get(cookie, ""), link.nonce):
+            if not await asyncio.to_thread(claim, link.nonce):
+                await asyncio.to_thread(
+                    audit, agent, rep, "report_open", "refused: opened in another browser", {}
+                )
+                return problem(
+                    request,
+                    403,
+                    "This report is already open in another browser",
+                    "A report link opens in the first browser that uses it, and only there: reports show "
+                    "a rep's details to the agent who asked for them, and to nobody else.",
+                    "If this is you on another device, run /calsync diagnose @rep in Slack again for a "
+                    "fresh link.",
+                )
+            first_open = True
+        await asyncio.to_thread(audit, agent, rep, "report_open", "opened", {"first_open": first_open})
+        try:
+            answer = await troubleshooter.diagnose(rep, actor=agent)
+        except UnknownUser:
+            return problem(
+                request, 404, "No such rep", "This rep is no longer a SalesPartner user; nothing was checked."
+            )
+        state = await asyncio.to_thread(rep_state, rep)
+        response = page(
+            request,
+            "report.html",
+            {
+                "answer": answer,
+                "agent": agent,
+                "state": state,
+                "expires": link.expires_at,
+                "connections": {c.id: c for c in state.connections} if state else {},
+            },
+            private=True,
+        )
+        if first_open:
+            ttl = max(link.expires_at - clock(), timedelta(seconds=1))
+            secure = request.url.scheme == "https" or config.public_url.startswith("https")
+            response.set_cookie(
+                cookie,
+                links.make(CLAIM_KIND, {"nonce": link.nonce}, ttl),
+                max_age=int(ttl.total_seconds()) + 1,
+                path="/reports/",
+                httponly=True,
+                samesite="strict",
+                secure=secure,
+            )
+        return response
+
+    if not config.sandbox:
+        return router
+
+    # -- the playground (sandbox only) -----------------------------------------------------------
+
+    def reps() -> list[tuple[str, str]]:
+        with sessions() as session:
+            rows = session.execute(
+                select(User.email, User.name).where(User.role != "agent").order_by(User.email).limit(500)
+            ).all()
+        return [(email, name) for email, name in rows]
+
+    def playground_buttons(rep: str) -> Callable[[Mapping[str, Any]], Markup | None]:
+        def render(button: Mapping[str, Any]) -> Markup | None:
+            base = blocks.base_action_id(str(button.get("action_id", "")))
+            if base in (blocks.ACTION_CHECK_AGAIN, blocks.ACTION_DID_YOU_MEAN):
+                value = _button_value(button)
+                question = value.get("question") if isinstance(value.get("question"), str) else ""
+                article = value.get("article") if isinstance(value.get("article"), str) else ""
+                return Markup(
+                    '<form method="post" action="/playground/ask" class="inline">'
+                    '<input type="hidden" name="rep" value="{}">'
+                    '<input type="hidden" name="q" value="{}">'
+                    '<input type="hidden" name="article" value="{}">'
+                    '<button type="submit" class="button">{}</button></form>'
+                ).format(rep, question, article, button_html(button).striptags())
+            if base in (blocks.ACTION_HELPED, blocks.ACTION_NOT_HELPED):
+                return button_html(button, note="In Slack, this records whether the answer helped.")
+            if base == blocks.ACTION_TALK_TO_SUPPORT:
+                return button_html(
+                    button, note="In Slack, this posts the question and this answer to the support channel."
+                )
+            return None
+
+        return render
+
+    async def playground_page(
+        request: Request, rep: str = "", question: str = "", article: str = ""
+    ) -> Response:
+        people = await asyncio.to_thread(reps)
+        context: dict[str, Any] = {
+            "reps": [(email, name, config.problems.get(email, "")) for email, name in people],
+            "examples": config.examples,
+            "rep": rep,
+            "question": question,
+            "answer": None,
+            "reply": None,
+            "error": "",
+        }
+        status = 200
+        asked = bool(rep or question or article)
+        if asked:
+            if not rep or not (question.strip() or article):
+                context["error"] = "Pick a rep and type a question."
+                status = 400
+            else:
+                try:
+                    answer = await troubleshooter.answer(
+                        rep, question.strip() or None, actor="playground", article=article or None
+                    )
+                except UnknownUser:
+                    context["error"] = f"There is no rep {rep} in the sandbox."
+                    status = 404
+                except KeyError:
+                    context["error"] = "That article doesn't exist."
+                    status = 400
+                else:
+                    message = blocks.answer_message(answer, knowledge=troubleshooter.knowledge)
+                    context["answer"] = answer
+                    context["reply"] = render_blocks(message.blocks, button=playground_buttons(rep))
+        return page(request, "playground.html", context, status)
+
+    @router.get("/playground", response_class=HTMLResponse)
+    async def playground(request: Request) -> Response:
+        return await playground_page(request)
+
+    @router.get("/playground/ask", response_class=HTMLResponse)
+    async def ask_get(
+        request: Request,
+        rep: str = Query("", max_length=320),
+        q: str = Query("", max_length=MAX_QUESTION * 2),
+        article: str = Query("", max_length=64),
+    ) -> Response:
+        return await playground_page(request, rep.strip(), q[:MAX_QUESTION], article.strip())
+
+    @router.post("/playground/ask", response_class=HTMLResponse)
+    async def ask_post(
+        request: Request,
+        rep: str = Form("", max_length=320),
+        q: str = Form("", max_length=MAX_QUESTION * 2),
+        article: str = Form("", max_length=64),
+    ) -> Response:
+        return await playground_page(request, rep.strip(), q[:MAX_QUESTION], article.strip())
+
+    return router
+
+
+__all__ = ["PagesConfig", "create_pages_router", "evidence_items", "when"]
