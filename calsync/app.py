@@ -23,6 +23,7 @@ from calsync.db import make_engine, make_session_factory
 from calsync.settings import Settings
 
 if TYPE_CHECKING:
+    import uvicorn
     from fastapi import APIRouter, FastAPI
     from slack_bolt.async_app import AsyncApp
 
@@ -352,6 +353,23 @@ def build_web_app(
     return create_web_app(bolt_app=bolt_app, healthy=database_is_up(services.engine), routers=routers)
 
 
+def make_http_server(web: FastAPI, host: str, port: int) -> uvicorn.Server:
+    """uvicorn as calsync serves (and benchmarks/ack_bench.py measures) it.
+
+    No per-request access log: it is written on the event loop, so a slow stderr delays the next
+    ack (Bolt and calsync log what matters). The start-up heap — models, the matcher, the app — is
+    frozen out of the garbage collector, whose full collections of it paused acks by ~150 ms every
+    few seconds under load (BENCHMARKS.md).
+    """
+    import gc
+
+    import uvicorn
+
+    gc.collect()
+    gc.freeze()
+    return uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="info", access_log=False))
+
+
 def _note(message: str) -> None:
     """One plain line on stderr: no markup, no wrapping (URLs and error texts stay intact)."""
     stderr().print(message, markup=False, highlight=False, soft_wrap=True)
@@ -643,8 +661,6 @@ def serve_command(
     """Serve Slack (HTTP at /slack/events, or Socket Mode when SLACK_APP_TOKEN is set) and /healthz."""
     import asyncio
 
-    import uvicorn
-
     with open_services() as services:
         settings = services.settings
         troubleshooter = build_troubleshooter(services)
@@ -653,7 +669,7 @@ def serve_command(
         web = build_web_app(services, None if settings.slack_app_token else bolt_app, troubleshooter, bot=bot)
         if bolt_app is None:
             _note("No SLACK_BOT_TOKEN: serving /healthz only; Slack is not connected.")
-        server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="info"))
+        server = make_http_server(web, host, port)
         _note(
             f"calsync listening on http://{host}:{port} (Slack events at /slack/events, health at /healthz)"
         )

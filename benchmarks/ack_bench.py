@@ -1,0 +1,784 @@
+"""Slack ack latency: the real app in its own process, signed requests at a fixed rate (open loop).
+
+The goal (the issue): ack p99 <= 50 ms at 200 requests/s of mixed events and commands; none >= 3 s
+(Slack's limit). Each run: a fresh SQLite state directory with the demo scenario loaded (`calsync
+sandbox load`), the app served by uvicorn in a child process built by the composition root's own
+factories (`open_services` + `build_*`, the same uvicorn settings as `calsync serve`), then
+`--duration` seconds of requests sent at `--rate` per second whatever the answers do: DMs from demo
+reps (each one a real diagnosis after the ack), @mentions, `/calsync help`, `/calsync diagnose`,
+"Check again" and feedback clicks, and Slack retries (an event id already sent, `X-Slack-Retry-Num`).
+The time to each HTTP response is the ack latency. Afterwards the background work is given up to
+`--drain` seconds to finish, and the Slack emulator's recorded calls are counted.
+
+`--emulators in-process`: the app starts the Google, Microsoft and Slack emulators itself, as
+`calsync serve` does with no provider settings (they share its process and GIL). `separate`: they
+run in their own process (`calsync sandbox serve`) and the app gets the settings it prints, as a
+deployment with real Google/Microsoft/Slack would. Loopback only; every wait is bounded.
+
+    .venv/bin/python benchmarks/ack_bench.py [--rate 200] [--duration 15] [--runs 3]
+        [--emulators in-process separate] [--drain 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import platform
+import random
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
+REPS = [
+    f"U0DEMO{name}"
+    for name in (
+        "ANA",
+        "BEN",
+        "CARLA",
+        "DEV",
+        "ERIN",
+        "FARID",
+        "GINA",
+        "HUGO",
+        "IRIS",
+        "JACK",
+        "KATE",
+        "LEO",
+        "MAYA",
+        "NORA",
+        "OMAR",
+        "PIA",
+        "QUINN",
+    )
+]
+AGENT = "U0DEMOSAM"
+HELP_CHANNEL = "C0HELP"
+BOT_USER = "U0CALSYNC"
+QUESTIONS = [
+    "why isnt my apointment showing in my calender??",
+    "my o365 calendar says not connected",
+    "just booked a demo with pied piper, where is it?",
+    "every appt shows up twice",
+    "my appointments aren't in my calendar",
+    "I moved a meeting in google but salespartner still has the old time",
+    "switched to outlook, why are my old meetings still in google?",
+    "the connect window closes right away",
+    "how do i reset my salespartner password",
+]
+# The mix, by weight: kind -> share of requests.
+MIX = {
+    "dm": 35,
+    "mention": 15,
+    "help": 10,
+    "diagnose": 10,
+    "check_again": 10,
+    "feedback": 12,
+    "retry": 8,
+}
+SLACK_LIMIT = 3.0
+START_TIMEOUT = 120.0
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's v0 request signature (the same computation as the tests' `sign`)."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the app, in a child process -------------------------------------------------------------------
+
+
+def serve_app(port: int) -> None:
+    """Child process: build the app as `calsync serve` does, print where it is and its signing
+    secret as one JSON line on stdout, and serve until SIGTERM."""
+
+    from calsync.app import (
+        build_bolt_app,
+        build_slack_bot,
+        build_troubleshooter,
+        build_web_app,
+        make_http_server,
+        open_services,
+    )
+
+    with open_services(announce=False) as services:
+        settings = services.settings
+        bot = build_slack_bot(services, build_troubleshooter(services))
+        bolt_app = build_bolt_app(services, bot)
+        assert bolt_app is not None and settings.slack_signing_secret is not None
+        secret = settings.slack_signing_secret.get_secret_value()
+        web = build_web_app(services, bolt_app)
+        server = make_http_server(web, "127.0.0.1", port)  # exactly as `calsync serve` configures it
+        announced = threading.Event()
+
+        def announce() -> None:
+            while not server.started:
+                time.sleep(0.02)
+            sys.stdout.write(
+                json.dumps(
+                    {
+                        "url": f"http://127.0.0.1:{port}",
+                        "secret": secret,
+                        "slack_url": settings.slack_api_url.removesuffix("/").removesuffix("/api"),
+                        "pid": os.getpid(),
+                    }
+                )
+                + "\n"
+            )
+            sys.stdout.flush()
+            announced.set()
+
+        threading.Thread(target=announce, daemon=True).start()
+        server.run()
+
+
+@dataclass
+class App:
+    url: str
+    secret: str
+    slack_url: str
+    pid: int
+
+
+class Child:
+    """A child process whose stdout and stderr go to files (a pipe nobody reads fast enough would
+    block the child's next write: uvicorn writes its access log to stdout on the event loop), read
+    line by line with a deadline, and that is always ended."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.out_path = log.with_suffix(".out")
+        self._out = self.out_path.open("wb")
+        self._log = log.open("wb")
+        self._read = 0  # lines handed out so far
+        self.process = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._out, stderr=self._log)
+
+    def read_line(self, timeout: float, want: str) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = self.out_path.read_text(errors="replace").splitlines(keepends=True)
+            if len(lines) > self._read and lines[self._read].endswith("\n"):
+                self._read += 1
+                return lines[self._read - 1]
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self._log.flush()
+        tail = Path(self._log.name).read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"no {want} within {timeout:.0f} s; its stderr ends:\n{tail}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._out.close()
+        self._log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the requests ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    kind: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class World:
+    """What the requests refer to, made in the shared database before the load starts."""
+
+    dm_channels: dict[str, str]
+    dm_messages: dict[str, str]  # rep -> ts of a bot message in their DM ("Check again" clicks on it)
+    response_urls: Iterator[str]
+
+
+def prepare_world(database_url: str, slack_url: str, needed_urls: int) -> World:
+    from sqlalchemy import insert
+
+    from calsync.db import make_engine, make_session_factory, transaction
+    from calsync.sandbox.world import SandboxSlackResponseUrl
+    from calsync.sandbox.world import World as SandboxWorld
+
+    engine = make_engine(database_url)
+    try:
+        world = SandboxWorld(engine)
+        now = datetime.now(UTC)
+        channels = {rep: world.slack_open_dm(rep, now)[0] for rep in REPS}
+        messages = {
+            rep: world.slack_post_message(
+                channel=channel, user=BOT_USER, text="Earlier answer", blocks=None, attachments=None, now=now
+            ).ts
+            for rep, channel in channels.items()
+        }
+        # One response URL per command or click, minted in one transaction (as Slack would mint them).
+        tokens = [f"bench{index:06d}{os.urandom(6).hex()}" for index in range(needed_urls)]
+        with transaction(make_session_factory(engine)) as session:
+            session.execute(
+                insert(SandboxSlackResponseUrl),
+                [
+                    {"token": token, "channel": "", "user_id": "", "message_ts": None, "uses": 0}
+                    for token in tokens
+                ],
+            )
+        urls = iter(f"{slack_url.rstrip('/')}/response/{token}" for token in tokens)
+        return World(channels, messages, urls)
+    finally:
+        engine.dispose()
+
+
+def fix_response_urls(database_url: str, owners: dict[str, tuple[str, str, str | None]]) -> None:
+    """Give each minted response URL its channel, user and message, as Slack would."""
+    from sqlalchemy import update
+
+    from calsync.db import make_engine, make_session_factory, transaction
+    from calsync.sandbox.world import SandboxSlackResponseUrl
+
+    engine = make_engine(database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            session.execute(
+                update(SandboxSlackResponseUrl),
+                [
+                    {"token": token, "channel": channel, "user_id": user, "message_ts": ts}
+                    for token, (channel, user, ts) in owners.items()
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+def build_requests(count: int, secret: str, world: World, seed: int) -> tuple[list[Prepared], dict[str, Any]]:
+    rng = random.Random(seed)
+    kinds = list(MIX)
+    weights = [MIX[kind] for kind in kinds]
+    ids = itertools.count(1)
+    sent_events: list[tuple[bytes, str]] = []
+    owners: dict[str, tuple[str, str, str | None]] = {}
+    prepared: list[Prepared] = []
+    stamp = int(time.time())
+
+    def token_of(url: str) -> str:
+        return url.rsplit("/", 1)[1]
+
+    def event(payload: dict[str, Any]) -> Prepared:
+        event_id = f"EvBench{next(ids):07d}"
+        body = json.dumps(
+            {
+                "token": "legacy",
+                "team_id": "T0SANDBOX",
+                "api_app_id": "A0CALSYNC",
+                "event": payload,
+                "type": "event_callback",
+                "event_id": event_id,
+                "event_time": stamp,
+            }
+        ).encode()
+        sent_events.append((body, event_id))
+        return Prepared(payload["type"], body, {"Content-Type": "application/json"})
+
+    def form(fields: dict[str, str], kind: str) -> Prepared:
+        return Prepared(
+            kind, urlencode(fields).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+
+    for _ in range(count):
+        kind = rng.choices(kinds, weights)[0]
+        if kind == "retry" and not sent_events:
+            kind = "dm"
+        rep = rng.choice(REPS)
+        ts = f"{stamp}.{next(ids):06d}"
+        if kind == "dm":
+            item = event(
+                {
+                    "type": "message",
+                    "channel_type": "im",
+                    "user": rep,
+                    "channel": world.dm_channels[rep],
+                    "text": rng.choice(QUESTIONS),
+                    "ts": ts,
+                }
+            )
+        elif kind == "mention":
+            item = event(
+                {
+                    "type": "app_mention",
+                    "user": rep,
+                    "channel": HELP_CHANNEL,
+                    "text": f"<@{BOT_USER}> {rng.choice(QUESTIONS)}",
+                    "ts": ts,
+                }
+            )
+        elif kind == "retry":
+            body, _event_id = rng.choice(sent_events[-200:])
+            item = Prepared(
+                "retry",
+                body,
+                {
+                    "Content-Type": "application/json",
+                    "X-Slack-Retry-Num": str(rng.randint(1, 2)),
+                    "X-Slack-Retry-Reason": "http_timeout",
+                },
+            )
+        elif kind in ("help", "diagnose"):
+            user = AGENT if kind == "diagnose" and rng.random() < 0.3 else rep
+            text = "help" if kind == "help" else ("diagnose" if user != AGENT else f"diagnose <@{rep}>")
+            url = next(world.response_urls)
+            owners[token_of(url)] = (HELP_CHANNEL, user, None)
+            item = form(
+                {
+                    "token": "legacy",
+                    "team_id": "T0SANDBOX",
+                    "channel_id": HELP_CHANNEL,
+                    "user_id": user,
+                    "command": "/calsync",
+                    "text": text,
+                    "response_url": url,
+                    "trigger_id": f"trig{next(ids)}",
+                    "api_app_id": "A0CALSYNC",
+                },
+                kind,
+            )
+        else:  # check_again or feedback: a click on the bot message in the rep's DM
+            channel, message_ts = world.dm_channels[rep], world.dm_messages[rep]
+            url = next(world.response_urls)
+            owners[token_of(url)] = (channel, rep, message_ts)
+            if kind == "check_again":
+                action_id, value = "check_again", {"article": None, "question": rng.choice(QUESTIONS)}
+            else:
+                action_id = rng.choice(["feedback_helped", "feedback_not_helped"])
+                value = {"diagnosis": "bench", "article": "not-showing"}
+            payload = {
+                "type": "block_actions",
+                "user": {"id": rep},
+                "team": {"id": "T0SANDBOX"},
+                "api_app_id": "A0CALSYNC",
+                "container": {
+                    "type": "message",
+                    "message_ts": message_ts,
+                    "channel_id": channel,
+                    "is_ephemeral": False,
+                },
+                "channel": {"id": channel},
+                "message": {"ts": message_ts, "text": ""},
+                "response_url": url,
+                "trigger_id": f"trig{next(ids)}",
+                "actions": [
+                    {
+                        "action_id": action_id,
+                        "block_id": "b",
+                        "value": json.dumps(value),
+                        "type": "button",
+                        "action_ts": "1",
+                    }
+                ],
+            }
+            item = form({"payload": json.dumps(payload)}, kind)
+        item.headers.update(sign(item.body, secret, stamp))
+        prepared.append(item)
+    return prepared, owners
+
+
+# -- the load --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    kind: str
+    lag: float  # how late the generator sent it (seconds after its slot)
+    latency: float | None  # seconds to the HTTP response; None: no response
+    status: int | None = None
+    error: str | None = None
+    at: float = 0.0  # the request's slot, seconds after the first one
+
+
+@dataclass
+class RunResult:
+    outcomes: list[Outcome]
+    elapsed: float  # seconds from the first slot to the last send
+    server_cpu: float  # app CPU seconds per second while the load and its acks lasted
+    drained_in: float | None  # seconds after the last ack until the emulator calls stopped growing
+    slack_calls: Counter[str] = field(default_factory=Counter)
+    slack_failed: int = 0
+
+
+async def send_all(
+    url: str, requests: list[Prepared], rate: float, hard_stop: float
+) -> tuple[list[Outcome], float]:
+    """Send each request in its slot (`rate` per second) whatever the earlier ones are doing.
+
+    aiohttp, not httpx, on the sending side: at a few hundred requests in flight httpx's connection
+    pool spent more CPU than the app did, and the measured latency was the sender's own queueing.
+    """
+    import aiohttp
+
+    outcomes: list[Outcome] = []
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=1000)
+    timeout = aiohttp.ClientTimeout(total=hard_stop)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(item: Prepared, slot: float) -> None:
+            started = time.perf_counter()
+            try:
+                async with session.post(url, data=item.body, headers=item.headers) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as error:
+                outcomes.append(
+                    Outcome(item.kind, started - slot, None, error=type(error).__name__, at=slot - first)
+                )
+                return
+            latency = time.perf_counter() - started
+            outcomes.append(Outcome(item.kind, started - slot, latency, status, at=slot - first))
+
+        tasks: list[asyncio.Task[None]] = []
+        first = time.perf_counter() + 0.2
+        for index, item in enumerate(requests):
+            slot = first + index / rate
+            delay = slot - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(item, slot)))
+        elapsed = time.perf_counter() - first
+        _done, pending = await asyncio.wait(tasks, timeout=hard_stop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            outcomes.extend(Outcome("unfinished", 0.0, None, error="hard stop") for _ in pending)
+    return outcomes, elapsed
+
+
+def slack_call_counts(database_url: str) -> tuple[Counter[str], int]:
+    from sqlalchemy import func, select
+
+    from calsync.db import make_engine
+    from calsync.sandbox.world import SandboxSlackCall
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(SandboxSlackCall.method, SandboxSlackCall.ok, func.count()).group_by(
+                    SandboxSlackCall.method, SandboxSlackCall.ok
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    ok = Counter({method: count for method, good, count in rows if good})
+    return ok, sum(count for _method, good, count in rows if not good)
+
+
+def wait_for_drain(database_url: str, limit: float, quiet: float = 3.0) -> float | None:
+    """Seconds until the emulator's call count stopped growing for `quiet` seconds (None: it never did
+    within `limit`)."""
+    started = time.monotonic()
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() - started < limit:
+        ok, failed = slack_call_counts(database_url)
+        total = sum(ok.values()) + failed
+        if total != last:
+            last, last_change = total, time.monotonic()
+        elif time.monotonic() - last_change >= quiet:
+            return last_change - started
+        time.sleep(0.5)
+    return None
+
+
+def child_env(state: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SLACK_", "GOOGLE_", "MICROSOFT_", "CALSYNC_", "DATABASE_URL", "ACK_BENCH_"))
+    }
+    env.update(
+        {
+            "CALSYNC_STATE_DIR": str(state),
+            "DATABASE_URL": f"sqlite:///{state}/bench.db",
+            "PYTHONUNBUFFERED": "1",
+            **(extra or {}),
+        }
+    )
+    return env
+
+
+def one_run(args: argparse.Namespace, emulators: str, seed: int) -> RunResult:
+    with tempfile.TemporaryDirectory(prefix="ack-bench-") as directory:
+        state = Path(directory)
+        env = child_env(state)
+        database_url = env["DATABASE_URL"]
+        calsync = [sys.executable, "-m", "calsync.app"]
+        subprocess.run(
+            [*calsync, "sandbox", "load", str(DEMO)],
+            env=env,
+            cwd=state,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        children: list[Child] = []
+        try:
+            if emulators == "separate":
+                sandbox = Child([*calsync, "sandbox", "serve"], env, state, state / "sandbox.log")
+                children.append(sandbox)
+                settings: dict[str, str] = {}
+                while "SLACK_SIGNING_SECRET" not in settings:
+                    line = sandbox.read_line(START_TIMEOUT, "sandbox settings").strip()
+                    if line.startswith("export ") and "$(" not in line:
+                        name, _, value = line.removeprefix("export ").partition("=")
+                        settings[name] = shlex.split(value)[0] if value else ""
+                # With provider settings the app needs the token key: the one `sandbox load` made.
+                from calsync.syncbackend.crypto import KEY_FILE_NAME
+
+                settings["CALSYNC_ENCRYPTION_KEY"] = (state / KEY_FILE_NAME).read_text().strip()
+                settings["CALSYNC_LINK_SECRET"] = os.urandom(24).hex()  # signs reconnect links
+                env = child_env(state, settings)
+            port = free_port()
+            server = Child(
+                [sys.executable, str(Path(__file__).resolve()), "--serve-app", str(port)],
+                env,
+                state,
+                state / "app.log",
+            )
+            children.append(server)
+            app = App(**json.loads(server.read_line(START_TIMEOUT, "app start-up line")))
+            count = int(args.rate * args.duration)
+            needed = count  # at most one response URL per request
+            world = prepare_world(database_url, app.slack_url, needed)
+            requests, owners = build_requests(count, app.secret, world, seed)
+            fix_response_urls(database_url, owners)
+            cpu_before = cpu_seconds(app.pid)
+            if args.py_spy:
+                spy = subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "--pid",
+                        str(app.pid),
+                        "--duration",
+                        str(int(args.duration)),
+                        "--rate",
+                        "250",
+                        "--format",
+                        "speedscope",
+                        "-o",
+                        args.py_spy,
+                        "--idle",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            load_started = time.perf_counter()
+            outcomes, elapsed = asyncio.run(
+                send_all(f"{app.url}/slack/events", requests, args.rate, args.duration + 30)
+            )
+            # CPU seconds per wall second until the last ack (1.0 = one core busy).
+            server_cpu = (cpu_seconds(app.pid) - cpu_before) / (time.perf_counter() - load_started)
+            if args.py_spy:
+                spy.wait(60)
+            drained = wait_for_drain(database_url, args.drain)
+            calls, failed = slack_call_counts(database_url)
+            if args.keep_logs:
+                for name in ("app.log", "app.out", "sandbox.log", "sandbox.out"):
+                    if (state / name).exists():
+                        (Path(args.keep_logs) / f"{emulators}-{seed}-{name}").write_bytes(
+                            (state / name).read_bytes()
+                        )
+            return RunResult(outcomes, elapsed, server_cpu, drained, calls, failed)
+        finally:
+            for child in reversed(children):
+                child.stop()
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
+
+
+@dataclass
+class Summary:
+    count: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    slow: int  # acks at or over Slack's 3 s, and requests never answered
+    errors: int  # non-200 answers and transport errors
+    rate: float
+    lag_p99: float
+    server_cpu: float
+    drained: float | None
+    answers: int
+    failed_calls: int
+    by_kind: dict[str, float]
+
+
+def summarise(result: RunResult) -> Summary:
+    outcomes = result.outcomes
+    latencies = [o.latency for o in outcomes if o.latency is not None]
+    by_kind: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        if outcome.latency is not None:
+            by_kind.setdefault(outcome.kind, []).append(outcome.latency)
+    return Summary(
+        count=len(outcomes),
+        p50=percentile(latencies, 0.50),
+        p90=percentile(latencies, 0.90),
+        p99=percentile(latencies, 0.99),
+        max=max(latencies, default=float("nan")),
+        slow=sum(1 for o in outcomes if o.latency is None or o.latency >= SLACK_LIMIT),
+        errors=sum(1 for o in outcomes if o.latency is None or o.status != 200),
+        rate=(len(outcomes) - 1) / result.elapsed if result.elapsed > 0 else float("nan"),
+        lag_p99=percentile([o.lag for o in outcomes], 0.99),
+        server_cpu=result.server_cpu,
+        drained=result.drained_in,
+        answers=sum(result.slack_calls[m] for m in ("chat.postMessage", "chat.update", "response_url")),
+        failed_calls=result.slack_failed,
+        by_kind={kind: percentile(values, 0.99) for kind, values in sorted(by_kind.items())},
+    )
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second (open loop)")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--drain", type=float, default=90.0, help="seconds to wait for background work")
+    parser.add_argument(
+        "--emulators", nargs="+", choices=["in-process", "separate"], default=["in-process", "separate"]
+    )
+    parser.add_argument("--py-spy", help="record the app with py-spy during each run into this file")
+    parser.add_argument("--dump", help="write every request's slot, kind and latency (CSV) into this file")
+    parser.add_argument("--keep-logs", help="copy the child processes' logs into this directory")
+    parser.add_argument("--serve-app", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_app:
+        serve_app(args.serve_app)
+        return
+    if args.duration * args.rate > 20_000 or args.duration > 120:
+        parser.error("keep runs bounded: at most 120 s and 20 000 requests")
+    tables = []
+    for emulators in args.emulators:
+        summaries = []
+        for run in range(args.runs):
+            result = one_run(args, emulators, seed=run)
+            if args.dump:
+                with open(f"{args.dump}.{emulators}.{run}.csv", "w") as sink:
+                    sink.write("at,kind,latency_ms,status,error\n")
+                    for o in result.outcomes:
+                        latency = "" if o.latency is None else f"{o.latency * 1000:.2f}"
+                        sink.write(f"{o.at:.3f},{o.kind},{latency},{o.status},{o.error or ''}\n")
+            summary = summarise(result)
+            summaries.append(summary)
+            print(
+                f"[{emulators} run {run + 1}] n={summary.count} p50={ms(summary.p50)} p99={ms(summary.p99)} "
+                f"max={ms(summary.max)} >=3s={summary.slow} errors={summary.errors} rate={summary.rate:.1f}/s "
+                f"lag p99={ms(summary.lag_p99)} server CPU={summary.server_cpu:.0%} "
+                f"answers={summary.answers} drained={summary.drained} p99 by kind="
+                + ", ".join(f"{k} {ms(v)}" for k, v in summary.by_kind.items()),
+                file=sys.stderr,
+            )
+        tables.append((emulators, summaries))
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    print(f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/ack_bench.py', *sys.argv[1:]])}`")
+    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"Date: {datetime.now(UTC):%Y-%m-%d}; {args.rate:.0f} requests/s for {args.duration:.0f} s per run, "
+        f"{args.runs} runs per row; each figure is the median over the runs"
+    )
+    print()
+    print(
+        "| emulators | requests | p50 | p90 | p99 | max | ≥ 3 s | errors | send rate | sender lag p99 "
+        "| app CPU | Slack answers recorded | drained after |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for emulators, summaries in tables:
+        drained = [s.drained for s in summaries]
+        drain_text = (
+            f"{med([d for d in drained if d is not None]):.0f} s"
+            if all(d is not None for d in drained)
+            else "not within limit"
+        )
+        print(
+            f"| {emulators} | {med([s.count for s in summaries]):.0f} | {ms(med([s.p50 for s in summaries]))} "
+            f"| {ms(med([s.p90 for s in summaries]))} | {ms(med([s.p99 for s in summaries]))} "
+            f"| {ms(med([s.max for s in summaries]))} | {med([s.slow for s in summaries]):.0f} "
+            f"| {med([s.errors for s in summaries]):.0f} | {med([s.rate for s in summaries]):.1f}/s "
+            f"| {ms(med([s.lag_p99 for s in summaries]))} | {med([s.server_cpu for s in summaries]):.0%} "
+            f"| {med([s.answers for s in summaries]):.0f} | {drain_text} |"
+        )
+    print()
+    kinds = sorted({kind for _e, summaries in tables for s in summaries for kind in s.by_kind})
+    print("p99 by request kind (median over runs):")
+    print()
+    print("| emulators | " + " | ".join(kinds) + " |")
+    print("| --- | " + " | ".join("---:" for _ in kinds) + " |")
+    for emulators, summaries in tables:
+        cells = [
+            ms(med([s.by_kind[kind] for s in summaries if kind in s.by_kind]))
+            if any(kind in s.by_kind for s in summaries)
+            else "–"
+            for kind in kinds
+        ]
+        print(f"| {emulators} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
