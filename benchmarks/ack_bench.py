@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import itertools
 import json
 import os
@@ -46,7 +44,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+
+from calsync.sandbox.slack_requests import (
+    FORM,
+    JSON,
+    button_click_body,
+    command_body,
+    event_body,
+    signed_headers,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
@@ -105,13 +111,6 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
-
-
-def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
-    """Slack's v0 request signature (the same computation as the tests' `sign`)."""
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
 
 
 def free_port() -> int:
@@ -308,24 +307,12 @@ def build_requests(count: int, secret: str, world: World, seed: int) -> tuple[li
 
     def event(payload: dict[str, Any]) -> Prepared:
         event_id = f"EvBench{next(ids):07d}"
-        body = json.dumps(
-            {
-                "token": "legacy",
-                "team_id": "T0SANDBOX",
-                "api_app_id": "A0CALSYNC",
-                "event": payload,
-                "type": "event_callback",
-                "event_id": event_id,
-                "event_time": stamp,
-            }
-        ).encode()
+        body = event_body(payload, event_id, stamp)
         sent_events.append((body, event_id))
-        return Prepared(payload["type"], body, {"Content-Type": "application/json"})
+        return Prepared(payload["type"], body, {})
 
-    def form(fields: dict[str, str], kind: str) -> Prepared:
-        return Prepared(
-            kind, urlencode(fields).encode(), {"Content-Type": "application/x-www-form-urlencoded"}
-        )
+    def form(body: bytes, kind: str) -> Prepared:
+        return Prepared(kind, body, {})
 
     for _ in range(count):
         kind = rng.choices(kinds, weights)[0]
@@ -360,7 +347,6 @@ def build_requests(count: int, secret: str, world: World, seed: int) -> tuple[li
                 "retry",
                 body,
                 {
-                    "Content-Type": "application/json",
                     "X-Slack-Retry-Num": str(rng.randint(1, 2)),
                     "X-Slack-Retry-Reason": "http_timeout",
                 },
@@ -371,17 +357,13 @@ def build_requests(count: int, secret: str, world: World, seed: int) -> tuple[li
             url = next(world.response_urls)
             owners[token_of(url)] = (HELP_CHANNEL, user, None)
             item = form(
-                {
-                    "token": "legacy",
-                    "team_id": "T0SANDBOX",
-                    "channel_id": HELP_CHANNEL,
-                    "user_id": user,
-                    "command": "/calsync",
-                    "text": text,
-                    "response_url": url,
-                    "trigger_id": f"trig{next(ids)}",
-                    "api_app_id": "A0CALSYNC",
-                },
+                command_body(
+                    user=user,
+                    channel=HELP_CHANNEL,
+                    text=text,
+                    response_url=url,
+                    trigger_id=f"trig{next(ids)}",
+                ),
                 kind,
             )
         else:  # check_again or feedback: a click on the bot message in the rep's DM
@@ -393,33 +375,18 @@ def build_requests(count: int, secret: str, world: World, seed: int) -> tuple[li
             else:
                 action_id = rng.choice(["feedback_helped", "feedback_not_helped"])
                 value = {"diagnosis": "bench", "article": "not-showing"}
-            payload = {
-                "type": "block_actions",
-                "user": {"id": rep},
-                "team": {"id": "T0SANDBOX"},
-                "api_app_id": "A0CALSYNC",
-                "container": {
-                    "type": "message",
-                    "message_ts": message_ts,
-                    "channel_id": channel,
-                    "is_ephemeral": False,
-                },
-                "channel": {"id": channel},
-                "message": {"ts": message_ts, "text": ""},
-                "response_url": url,
-                "trigger_id": f"trig{next(ids)}",
-                "actions": [
-                    {
-                        "action_id": action_id,
-                        "block_id": "b",
-                        "value": json.dumps(value),
-                        "type": "button",
-                        "action_ts": "1",
-                    }
-                ],
-            }
-            item = form({"payload": json.dumps(payload)}, kind)
-        item.headers.update(sign(item.body, secret, stamp))
+            body = button_click_body(
+                user=rep,
+                channel=channel,
+                message_ts=message_ts,
+                action_id=action_id,
+                value=json.dumps(value),
+                response_url=url,
+                trigger_id=f"trig{next(ids)}",
+            )
+            item = form(body, kind)
+        content_type = JSON if item.body.startswith(b"{") else FORM
+        item.headers.update(signed_headers(item.body, secret, content_type, stamp))
         prepared.append(item)
     return prepared, owners
 

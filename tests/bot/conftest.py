@@ -3,15 +3,11 @@ the sandbox (calendar emulators and the Slack emulator), and signed requests sen
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -24,6 +20,14 @@ from calsync.app import (
     build_web_app,
 )
 from calsync.sandbox.server import BackgroundServer
+from calsync.sandbox.slack_requests import (
+    FORM,
+    JSON,
+    button_click_body,
+    command_body,
+    event_body,
+    signed_headers,
+)
 from calsync.settings import Settings
 from tests.harness import Sandbox
 
@@ -46,9 +50,10 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "
 
 
 def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+    """Slack's v0 signature headers for `body` (no content type)."""
+    headers = signed_headers(body, secret, JSON, timestamp)
+    del headers["Content-Type"]
+    return headers
 
 
 @dataclass
@@ -63,23 +68,15 @@ class SlackHarness:
         return self.sandbox.endpoints.slack_url
 
     def post(self, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        signed = {**sign(body, self.secret), "Content-Type": content_type, **(headers or {})}
+        signed = {**signed_headers(body, self.secret, content_type), **(headers or {})}
         return self.http.post(f"{self.url}/slack/events", content=body, headers=signed)
 
     def event(
         self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None
     ) -> httpx.Response:
-        body = {
-            "token": "legacy",
-            "team_id": "T0SANDBOX",
-            "api_app_id": "A0CALSYNC",
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{next(_ids):08d}",
-            "event_time": int(time.time()),
-        }
+        body = event_body(event, event_id or f"Ev{next(_ids):08d}")
         headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
-        return self.post(json.dumps(body).encode(), "application/json", headers)
+        return self.post(body, JSON, headers)
 
     def dm_channel(self, user: str) -> str:
         channel, _ = self.sandbox.world.slack_open_dm(user, self.sandbox.clock())
@@ -100,44 +97,25 @@ class SlackHarness:
 
     def command(self, user: str, text: str, channel: str = HELP_CHANNEL) -> tuple[httpx.Response, str]:
         response_url = self.sandbox.world.slack_response_url(self.slack_base, channel=channel, user_id=user)
-        form = {
-            "token": "legacy",
-            "team_id": "T0SANDBOX",
-            "channel_id": channel,
-            "user_id": user,
-            "command": "/calsync",
-            "text": text,
-            "response_url": response_url,
-            "trigger_id": f"trig{next(_ids)}",
-            "api_app_id": "A0CALSYNC",
-        }
-        return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded"), channel
+        body = command_body(
+            user=user, channel=channel, text=text, response_url=response_url, trigger_id=f"trig{next(_ids)}"
+        )
+        return self.post(body, FORM), channel
 
     def click(self, user: str, channel: str, message_ts: str, action_id: str, value: str) -> httpx.Response:
         response_url = self.sandbox.world.slack_response_url(
             self.slack_base, channel=channel, user_id=user, message_ts=message_ts
         )
-        payload = {
-            "type": "block_actions",
-            "user": {"id": user},
-            "team": {"id": "T0SANDBOX"},
-            "api_app_id": "A0CALSYNC",
-            "container": {
-                "type": "message",
-                "message_ts": message_ts,
-                "channel_id": channel,
-                "is_ephemeral": False,
-            },
-            "channel": {"id": channel},
-            "message": {"ts": message_ts, "text": ""},
-            "response_url": response_url,
-            "trigger_id": f"trig{next(_ids)}",
-            "actions": [
-                {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1"}
-            ],
-        }
-        body = urlencode({"payload": json.dumps(payload)}).encode()
-        return self.post(body, "application/x-www-form-urlencoded")
+        body = button_click_body(
+            user=user,
+            channel=channel,
+            message_ts=message_ts,
+            action_id=action_id,
+            value=value,
+            response_url=response_url,
+            trigger_id=f"trig{next(_ids)}",
+        )
+        return self.post(body, FORM)
 
     def ephemeral_for(self, user: str, channel: str) -> list[Any]:
         return [m for m in self.sandbox.world.slack_messages(channel) if m.ephemeral_for == user]
