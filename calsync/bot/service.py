@@ -434,7 +434,8 @@ class SlackBot:
         value = _value(body)
         diagnosis = str(value.get("diagnosis") or "")[:64] or None
         article = value.get("article") if isinstance(value.get("article"), str) else None
-        await asyncio.to_thread(self._store_feedback, body["user"]["id"], diagnosis, article, helpful)
+        if diagnosis is not None:  # a malformed click records nothing (the person is still thanked)
+            await asyncio.to_thread(self._store_feedback, body["user"]["id"], diagnosis, article, helpful)
         thanks = (
             "Thanks — glad that helped."
             if helpful
