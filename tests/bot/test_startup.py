@@ -4,7 +4,6 @@ Slack nothing until the first Slack request arrives (then Bolt checks its token 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from calsync.sandbox.server import BackgroundServer
 from calsync.settings import Settings
 from calsync.syncbackend import migrate
 from calsync.syncbackend.crypto import TokenCipher, generate_key
-from tests.bot.conftest import sign
+from tests.bot.conftest import sign, wait_for
 
 SECRET = "startup-test-signing-secret"
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -63,15 +62,6 @@ def recorder() -> Iterator[tuple[Recorder, str]]:
     stub = Recorder()
     with BackgroundServer(stub.app()) as server:
         yield stub, server.url
-
-
-def wait_until(predicate: object, timeout: float = 10.0) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
 
 
 def test_building_and_serving_the_app_calls_no_one_until_the_first_request(
@@ -120,7 +110,7 @@ def test_building_and_serving_the_app_calls_no_one_until_the_first_request(
             headers = {**sign(body, SECRET), "Content-Type": "application/x-www-form-urlencoded"}
             assert http.post(f"{server.url}/slack/events", content=body, headers=headers).status_code == 200
             # The first Slack request is when Bolt checks its token (once), and the answer goes out.
-            wait_until(lambda: "response_url" in stub.calls)
+            wait_for(lambda: "response_url" in stub.calls)
             assert stub.calls[0] == "auth.test"
             assert json.dumps(stub.calls).count("auth.test") == 1
     finally:

@@ -215,8 +215,6 @@ def test_the_test_questions_are_not_training_data() -> None:
 
 def test_the_test_questions_are_not_in_the_dev_set() -> None:
     dev_path = Path(__file__).resolve().parents[2] / "benchmarks" / "matcher_dev.yaml"
-    if not dev_path.exists():  # pragma: no cover - the benchmarks are not shipped
-        pytest.skip("no dev set")
     dev = {" ".join(q.lower().split()) for questions in load_training(dev_path).values() for q in questions}
     questions = [p.values[0] for p in (*ON_TOPIC, *OFF_TOPIC_QUESTIONS, *VAGUE_QUESTIONS)]
     assert [q for q in questions if " ".join(str(q).lower().split()) in dev] == []
@@ -224,8 +222,6 @@ def test_the_test_questions_are_not_in_the_dev_set() -> None:
 
 def test_the_dev_set_is_not_training_data() -> None:
     dev_path = Path(__file__).resolve().parents[2] / "benchmarks" / "matcher_dev.yaml"
-    if not dev_path.exists():  # pragma: no cover - the benchmarks are not shipped
-        pytest.skip("no dev set")
     training = _training_questions()
     dev = [q for questions in load_training(dev_path).values() for q in questions]
     # One-word messages ("help") may appear in both; nothing longer may leak into training.
