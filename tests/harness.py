@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
@@ -143,6 +144,16 @@ class Sandbox:
             return await run_checks(checks, context)
         finally:
             await context.live.close()
+
+
+class LateApp:
+    """An ASGI app set after its server is listening, for an app that must know its own URL (the
+    public URL its reconnect and report links point at)."""
+
+    app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
 
 
 def codes(findings: Sequence[Finding]) -> list[str]:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
@@ -27,7 +26,7 @@ from calsync.links import LinkSigner
 from calsync.sandbox.server import BackgroundServer
 from calsync.settings import Settings
 from tests.bot.conftest import SlackHarness
-from tests.harness import Sandbox
+from tests.harness import LateApp, Sandbox
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -54,15 +53,6 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-class _LateApp:
-    """An ASGI app set after the server is listening, so the app's public URL can be the server's."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-
-
 @dataclass
 class Site:
     url: str
@@ -79,7 +69,7 @@ class Site:
 @pytest.fixture(scope="session")
 def site_server(sandbox_session: Sandbox) -> Iterator[Site]:
     endpoints = sandbox_session.endpoints
-    holder = _LateApp()
+    holder = LateApp()
     with BackgroundServer(holder) as server:
         settings = endpoints.apply(
             Settings(  # type: ignore[call-arg]

@@ -23,7 +23,7 @@ from calsync.links import LinkSigner
 from calsync.sandbox.server import BackgroundServer
 from calsync.settings import Settings
 from calsync.syncbackend.reconnect import ReconnectLinks
-from tests.harness import Sandbox
+from tests.harness import LateApp, Sandbox
 
 DEMO = Path(__file__).parents[2] / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
 HELP_CHANNEL = "C0HELP"
@@ -48,15 +48,6 @@ class _Forms(HTMLParser):
                 form["radios"].append(values.get("value", ""))
                 if "checked" in values:
                     form["checked"] = values.get("value", "")
-
-
-class _LateApp:
-    """An ASGI app set after the server is bound (the app needs the server's URL as its public URL)."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
 
 
 @dataclass
@@ -95,7 +86,7 @@ class WebHarness:
 @pytest.fixture(scope="module")
 def web_server(sandbox_session: Sandbox) -> Iterator[WebHarness]:
     endpoints = sandbox_session.endpoints
-    late = _LateApp()
+    late = LateApp()
     with BackgroundServer(late) as server:
         settings = endpoints.apply(
             Settings(_env_file=None).model_copy(  # type: ignore[call-arg]
