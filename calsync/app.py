@@ -288,9 +288,8 @@ def build_bolt_app(services: Services, bot: SlackBot) -> AsyncApp | None:
     token = settings.slack_bot_token.get_secret_value()
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     app = AsyncApp(
-        token=token,
         signing_secret=secret,
-        client=AsyncWebClient(token=token, base_url=settings.slack_api_url),
+        client=AsyncWebClient(token=token, base_url=settings.slack_api_url),  # Bolt takes the token from it
         # Without a signing secret (Socket Mode only) requests cannot be verified, so there is no HTTP.
         request_verification_enabled=secret is not None,
     )
@@ -368,6 +367,28 @@ def make_http_server(web: FastAPI, host: str, port: int) -> uvicorn.Server:
     gc.collect()
     gc.freeze()
     return uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="info", access_log=False))
+
+
+def _load_demo_if_empty(services: Services) -> bool:
+    """In sandbox mode, give an empty database the demo world so the playground has reps to try."""
+    from sqlalchemy import func, select
+
+    from calsync.sandbox.scenario import load_scenario
+    from calsync.syncbackend.models import User
+
+    if services.world is None:
+        return False
+    with services.sessions() as session:
+        if session.scalar(select(func.count()).select_from(User)):
+            return False
+    load_scenario(
+        DEMO_SCENARIO,
+        sessions=services.sessions,
+        world=services.world,
+        cipher=services.cipher,
+        clock=services.clock,
+    )
+    return True
 
 
 def _note(message: str) -> None:
@@ -674,6 +695,8 @@ def serve_command(
             f"calsync listening on http://{host}:{port} (Slack events at /slack/events, health at /healthz)"
         )
         if services.world is not None:
+            if _load_demo_if_empty(services):
+                _note("The database was empty: loaded the demo scenario (reps @northwind.example).")
             _note(f"Try calsync in your browser: http://{host}:{port}/playground")
         if settings.slack_app_token and bolt_app is not None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler

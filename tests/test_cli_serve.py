@@ -1,0 +1,66 @@
+"""`calsync serve` as a new user runs it: sandbox mode, an empty database, a browser-less check."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.bot.conftest import wait_for
+
+CALSYNC = str(Path(sys.executable).parent / "calsync")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_serve_in_sandbox_mode_answers_health_and_the_playground(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GOOGLE_", "MICROSOFT_", "SLACK_"))
+    }
+    env.update({"CALSYNC_STATE_DIR": str(tmp_path), "PYTHONIOENCODING": "utf-8"})
+    env.pop("DATABASE_URL", None)
+    server = subprocess.Popen(
+        [CALSYNC, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: healthy(url) or server.poll() is not None, timeout=90, what="calsync serve")
+        assert server.poll() is None, server.communicate()[1].decode()
+        assert httpx.get(f"{url}/healthz").json() == {"ok": True, "database": "up"}
+        playground = httpx.get(f"{url}/playground").text
+        assert "carla@northwind.example" in playground  # the empty database got the demo world
+        answer = httpx.get(
+            f"{url}/playground/ask",
+            params={"rep": "carla@northwind.example", "q": "why isn't my appointment showing"},
+        ).text
+        assert "revoked" in answer and "/connect/google?t=" in answer
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+    notes = stderr.decode()
+    assert "using the sandbox emulators" in notes
+    assert "loaded the demo scenario" in notes
+    assert f"http://127.0.0.1:{port}/playground" in notes
