@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -144,6 +145,32 @@ class Sandbox:
             return await run_checks(checks, context)
         finally:
             await context.live.close()
+
+
+# A connection is never called any of these because a provider was slow or unwell.
+DISCONNECTIONS = frozenset(
+    {
+        "connection.none",
+        "connection.no_tokens",
+        "connection.disconnected",
+        "connection.revoked",
+        "connection.expired",
+        "connection.consent_removed",
+        "connection.sign_in_required",
+    }
+)
+
+# (provider, the fault's fields in a scenario's `faults:` entry, the finding it must give), per row.
+FLAKY_PROVIDER_FAULTS = [
+    pytest.param(provider, fault, expected, id=f"{provider}-{name}")
+    for name, fault, expected in (
+        ("rate-limit", "kind: rate_limit, params: {retry_after: 30}", "provider.rate_limited"),
+        ("503", "kind: unavailable, params: {status: 503}", "provider.unavailable"),
+        ("malformed", "kind: malformed", "provider.malformed"),
+        ("hang", "kind: hang, params: {seconds: 5}", "provider.timeout"),
+    )
+    for provider in ("google", "microsoft")
+]
 
 
 class LateApp:

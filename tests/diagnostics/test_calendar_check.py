@@ -12,20 +12,10 @@ import pytest
 from calsync.diagnostics.checks.calendar import CALENDAR
 from calsync.diagnostics.checks.connection import CONNECTION
 from calsync.diagnostics.findings import Finding
-from tests.harness import Sandbox
+from tests.harness import DISCONNECTIONS, FLAKY_PROVIDER_FAULTS, Sandbox
 
 REPO = Path(__file__).parents[2]
 DEMO = REPO / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
-
-DISCONNECTIONS = {
-    "connection.none",
-    "connection.no_tokens",
-    "connection.disconnected",
-    "connection.revoked",
-    "connection.expired",
-    "connection.consent_removed",
-    "connection.sign_in_required",
-}
 
 REP = "ana@acme.example"
 GOOGLE_OWN = "{id: ana@acme.example, name: Ana Alvarez, primary: true}"
@@ -312,27 +302,7 @@ async def test_none_selected_needs_no_provider_call(sandbox: Sandbox) -> None:
 # -- a flaky provider is never a disconnection ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("provider", "fault", "expected"),
-    [
-        ("google", "kind: rate_limit, params: {retry_after: 30}", "provider.rate_limited"),
-        ("microsoft", "kind: rate_limit, params: {retry_after: 30}", "provider.rate_limited"),
-        ("google", "kind: unavailable, params: {status: 503}", "provider.unavailable"),
-        ("microsoft", "kind: unavailable, params: {status: 503}", "provider.unavailable"),
-        ("google", "kind: malformed", "provider.malformed"),
-        ("microsoft", "kind: malformed", "provider.malformed"),
-        ("microsoft", "kind: hang, params: {seconds: 5}", "provider.timeout"),
-    ],
-    ids=[
-        "google-rate-limit",
-        "microsoft-rate-limit",
-        "google-503",
-        "microsoft-503",
-        "google-malformed",
-        "microsoft-malformed",
-        "microsoft-hang",
-    ],
-)
+@pytest.mark.parametrize(("provider", "fault", "expected"), FLAKY_PROVIDER_FAULTS)
 async def test_calendars_endpoint_fault_is_unknown_not_disconnected(
     sandbox: Sandbox, provider: str, fault: str, expected: str
 ) -> None:

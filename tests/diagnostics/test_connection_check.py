@@ -18,22 +18,12 @@ from calsync.diagnostics.checks.connection import CONNECTION
 from calsync.diagnostics.findings import Finding
 from calsync.sandbox.world import SandboxRequest
 from calsync.syncbackend.models import CalendarConnection
-from tests.harness import Sandbox
+from tests.harness import DISCONNECTIONS, FLAKY_PROVIDER_FAULTS, Sandbox
 
 REPO = Path(__file__).parents[2]
 DEMO = REPO / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
 
 # What a flaky provider must never be reported as.
-DISCONNECTIONS = {
-    "connection.none",
-    "connection.no_tokens",
-    "connection.disconnected",
-    "connection.revoked",
-    "connection.expired",
-    "connection.consent_removed",
-    "connection.sign_in_required",
-}
-
 ANA = "ana@acme.example"  # Google
 BEN = "ben@acme.example"  # Microsoft
 _REPS = {
@@ -361,32 +351,12 @@ async def test_active_connection_without_tokens(sandbox: Sandbox) -> None:
 # -- a flaky provider is never a disconnection ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("provider", "fault", "expected"),
-    [
-        ("google", "{kind: rate_limit, params: {retry_after: 30}}", "provider.rate_limited"),
-        ("microsoft", "{kind: rate_limit, params: {retry_after: 30}}", "provider.rate_limited"),
-        ("google", "{kind: unavailable, params: {status: 503}}", "provider.unavailable"),
-        ("microsoft", "{kind: unavailable, params: {status: 503}}", "provider.unavailable"),
-        ("google", "{kind: malformed}", "provider.malformed"),
-        ("microsoft", "{kind: malformed}", "provider.malformed"),
-        ("google", "{kind: hang, params: {seconds: 5}}", "provider.timeout"),
-    ],
-    ids=[
-        "google-rate-limit",
-        "microsoft-rate-limit",
-        "google-503",
-        "microsoft-503",
-        "google-malformed",
-        "microsoft-malformed",
-        "google-hang",
-    ],
-)
+@pytest.mark.parametrize(("provider", "fault", "expected"), FLAKY_PROVIDER_FAULTS)
 async def test_token_endpoint_fault_is_unknown_not_disconnected(
     sandbox: Sandbox, provider: str, fault: str, expected: str
 ) -> None:
     email = _REPS[provider][0]
-    faults = f"[{{provider: {provider}, endpoint: token, {fault[1:]}]"
+    faults = f"[{{provider: {provider}, endpoint: token, {fault}}}]"
     sandbox.load(one_rep(provider, faults=faults))
     findings = await sandbox.run([CONNECTION, CALENDAR], email)
 
