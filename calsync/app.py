@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from calsync.sandbox.runtime import SandboxEndpoints
     from calsync.sandbox.world import World
     from calsync.syncbackend.crypto import TokenCipher
+    from calsync.syncbackend.engine import CycleResult, DisconnectNotifier, SyncEngine
     from calsync.syncbackend.providers.base import CalendarProvider
+    from calsync.syncbackend.schedule import SyncPolicy
 
 
 cli = typer.Typer(
@@ -247,7 +249,73 @@ def build_reconnect(
     return create_reconnect_router(service)
 
 
-def build_slack_bot(services: Services, troubleshooter: Troubleshooter) -> SlackBot:
+def build_sync_policy(settings: Settings) -> SyncPolicy:
+    """The schedule from settings; a malformed value is a clear error at start-up, not later."""
+    from datetime import time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from calsync.syncbackend.schedule import SyncPolicy
+
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    try:
+        start_text, end_text = settings.business_hours.split("-")
+        start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
+        business_days = frozenset(
+            days.index(day.strip().lower()[:3]) for day in settings.business_days.split(",") if day.strip()
+        )
+        zone = ZoneInfo(settings.business_time_zone)
+    except (ValueError, KeyError) as error:
+        raise typer.BadParameter(
+            f"CALSYNC_BUSINESS_HOURS / _DAYS / _TIME_ZONE: {error} (e.g. 08:00-18:00, mon,tue,wed,thu,fri, "
+            "Europe/Berlin)"
+        ) from None
+    return SyncPolicy(
+        interval=timedelta(minutes=settings.sync_interval_minutes),
+        business_interval=timedelta(minutes=settings.sync_business_interval_minutes),
+        business_start=start,
+        business_end=end,
+        business_days=business_days,
+        time_zone=zone,
+        jitter=settings.sync_jitter,
+        health_interval=timedelta(minutes=settings.health_interval_minutes),
+    )
+
+
+def build_sync_engine(services: Services, notify: DisconnectNotifier | None = None) -> SyncEngine:
+    """The sync engine over the same providers the diagnostics use, each kept inside its quota."""
+    from calsync.syncbackend.engine import SyncEngine
+    from calsync.syncbackend.quota import QuotaProvider
+
+    return SyncEngine(
+        sessions=services.sessions,
+        providers={name: QuotaProvider(provider) for name, provider in services.providers.items()},
+        cipher=services.cipher,
+        clock=services.clock,
+        policy=build_sync_policy(services.settings),
+        notify=notify,
+    )
+
+
+def build_disconnect_notifier(services: Services, bot: SlackBot) -> DisconnectNotifier | None:
+    """DMs a rep whose grant stopped working, when a Slack bot token is configured."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from calsync.syncbackend.engine import Disconnection
+
+    token = services.settings.slack_bot_token
+    if token is None:
+        return None
+    client = AsyncWebClient(token=token.get_secret_value(), base_url=services.settings.slack_api_url)
+
+    async def notify(disconnection: Disconnection) -> bool:
+        return await bot.notify_disconnected(client, disconnection)
+
+    return notify
+
+
+def build_slack_bot(
+    services: Services, troubleshooter: Troubleshooter, sync_engine: SyncEngine | None = None
+) -> SlackBot:
     from datetime import timedelta
 
     from calsync.bot.service import SlackBot
@@ -272,6 +340,7 @@ def build_slack_bot(services: Services, troubleshooter: Troubleshooter) -> Slack
         support_channel=settings.support_channel,
         support_contact=settings.support_contact,
         report_url=report_url,
+        sync_now=sync_engine.sync_user if sync_engine is not None else None,
     )
 
 
@@ -466,6 +535,11 @@ def db_current() -> None:
 
 DEMO_SCENARIO = Path(__file__).parent / "sandbox" / "scenarios" / "demo.yaml"
 # (rep, question): each rep asks about their own problem; the last one is off-topic.
+# (rep, their calendar provider, what SalesPartner books for them) for the demo's sync story.
+DEMO_SYNC_STORIES: tuple[tuple[str, str, str], ...] = (
+    ("ana@northwind.example", "google", "Renewal call with Hooli"),
+    ("ben@northwind.example", "microsoft", "Onboarding with Vandelay"),
+)
 DEMO_QUESTIONS: tuple[tuple[str, str], ...] = (
     ("carla@northwind.example", "why isnt my apointment showing in my calender??"),
     ("dev@northwind.example", "my o365 calendar says not connected"),
@@ -579,6 +653,9 @@ def demo_command() -> None:
         for answer in asyncio.run(ask_all()):
             console.rule()
             console.print(render_answer(answer, troubleshooter.knowledge))
+        console.rule("The sync engine, live: a booking travels to the calendar, an edit travels back")
+        for line in asyncio.run(_sync_story(services)):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.rule()
     console.print(
         'Try your own: calsync ask carla@northwind.example "why isn\'t my appointment showing" '
@@ -587,6 +664,100 @@ def demo_command() -> None:
         markup=False,
         highlight=False,
     )
+
+
+def _print_cycles(results: list[CycleResult], *, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        typer.echo(json.dumps([result.as_dict() for result in results], indent=2))
+        return
+    for result in results:
+        typer.echo(result.summary())
+
+
+@cli.command("sync")
+def sync_command(
+    email: str = typer.Argument(..., help="The rep's SalesPartner email."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per connection on stdout."),
+) -> None:
+    """Run one sync cycle now for each of the rep's active calendar connections (push and pull)."""
+    import asyncio
+
+    with open_services() as services:
+        troubleshooter = build_troubleshooter(services)
+        engine = build_sync_engine(services)
+        engine.notify = build_disconnect_notifier(services, build_slack_bot(services, troubleshooter, engine))
+        results = asyncio.run(engine.sync_user(email))
+        if not results:
+            _note(f"{email} has no active calendar connection (or is not a SalesPartner user).")
+            raise typer.Exit(1)
+        _print_cycles(results, as_json=as_json)
+        if any(result.status == "error" for result in results):
+            raise typer.Exit(1)
+
+
+@cli.command("worker")
+def worker_command(
+    once: bool = typer.Option(False, "--once", help="One round (due cycles, health checks, DMs), then exit."),
+    every: float = typer.Option(5.0, help="Seconds between two rounds."),
+    batch: int = typer.Option(100, help="Most connections one round takes on."),
+) -> None:
+    """Run the sync engine: every connection's cycle when it is due, the health sweep, the DMs to reps
+    whose calendar disconnected. Run as many as you like: a connection is worked on by one at a time."""
+    import asyncio
+    import signal
+
+    from calsync.syncbackend.engine import TickResult, run_worker, tick
+
+    def report(result: TickResult) -> None:
+        done = [cycle for cycle in result.cycles if cycle.status in ("ok", "error")]
+        if done or result.sweep.checked or result.told:
+            _note(
+                f"{len(done)} cycles ({sum(c.status == 'error' for c in done)} failed), "
+                f"{result.sweep.checked} grants checked ({result.sweep.disconnected} disconnected), "
+                f"{result.told} reps told"
+            )
+
+    with open_services() as services:
+        troubleshooter = build_troubleshooter(services)
+        engine = build_sync_engine(services)
+        engine.notify = build_disconnect_notifier(services, build_slack_bot(services, troubleshooter, engine))
+        _note(f"calsync worker {engine.worker_id} started.")
+
+        async def run() -> None:
+            if once:
+                report(await tick(engine, batch=batch))
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await run_worker(engine, stop, every=every, batch=batch, report=report)
+
+        asyncio.run(run())
+
+
+async def _sync_story(services: Services) -> list[str]:
+    from calsync.sandbox.story import render, sync_story
+    from calsync.syncbackend.appointments import Appointments
+
+    assert services.world is not None
+    engine = build_sync_engine(services)
+    appointments = Appointments(services.sessions, services.clock)
+    lines: list[str] = []
+    for rep, provider, title in DEMO_SYNC_STORIES:
+        steps = await sync_story(
+            engine=engine,
+            appointments=appointments,
+            world=services.world,
+            clock=services.clock,
+            rep_email=rep,
+            provider=provider,
+            title=title,
+        )
+        lines.extend([*render(steps), ""])
+    return lines
 
 
 @sandbox_cli.command("load")
@@ -685,7 +856,9 @@ def serve_command(
     with open_services() as services:
         settings = services.settings
         troubleshooter = build_troubleshooter(services)
-        bot = build_slack_bot(services, troubleshooter)
+        sync_engine = build_sync_engine(services)
+        bot = build_slack_bot(services, troubleshooter, sync_engine)
+        sync_engine.notify = build_disconnect_notifier(services, bot)
         bolt_app = build_bolt_app(services, bot)
         web = build_web_app(services, None if settings.slack_app_token else bolt_app, troubleshooter, bot=bot)
         if bolt_app is None:

@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     # Total seconds the retry loop may spend on one provider operation (429/5xx with backoff).
     provider_retry_budget: float = Field(default=4.0, alias="CALSYNC_PROVIDER_RETRY_BUDGET")
 
+    # The sync engine's schedule: minutes between cycles, and in business hours (local to the zone).
+    sync_interval_minutes: float = Field(default=15.0, gt=0, alias="CALSYNC_SYNC_INTERVAL_MINUTES")
+    sync_business_interval_minutes: float = Field(
+        default=5.0, gt=0, alias="CALSYNC_SYNC_BUSINESS_INTERVAL_MINUTES"
+    )
+    business_hours: str = Field(default="08:00-18:00", alias="CALSYNC_BUSINESS_HOURS")
+    business_days: str = Field(default="mon,tue,wed,thu,fri", alias="CALSYNC_BUSINESS_DAYS")
+    business_time_zone: str = Field(default="UTC", alias="CALSYNC_BUSINESS_TIME_ZONE")
+    sync_jitter: float = Field(default=0.2, ge=0, lt=1, alias="CALSYNC_SYNC_JITTER")
+    # Minutes between two health checks (a grant refresh) of every connected calendar.
+    health_interval_minutes: float = Field(default=60.0, gt=0, alias="CALSYNC_HEALTH_INTERVAL_MINUTES")
+
     @property
     def agent_ids(self) -> frozenset[str]:
         return frozenset(part.strip() for part in self.agent_slack_ids.split(",") if part.strip())

@@ -12,14 +12,17 @@ messages outside DMs (channels are served through @mentions) are ignored.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from calsync.bot.service import SlackBot
+from calsync.bot.service import SOMETHING_WENT_WRONG, SlackBot
 from calsync.render import blocks
+
+log = logging.getLogger(__name__)
 
 
 async def ack_at_once(ack: AsyncAck, next: Callable[[], Awaitable[None]]) -> None:
@@ -51,6 +54,22 @@ def share_http_session(app: AsyncApp) -> Callable[..., Awaitable[None]]:
 
 def register(app: AsyncApp, bot: SlackBot) -> None:
     app.use(share_http_session(app))
+
+    @app.error
+    async def on_error(error: Exception, respond: AsyncRespond | None = None) -> None:
+        """A listener raised (the database is down, say): log it, and give whoever typed or clicked one
+        plain sentence instead of silence. Events have no response URL; their listeners answer
+        themselves."""
+        log.error("a Slack listener failed", exc_info=error)
+        if respond is None:
+            return
+        message = blocks.error_message(SOMETHING_WENT_WRONG)
+        try:
+            await respond(
+                text=message.text, blocks=message.blocks, response_type="ephemeral", replace_original=False
+            )
+        except Exception:
+            log.exception("telling the person about the failure failed")
 
     @app.event("message")
     async def on_direct_message(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -101,6 +120,10 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
             await bot.in_turn(bot.publish_home(client, body["user"]["id"]))
         else:
             await bot.in_turn(bot.check_again(client, respond, body))
+
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_SYNC_NOW], middleware=[ack_at_once])
+    async def on_sync_now(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        await bot.in_turn(bot.sync_now(client, respond, body))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_DID_YOU_MEAN], middleware=[ack_at_once])
     async def on_did_you_mean(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:

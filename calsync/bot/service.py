@@ -28,6 +28,7 @@ from calsync.db import transaction
 from calsync.diagnostics.answer import CALENDAR_PRODUCTS, Answer
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
 from calsync.render import blocks
+from calsync.syncbackend.engine import CycleResult, Disconnection
 from calsync.syncbackend.models import AuditEntry, Feedback, ProcessedEvent, User
 from calsync.syncbackend.reconnect import Outcome
 
@@ -44,6 +45,17 @@ SUPPORT_THREAD_DAYS = 7
 # parallel, so a few at a time keep the machine busy.
 MAX_CONCURRENT_WORK = 8
 MAX_QUESTION = 2000  # characters of a message we pass on; Slack allows 40 000
+# A disconnected grant's cause (`GrantCause`) in the rep's words: "... stopped syncing: {words}".
+DISCONNECT_CAUSES = {
+    "revoked": "its access was revoked",
+    "password_changed": "the account's password was changed",
+    "expired": "its sign-in expired",
+    "inactive": "it wasn't used for a long time, so the sign-in expired",
+    "consent_removed": "calsync's permission was removed (often by your IT team)",
+    "mfa_required": "your organisation needs you to sign in again (multi-factor authentication)",
+    "interaction_required": "you need to sign in again",
+    "account_deleted": "the account no longer exists",
+}
 SOMETHING_WENT_WRONG = (
     "Something went wrong on our side and I couldn't check just now. Please try again in a minute."
 )
@@ -90,6 +102,7 @@ class SlackBot:
         support_contact: str = "SalesPartner support",
         report_url: Callable[[str, str], str | None] | None = None,
         max_concurrent_work: int = MAX_CONCURRENT_WORK,
+        sync_now: Callable[[str], Awaitable[list[CycleResult]]] | None = None,
     ) -> None:
         self.troubleshooter = troubleshooter
         self.sessions = sessions
@@ -99,6 +112,7 @@ class SlackBot:
         self.support_channel = support_channel
         self.support_contact = support_contact
         self.report_url = report_url  # (agent slack id, rep email) -> a signed report link, when pages exist
+        self.sync_now_for = sync_now  # rep email -> one sync cycle of each active connection, now
         self._profiles: dict[str, tuple[float, str | None, str]] = {}
         self._group: tuple[float, frozenset[str]] | None = None
         self.max_concurrent_work = max(1, max_concurrent_work)
@@ -406,6 +420,27 @@ class SlackBot:
         message = await self._answer_message(person, question, actor=person.slack_user_id, article=article)
         await self._update_clicked(client, respond, body, message)
 
+    async def sync_now(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
+        """Run a sync cycle for the rep now, then answer again with what it did on top."""
+        value = _value(body)
+        person = await self.person(client, body["user"]["id"])
+        if person.email is None:
+            await self._respond(respond, self._not_a_user())
+            return
+        if self.sync_now_for is None:
+            await self._respond(respond, blocks.error_message("Syncing on request isn't available here."))
+            return
+        results = await self.sync_now_for(person.email)
+        preface = "\n".join(f"⚡ {blocks.escape_mrkdwn(result.summary())}" for result in results) or (
+            "⚡ You have no calendar connected, so there is nothing to sync."
+        )
+        question = value.get("question") if isinstance(value.get("question"), str) else None
+        article = value.get("article") if isinstance(value.get("article"), str) else None
+        answer = await self.troubleshooter.answer(
+            person.email, question, actor=person.slack_user_id, article=article
+        )
+        await self._update_clicked(client, respond, body, blocks.answer_message(answer, preface=preface))
+
     async def did_you_mean(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
         value = _value(body)
         person = await self.person(client, body["user"]["id"])
@@ -610,6 +645,34 @@ class SlackBot:
                 fallback=outcome.headline + verdict,
             )
             await self._post(client, channel, in_thread, thread_ts)
+
+    async def notify_disconnected(self, client: AsyncWebClient, disconnection: Disconnection) -> bool:
+        """DM the rep that a calendar stopped syncing, with a Reconnect button; True once sent."""
+        slack_id = disconnection.slack_user_id
+        if slack_id is None:
+            try:
+                found = await client.users_lookupByEmail(email=disconnection.user_email)
+                slack_id = str((found.get("user") or {}).get("id") or "") or None
+            except SlackApiError as error:
+                log.info("no Slack user for a disconnected rep: %s", error.response.get("error"))
+                return False
+        if slack_id is None:
+            return False
+        product = CALENDAR_PRODUCTS.get(disconnection.provider, disconnection.provider)
+        opened = await client.conversations_open(users=slack_id)
+        channel = str((opened.get("channel") or {}).get("id") or "")
+        if not channel:
+            return False
+        why = DISCONNECT_CAUSES.get(disconnection.cause, "its authorization stopped working")
+        intro = (
+            f"Your {product} ({disconnection.account_email}) stopped syncing: {why}. New and changed "
+            "appointments won't reach your calendar until you reconnect — it takes a minute."
+        )
+        url = self.troubleshooter.reconnect_url(disconnection.user_email, disconnection.provider)
+        link = blocks.reconnect_message({disconnection.provider: url})
+        dm = blocks.Message(text=intro, blocks=[*blocks.notice_message(intro).blocks, *link.blocks])
+        await self._post(client, channel, dm, None)
+        return True
 
     # -- App Home --------------------------------------------------------------------------------
 

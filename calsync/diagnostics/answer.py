@@ -11,7 +11,7 @@ from typing import Any, Literal
 from calsync.diagnostics.findings import Finding, Severity, by_severity
 from calsync.knowledge.loader import Article, KnowledgeBase, Step
 
-ActionKind = Literal["reconnect", "contact_support"]
+ActionKind = Literal["reconnect", "sync_now", "contact_support"]
 StepMark = Literal["ok", "warning", "error", "unknown"]
 
 MARK_SYMBOLS: dict[str, str] = {"ok": "✅", "warning": "⚠️", "error": "❌", "unknown": "❔"}
@@ -181,6 +181,22 @@ def articles_for(
     return tuple(shown)
 
 
+# Findings a cycle run now may clear: something waiting for the next sync, either way. Offered only
+# when nothing needs a reconnect first (a sync cannot get through a dead grant).
+SYNC_NOW_CODES = frozenset(
+    {
+        "sync.pending",
+        "sync.overdue",
+        "sync.push_late",
+        "sync.pull_late",
+        "sync.last_run_failed",
+        "sync.appointment_missing",
+        "changes.pending",
+        "changes.not_picked_up",
+    }
+)
+
+
 def actions_for(findings: Sequence[Finding], reconnect_url: Any) -> tuple[Action, ...]:
     """Reconnect for each provider whose connection needs a new sign-in, then contact support."""
     actions: list[Action] = []
@@ -192,6 +208,8 @@ def actions_for(findings: Sequence[Finding], reconnect_url: Any) -> tuple[Action
             actions.append(
                 Action("reconnect", f"Reconnect {product}", finding.provider, reconnect_url(finding.provider))
             )
+    if not actions and any(finding.code in SYNC_NOW_CODES for finding in findings):
+        actions.append(Action("sync_now", "Sync now"))
     actions.append(Action("contact_support", "Talk to support"))
     return tuple(actions)
 

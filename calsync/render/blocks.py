@@ -44,6 +44,7 @@ __all__ = [
     "ACTION_PATTERNS",
     "ACTION_RECONNECT",
     "ACTION_SEND_RECONNECT_LINK",
+    "ACTION_SYNC_NOW",
     "ACTION_TALK_TO_SUPPORT",
     "MAX_BUTTON_TEXT",
     "MAX_BUTTON_VALUE",
@@ -78,6 +79,7 @@ ACTION_TALK_TO_SUPPORT = "talk_to_support"  # value = json {"diagnosis": id}
 ACTION_DID_YOU_MEAN = "did_you_mean"  # did_you_mean_0, _1…; value = json {"article": id, "question": str}
 ACTION_SEND_RECONNECT_LINK = "send_reconnect_link"  # agent only; value = json {"rep": email, "provider": p}
 ACTION_OPEN_REPORT = "open_report"  # agent only; url button to the report page
+ACTION_SYNC_NOW = "sync_now"  # value = json {"article": id | null, "question": str | null}
 
 _BASE_ACTIONS = (
     ACTION_RECONNECT,
@@ -88,6 +90,7 @@ _BASE_ACTIONS = (
     ACTION_DID_YOU_MEAN,
     ACTION_SEND_RECONNECT_LINK,
     ACTION_OPEN_REPORT,
+    ACTION_SYNC_NOW,
 )
 # What each kind of button's action_id looks like (a bare id or one with an `_N` suffix).
 ACTION_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -467,6 +470,9 @@ def _reconnect_buttons(answer: Answer, ids: _ActionIds) -> list[dict[str, Any]]:
 
 def _rep_buttons(answer: Answer, ids: _ActionIds) -> list[dict[str, Any]]:
     buttons = _reconnect_buttons(answer, ids)
+    if any(action.kind == "sync_now" for action in answer.actions):
+        value = _json_value({"article": answer.article, "question": answer.question}, shrink="question")
+        buttons.append(_button("⚡ Sync now", ids(ACTION_SYNC_NOW), value=value, style="primary"))
     buttons.append(_check_again_button(ids, answer.article, answer.question))
     if answer.diagnosis_id is not None:
         feedback = _json_value({"diagnosis": answer.diagnosis_id, "article": answer.article})

@@ -40,7 +40,15 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from calsync.sandbox.emulator_common import hang, record
-from calsync.sandbox.world import FaultHit, Provider, SandboxAccount, SandboxCalendar, SandboxEvent, World
+from calsync.sandbox.world import (
+    FaultHit,
+    Provider,
+    SandboxAccount,
+    SandboxCalendar,
+    SandboxEvent,
+    World,
+    lose_response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -338,11 +346,8 @@ class GoogleEmulator:
             body=body,
         )
 
-    async def _apply_faults(
-        self, request: Request, endpoint: str, account_email: str | None
-    ) -> Response | None:
+    async def _apply_faults(self, request: Request, endpoint: str, hits: list[FaultHit]) -> Response | None:
         """Sleep for latency/hang faults; the response of the first fault that answers, if any."""
-        hits = await run_in_threadpool(self.world.take_faults, PROVIDER, endpoint, account_email)
         for hit in hits:
             if hit.kind == "latency":
                 await asyncio.sleep(float(hit.params.get("seconds", 1.0)))
@@ -417,7 +422,8 @@ class GoogleEmulator:
                 body = parsed
             account = await run_in_threadpool(self._account_for, request)
             account_email = account.email if account else None
-            response = await self._apply_faults(request, endpoint, account_email)
+            hits = await run_in_threadpool(self.world.take_faults, PROVIDER, endpoint, account_email)
+            response = await self._apply_faults(request, endpoint, hits)
             if response is None:
                 if account is None:
                     raise _Reject(
@@ -430,6 +436,9 @@ class GoogleEmulator:
                         )
                     )
                 response = await run_in_threadpool(handler, _Call(request, account, body))
+                lost = lose_response(hits, response.status_code)
+                if lost is not None:
+                    response = google_error(lost, "Backend Error", "backendError")
         except _Reject as reject:
             response = reject.response
         except Exception:
@@ -515,7 +524,8 @@ class GoogleEmulator:
         started = time.monotonic()
         form = {key: str(value) for key, value in (await request.form()).items()}
         account_email = await run_in_threadpool(self._token_account_email, form)
-        response = await self._apply_faults(request, "token", account_email)
+        hits = await run_in_threadpool(self.world.take_faults, PROVIDER, "token", account_email)
+        response = await self._apply_faults(request, "token", hits)
         if response is None:
             try:
                 response = await run_in_threadpool(self._token_grant, request, form)

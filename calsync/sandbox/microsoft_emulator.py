@@ -46,6 +46,7 @@ from calsync.sandbox.world import (
     SandboxCalendar,
     SandboxEvent,
     World,
+    lose_response,
 )
 
 PROVIDER = "microsoft"
@@ -427,6 +428,7 @@ def build_microsoft_app(
         async def endpoint_fn(request: Request) -> Response:
             started = time.monotonic()
             exchange = await read(request)
+            hits: list[FaultHit] = []
             try:
                 if not identity:
                     exchange.account = await authenticate(request)
@@ -435,6 +437,11 @@ def build_microsoft_app(
                     if faulted is not None:
                         raise _Reply(faulted)
                 response = await fn(exchange)
+                lost = None if identity else lose_response(hits, response.status_code)
+                if lost is not None:
+                    response = _graph_error(
+                        lost, "ServiceUnavailable", "The service is temporarily unavailable."
+                    )
             except _Reply as reply:
                 response = reply.response
             except Exception as exc:  # an emulator bug: answer like Graph would, and keep the log whole

@@ -223,7 +223,14 @@ class UserSpec(_Spec):
 class FaultSpec(_Spec):
     provider: Literal["google", "microsoft", "slack", "*"]
     kind: Literal[
-        "latency", "rate_limit", "unavailable", "hang", "invalid_grant", "malformed", "sync_token_expired"
+        "latency",
+        "rate_limit",
+        "unavailable",
+        "hang",
+        "invalid_grant",
+        "malformed",
+        "sync_token_expired",
+        "lost_response",
     ]
     account: str | None = None
     endpoint: Literal["*", "token", "calendars", "events", "changes"] = "*"
@@ -621,6 +628,8 @@ def _write(
                         calendar_id=link.calendar or connection.selected_calendar_id or "",
                         event_id=link.event,
                         state=link.state,
+                        # What the calendar holds is the appointment as booked (revision 1).
+                        pushed_revision=1 if link.event and link.state in ("synced", "deleted") else 0,
                         last_pushed_at=when(link.last_pushed),
                         last_pulled_at=when(link.last_pulled),
                         error=link.error,

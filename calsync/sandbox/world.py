@@ -31,6 +31,7 @@ FaultKind = Literal[
     "invalid_grant",  # params: description (Google) or aadsts (int) + suberror (Microsoft)
     "malformed",  # 200 with a body that is not the JSON the client expects
     "sync_token_expired",  # Google 410 Gone / Graph syncStateNotFound on an incremental read
+    "lost_response",  # params: status (default 503) — the request is carried out, its answer lost
 ]
 # Endpoints a fault can target; "*" matches every one of them.
 Endpoint = Literal["*", "token", "calendars", "events", "changes"]
@@ -165,6 +166,17 @@ class SandboxRequest(SandboxBase):
 class FaultHit:
     kind: str
     params: dict[str, Any]
+
+
+def lose_response(hits: list[FaultHit], status: int) -> int | None:
+    """The status that replaces a successful answer when a `lost_response` fault applies, else None.
+
+    Such a request has been carried out (an event inserted, say) but the client never hears so: what
+    a crash or a dropped connection between the provider's write and our commit looks like."""
+    if not 200 <= status < 300:
+        return None
+    lost = next((hit for hit in hits if hit.kind == "lost_response"), None)
+    return int(lost.params.get("status", 503)) if lost is not None else None
 
 
 class World:
@@ -565,6 +577,41 @@ class World:
             event.status = "cancelled"
             event.updated = now
             event.version = self.next_version(session)
+
+    # -- any provider: what a person does in their calendar app -----------------------------------
+
+    def find_events(
+        self,
+        *,
+        appointment_id: str | None = None,
+        event_id: str | None = None,
+        include_cancelled: bool = False,
+    ) -> list[SandboxEvent]:
+        """Events on any calendar, by our appointment id or the provider's event id."""
+        with self.sessions() as session:
+            query = select(SandboxEvent).order_by(SandboxEvent.pk)
+            if appointment_id is not None:
+                query = query.where(SandboxEvent.appointment_id == appointment_id)
+            if event_id is not None:
+                query = query.where(SandboxEvent.event_id == event_id)
+            if not include_cancelled:
+                query = query.where(SandboxEvent.status != "cancelled")
+            return list(session.scalars(query).all())
+
+    def edit_event(self, event_id: str, changes: dict[str, Any], now: datetime) -> SandboxEvent:
+        """Change an event as its owner would in Google Calendar or Outlook (`status: cancelled` deletes
+        it, as both providers report a deletion); incremental reads see the change."""
+        allowed = {"title", "description", "start", "end", "status"}
+        if set(changes) - allowed:
+            raise ValueError(f"not an editable event field: {sorted(set(changes) - allowed)}")
+        with transaction(self.sessions) as session:
+            event = session.scalars(select(SandboxEvent).where(SandboxEvent.event_id == event_id)).one()
+            for name, value in changes.items():
+                setattr(event, name, value)
+            event.updated = now
+            event.version = self.next_version(session)
+            session.flush()
+            return event
 
     # -- google / calendar events ----------------------------------------------------------------
     # Used by `google_emulator.py` (and handy for scenario loading and tests). Every change bumps the

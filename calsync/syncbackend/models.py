@@ -145,6 +145,7 @@ class CalendarConnection(Base):
     __tablename__ = "calendar_connections"
     __table_args__ = (
         Index("ix_calendar_connections_user_active", "user_id", "active"),
+        Index("ix_calendar_connections_due", "status", "active", "next_sync_at"),
         one_of("provider", ProviderName),
         one_of("status", ConnectionStatus),
     )
@@ -173,6 +174,14 @@ class CalendarConnection(Base):
     disconnected_at: Mapped[datetime | None]
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The sync engine's schedule and its lease: one cycle per connection at a time, across workers.
+    next_sync_at: Mapped[datetime | None]  # None: due now
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    sync_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # in a row
+    last_checked_at: Mapped[datetime | None]  # the last health sweep that reached the provider
+    # When the rep was told (by DM) that this grant stopped working; once per disconnection.
+    disconnect_notified_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="connections")
     links: Mapped[list[EventLink]] = relationship(
@@ -273,6 +282,9 @@ class Appointment(Base):
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     status: Mapped[AppointmentStatus] = mapped_column(String(16), default="booked")
     cancellation_reason: Mapped[str | None] = mapped_column(Text)  # e.g. "deleted in calendar"
+    # Bumped by every change (booked, moved, edited, cancelled) on either side; links remember the
+    # revision their calendar holds, so "needs a push" is `revision > link.pushed_revision`.
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     booked_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -302,6 +314,10 @@ class EventLink(Base):
     last_pushed_at: Mapped[datetime | None]
     last_pulled_at: Mapped[datetime | None]
     provider_updated: Mapped[datetime | None]  # the event's "updated" time at the provider, last seen
+    pushed_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set (and committed) before an insert is sent: a link with it and no event id may have an event
+    # at the provider already (a crash or a lost answer), so the next push looks before inserting.
+    insert_attempted_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
 
     appointment: Mapped[Appointment] = relationship(back_populates="links")

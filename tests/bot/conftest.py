@@ -15,7 +15,9 @@ import pytest
 from calsync.app import (
     Services,
     build_bolt_app,
+    build_disconnect_notifier,
     build_slack_bot,
+    build_sync_engine,
     build_troubleshooter,
     build_web_app,
 )
@@ -143,7 +145,9 @@ def slack_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
         world=sandbox_session.world,
         sandbox=endpoints,
     )
-    bot = build_slack_bot(services, build_troubleshooter(services))
+    sync_engine = build_sync_engine(services)
+    bot = build_slack_bot(services, build_troubleshooter(services), sync_engine)
+    sync_engine.notify = build_disconnect_notifier(services, bot)
     bolt_app = build_bolt_app(services, bot)
     assert bolt_app is not None
     with BackgroundServer(build_web_app(services, bolt_app)) as server:

@@ -31,7 +31,7 @@ PRODUCT_TABLES = {
     "feedback",
     "oauth_sessions",
 }
-HEAD = "0002"
+HEAD = "0003"
 
 
 def table_names(engine: Engine) -> set[str]:

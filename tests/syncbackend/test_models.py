@@ -91,6 +91,12 @@ def build_connection(session: Session) -> Base:
         last_refreshed_at=NOW - timedelta(days=91),
         disconnected_at=NOW,
         active=False,
+        next_sync_at=NOW + timedelta(minutes=15),
+        lease_owner="worker-0123456789ab",
+        lease_until=NOW + timedelta(minutes=10),
+        sync_failures=3,
+        last_checked_at=NOW - timedelta(minutes=30),
+        disconnect_notified_at=NOW,
     )
 
 
@@ -102,6 +108,7 @@ def build_appointment(session: Session) -> Base:
         time_zone="America/New_York",
         status="cancelled",
         cancellation_reason="deleted in calendar",
+        revision=3,
     )
 
 
@@ -117,6 +124,8 @@ def build_event_link(session: Session) -> Base:
         last_pulled_at=NOW + timedelta(minutes=15),
         provider_updated=NOW + timedelta(minutes=1),
         error="none yet",
+        pushed_revision=2,
+        insert_attempted_at=NOW - timedelta(minutes=1),
     )
     session.add(link)
     return link

@@ -1,0 +1,1059 @@
+"""The sync engine: what the help center promises, on the same provider clients the diagnostics use.
+
+One cycle of one connection, under its lease (see `schedule.py`):
+
+1. Pull: read what changed in the selected calendar since the stored cursor (Google syncToken,
+   Graph delta link; an expired cursor means a full read). For our events (they carry the
+   appointment id): a new time/date, title or description flows back to the appointment; a deleted
+   event cancels it with the reason "deleted in calendar". Events added directly in the calendar
+   create nothing. Where SalesPartner changed the appointment after the calendar did, SalesPartner
+   wins and the push puts it back.
+2. Push: appointments booked, changed or cancelled in SalesPartner reach the calendar. Before an
+   insert is sent, the link records the attempt (committed); an attempt without an event id is
+   looked up by the appointment id before a new insert, so a crash or lost answer between the
+   provider's insert and our commit never makes a second event. Graph also gets a transactionId.
+   After a provider switch, appointments already synced to the old calendar stay there; new ones
+   go to the new calendar.
+3. Both write a `SyncRun` with counts and, on failure, the error code the diagnostics explain. A
+   revoked or expired grant marks the connection disconnected with its cause and tells the rep once
+   (a DM with a Reconnect button). A rate limit, outage or timeout ends the cycle early and moves
+   the next one back (never sooner than Retry-After).
+
+The health sweep refreshes every connected grant on a schedule, so a broken connection is found
+(and the rep told) before the rep notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from calsync.db import transaction
+from calsync.syncbackend.crypto import TokenCipher, TokenDecryptError
+from calsync.syncbackend.models import (
+    CALENDAR_LABELS,
+    Appointment,
+    CalendarConnection,
+    EventLink,
+    MissingTokenError,
+    SyncRun,
+    User,
+)
+from calsync.syncbackend.providers.base import (
+    Authorization,
+    CalendarProvider,
+    Changes,
+    Event,
+    EventDraft,
+    GrantError,
+    MalformedResponse,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from calsync.syncbackend.schedule import (
+    SyncPolicy,
+    claim,
+    claim_due,
+    claim_health_batch,
+    new_worker_id,
+    release,
+)
+
+log = logging.getLogger(__name__)
+
+DELETED_IN_CALENDAR = "deleted in calendar"
+# How far around an appointment a lost insert is looked for (it may have moved since).
+LOOKUP_SPAN = timedelta(days=366)
+
+CycleStatus = Literal["ok", "error", "busy", "skipped"]
+
+PUSH_WORDS = (
+    ("created", "{n} appointment{s} sent to the calendar"),
+    ("recovered", "{n} appointment{s} found already in the calendar"),
+    ("updated", "{n} change{s} sent to the calendar"),
+    ("deleted", "{n} cancelled appointment{s} removed from the calendar"),
+    ("cancelled", "{n} appointment{s} cancelled (deleted in the calendar)"),
+)
+PULL_WORDS = (
+    ("updated", "{n} calendar edit{s} brought back to SalesPartner"),
+    ("cancelled", "{n} appointment{s} cancelled (deleted in the calendar)"),
+)
+SKIP_WORDS = {
+    "inactive": "this connection is switched off",
+    "disconnected": "the calendar is disconnected; reconnect it first",
+    "no_calendar_selected": "no calendar is selected",
+    "provider_not_configured": "this calendar provider is not configured here",
+    "no_such_connection": "the connection no longer exists",
+}
+FAILURE_WORDS = {
+    "invalid_grant": "the calendar's authorization no longer works; reconnect it",
+    "rate_limited": "{provider} asked us to slow down; the next try is in a few minutes",
+    "provider_unavailable": "{provider} is having trouble right now; the next try is in a few minutes",
+    "timeout": "{provider} did not answer in time; the next try is in a few minutes",
+    "malformed_response": "{provider} sent an answer we could not read; the next try is in a few minutes",
+    "not_found": "the selected calendar was not found; select the calendar you use",
+    "permission_denied": "we may not write to the selected calendar; select one you can edit",
+}
+
+
+# -- what a cycle reports ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    connection_id: int
+    provider: str
+    account_email: str
+    status: CycleStatus
+    pulled: dict[str, int] = field(default_factory=dict)
+    pushed: dict[str, int] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+    next_sync_at: datetime | None = None
+
+    def summary(self) -> str:
+        """One line for the rep or the operator: what this cycle did."""
+        product = CALENDAR_LABELS.get(self.provider, self.provider or "calendar")
+        where = f"{product} ({self.account_email})" if self.account_email else product
+        if self.status == "busy":
+            return f"{where}: a sync is already running; it will be done in a moment."
+        if self.status == "skipped":
+            why = SKIP_WORDS.get(self.error_code or "", self.error_code or "nothing to sync")
+            return f"{where}: not synced — {why}."
+        if self.status == "error":
+            why = FAILURE_WORDS.get(self.error_code or "", self.error_message or "an unknown error")
+            return f"{where}: the sync did not get through — {why.format(provider=product)}."
+        parts = []
+        for key, words in PUSH_WORDS:
+            if self.pushed.get(key):
+                parts.append(words.format(n=self.pushed[key], s="" if self.pushed[key] == 1 else "s"))
+        for key, words in PULL_WORDS:
+            if self.pulled.get(key):
+                parts.append(words.format(n=self.pulled[key], s="" if self.pulled[key] == 1 else "s"))
+        return f"{where}: synced just now — " + ("; ".join(parts) if parts else "already up to date") + "."
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "connection_id": self.connection_id,
+            "provider": self.provider,
+            "account": self.account_email,
+            "status": self.status,
+            "pulled": dict(self.pulled),
+            "pushed": dict(self.pushed),
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "next_sync_at": self.next_sync_at.isoformat() if self.next_sync_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    checked: int = 0
+    ok: int = 0
+    disconnected: int = 0
+    unreachable: int = 0  # rate limited, down or timed out: checked again next sweep
+    busy: int = 0  # leased by a running cycle, which checks the grant itself
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Disconnection:
+    """A grant that just stopped working: what the rep is told."""
+
+    connection_id: int
+    user_email: str
+    user_name: str
+    slack_user_id: str | None
+    provider: str
+    account_email: str
+    cause: str
+    reason: str
+
+
+class DisconnectNotifier(Protocol):
+    async def __call__(self, disconnection: Disconnection) -> bool:
+        """Tell the rep; True when the message went out."""
+        ...
+
+
+def error_code(error: BaseException) -> str:
+    """The `SyncRun.error_code` of a failure: the codes the diagnostics explain."""
+    if isinstance(error, GrantError | MissingTokenError):
+        return "invalid_grant"
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    if isinstance(error, ProviderTimeout | TimeoutError):
+        return "timeout"
+    if isinstance(error, ProviderUnavailable):
+        return "provider_unavailable"
+    if isinstance(error, MalformedResponse):
+        return "malformed_response"
+    if isinstance(error, NotFound):
+        return "not_found"
+    if isinstance(error, PermissionDenied):
+        return "permission_denied"
+    if isinstance(error, TokenDecryptError):
+        return "token_unreadable"
+    return "internal_error"
+
+
+def error_message(error: BaseException) -> str:
+    if isinstance(error, ProviderError):
+        return error.message
+    if isinstance(error, TimeoutError):
+        return "the cycle ran out of time"
+    if isinstance(error, MissingTokenError):
+        return "no stored authorization: the calendar was never authorized or was disconnected"
+    if isinstance(error, TokenDecryptError):
+        return "the stored authorization cannot be decrypted with the configured key"
+    return f"{type(error).__name__}"  # never str(error): it could carry anything
+
+
+# -- a snapshot of one connection, read under its lease ---------------------------------------------
+
+
+@dataclass
+class _Target:
+    connection_id: int
+    user_id: int
+    provider: str
+    account_email: str
+    calendar_id: str
+    cursor: str | None
+    failures: int
+    auth: Authorization
+
+
+@dataclass
+class _Run:
+    """A sync run in progress; written once finished."""
+
+    direction: Literal["push", "pull"]
+    started_at: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, key: str, amount: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + amount
+
+
+class _StopCycle(Exception):
+    """A provider failure that ends the cycle (grant, rate limit, outage, calendar gone)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
+
+
+def _draft(appointment: Appointment) -> EventDraft:
+    return EventDraft(
+        title=appointment.title,
+        description=appointment.description,
+        start=appointment.start,
+        end=appointment.end,
+        appointment_id=appointment.id,
+        time_zone=appointment.time_zone,
+    )
+
+
+def _differences(appointment: Appointment, event: Event) -> list[str]:
+    """What the calendar has that the appointment does not: "time", "title", "description"."""
+    changed = []
+    if event.start != appointment.start or event.end != appointment.end:
+        changed.append("time")
+    if event.title != appointment.title:
+        changed.append("title")
+    if (event.description or "") != (appointment.description or ""):
+        changed.append("description")
+    return changed
+
+
+# -- the engine ------------------------------------------------------------------------------------------
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        providers: Mapping[str, CalendarProvider],
+        cipher: TokenCipher,
+        clock: Callable[[], datetime],
+        policy: SyncPolicy | None = None,
+        notify: DisconnectNotifier | None = None,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+        max_concurrent_cycles: int = 16,
+    ) -> None:
+        self.sessions = sessions
+        self.providers = providers
+        self.cipher = cipher
+        self.clock = clock
+        self.policy = policy or SyncPolicy()
+        self.notify = notify
+        self.worker_id = worker_id or new_worker_id()
+        self.rng = rng or random.Random()
+        self.max_concurrent_cycles = max(1, max_concurrent_cycles)
+
+    # -- entry points -------------------------------------------------------------------------------
+
+    async def sync_user(self, email: str) -> list[CycleResult]:
+        """One cycle now for each of the rep's active connections ("Sync now", `calsync sync`)."""
+        ids = await asyncio.to_thread(self._active_connection_ids, email)
+        return list(await asyncio.gather(*(self.sync_connection(cid) for cid in ids)))
+
+    async def sync_connection(self, connection_id: int) -> CycleResult:
+        """One cycle of one connection, unless another worker is running one (then status "busy")."""
+        now = self.clock()
+        claimed = await asyncio.to_thread(self._claim, connection_id, now)
+        if not claimed:
+            return await asyncio.to_thread(self._describe, connection_id, "busy")
+        try:
+            return await self._cycle_under_lease(connection_id)
+        finally:
+            await asyncio.to_thread(self._release, [connection_id])
+
+    async def run_due(self, limit: int = 100) -> list[CycleResult]:
+        """Every connection whose next cycle is due (up to `limit`), a bounded number at a time."""
+        now = self.clock()
+        ids = await asyncio.to_thread(self._claim_due, now, limit)
+        slots = asyncio.Semaphore(self.max_concurrent_cycles)
+
+        async def one(connection_id: int) -> CycleResult:
+            async with slots:
+                try:
+                    return await self._cycle_under_lease(connection_id)
+                finally:
+                    await asyncio.to_thread(self._release, [connection_id])
+
+        return list(await asyncio.gather(*(one(cid) for cid in ids)))
+
+    async def _cycle_under_lease(self, connection_id: int) -> CycleResult:
+        try:
+            async with asyncio.timeout(self.policy.cycle_timeout):
+                return await self._cycle(connection_id)
+        except TimeoutError as error:
+            return await asyncio.to_thread(self._after_failure, connection_id, error)
+
+    # -- one cycle ------------------------------------------------------------------------------------
+
+    async def _cycle(self, connection_id: int) -> CycleResult:
+        target = await asyncio.to_thread(self._load_target, connection_id)
+        if isinstance(target, CycleResult):
+            return target
+        provider = self.providers.get(target.provider)
+        if provider is None:
+            return await asyncio.to_thread(
+                self._describe, connection_id, "skipped", "provider_not_configured"
+            )
+        pull = _Run("pull", self.clock())
+        push = _Run("push", self.clock())
+        current = pull
+        try:
+            await self._pull(provider, target, pull)
+            await asyncio.to_thread(self._finish_run, target, pull, None)
+            current = push
+            await self._push(provider, target, push)
+            await asyncio.to_thread(self._finish_run, target, push, None)
+        except _StopCycle as stop:
+            await asyncio.to_thread(self._finish_run, target, current, stop.error)
+            return await self._failed(target, stop.error)
+        finally:
+            await asyncio.to_thread(self._store_tokens, target)
+        return await asyncio.to_thread(self._after_success, target, pull, push)
+
+    async def _call(self, call: Awaitable[object]) -> object:
+        try:
+            return await call
+        except ProviderError as error:
+            raise _StopCycle(error) from error
+
+    # -- pull -----------------------------------------------------------------------------------------
+
+    async def _pull(self, provider: CalendarProvider, target: _Target, run: _Run) -> None:
+        changes = await self._call(provider.changes(target.auth, target.calendar_id, target.cursor))
+        assert isinstance(changes, Changes)
+        if changes.full_resync or target.cursor is None:
+            run.add("full_read")
+        await asyncio.to_thread(self._apply_changes, target, changes, run)
+        target.cursor = changes.cursor
+
+    def _apply_changes(self, target: _Target, changes: Changes, run: _Run) -> None:
+        now = self.clock()
+        with transaction(self.sessions) as session:
+            links = session.scalars(
+                select(EventLink)
+                .where(EventLink.connection_id == target.connection_id)
+                .options(selectinload(EventLink.appointment))
+            ).all()
+            by_event = {link.event_id: link for link in links if link.event_id}
+            by_appointment = {link.appointment_id: link for link in links}
+            for event in changes.events:
+                link = by_event.get(event.id)
+                if link is None and event.appointment_id is not None:
+                    link = self._adopt(session, target, event, by_appointment)
+                if link is None:
+                    if event.status != "cancelled":
+                        run.add("ignored")  # added directly in the calendar: creates nothing
+                    continue
+                self._pull_one(link, event, now, run)
+            connection = session.get(CalendarConnection, target.connection_id)
+            if connection is not None:
+                connection.sync_cursor = changes.cursor
+
+    def _adopt(
+        self, session: Session, target: _Target, event: Event, by_appointment: dict[str, EventLink]
+    ) -> EventLink | None:
+        """Our event without a recorded id (its insert's answer was lost): record it, once."""
+        link = by_appointment.get(event.appointment_id or "")
+        if link is not None:
+            if link.event_id is None and event.status != "cancelled":
+                link.event_id = event.id
+                link.state = "synced"
+                link.pushed_revision = 0  # unknown content: the push compares and corrects it
+            return link if link.event_id == event.id else None
+        appointment = session.get(Appointment, event.appointment_id)
+        if appointment is None or appointment.user_id != target.user_id or event.status == "cancelled":
+            return None
+        link = EventLink(
+            appointment_id=appointment.id,
+            connection_id=target.connection_id,
+            calendar_id=target.calendar_id,
+            event_id=event.id,
+            state="synced",
+            pushed_revision=0,
+        )
+        session.add(link)
+        link.appointment = appointment
+        by_appointment[appointment.id] = link
+        return link
+
+    def _pull_one(self, link: EventLink, event: Event, now: datetime, run: _Run) -> None:
+        appointment = link.appointment
+        if event.status == "cancelled":
+            if link.state == "deleted":
+                return  # we deleted it (cancelled in SalesPartner), or already counted
+            link.state = "deleted"
+            link.last_pulled_at = now
+            if appointment.status == "booked":
+                appointment.status = "cancelled"
+                appointment.cancellation_reason = DELETED_IN_CALENDAR
+                appointment.revision += 1
+                appointment.updated_at = now
+                run.add("cancelled")
+            link.pushed_revision = appointment.revision
+            return
+        if link.state == "deleted" or appointment.status == "cancelled":
+            return  # the push deletes it
+        changed = _differences(appointment, event)
+        link.provider_updated = event.updated or link.provider_updated
+        link.last_pulled_at = now
+        if not changed:
+            return
+        local_newer = appointment.revision > link.pushed_revision and (
+            event.updated is None or appointment.updated_at >= event.updated
+        )
+        if local_newer:
+            return  # changed in SalesPartner after the calendar: the push wins
+        appointment.title = event.title
+        appointment.description = event.description or ""
+        appointment.start = event.start
+        appointment.end = event.end
+        appointment.revision += 1
+        appointment.updated_at = now
+        link.pushed_revision = appointment.revision
+        for what in changed:
+            run.add(f"{what}_changed")
+        run.add("updated")
+
+    # -- push -----------------------------------------------------------------------------------------
+
+    async def _push(self, provider: CalendarProvider, target: _Target, run: _Run) -> None:
+        work = await asyncio.to_thread(self._push_work, target)
+        for appointment_id in work:
+            await self._push_one(provider, target, appointment_id, run)
+
+    def _push_work(self, target: _Target) -> list[str]:
+        """Appointments whose calendar copy (on this connection) is missing or behind, oldest first."""
+        now = self.clock()
+        with self.sessions() as session:
+            appointments = session.scalars(
+                select(Appointment)
+                .where(Appointment.user_id == target.user_id)
+                .options(selectinload(Appointment.links).selectinload(EventLink.connection))
+                .order_by(Appointment.booked_at, Appointment.id)
+            ).all()
+            return [a.id for a in appointments if self._needs_push(a, target.connection_id, now)]
+
+    @staticmethod
+    def _needs_push(appointment: Appointment, connection_id: int, now: datetime) -> bool:
+        link = next((link for link in appointment.links if link.connection_id == connection_id), None)
+        if link is None:
+            if appointment.status != "booked" or appointment.end < now:
+                return False
+            # Switching provider moves nothing: what reached a calendar since switched off stays there.
+            return not any(
+                other.event_id and not other.connection.active and other.state == "synced"
+                for other in appointment.links
+            )
+        if link.state == "deleted":
+            return False
+        if link.event_id is None:
+            return appointment.status == "booked" or link.insert_attempted_at is not None
+        return appointment.revision > link.pushed_revision
+
+    async def _push_one(
+        self, provider: CalendarProvider, target: _Target, appointment_id: str, run: _Run
+    ) -> None:
+        snapshot = await asyncio.to_thread(self._push_snapshot, target, appointment_id)
+        if snapshot is None:
+            return
+        appointment, link = snapshot
+        auth, calendar = target.auth, target.calendar_id
+        draft = _draft(appointment)
+        try:
+            if appointment.status == "cancelled":
+                event_id = link.event_id if link else None
+                if event_id is None and link is not None and link.insert_attempted_at is not None:
+                    event_id = await self._look_up(provider, target, appointment)
+                if event_id is not None:
+                    with contextlib.suppress(NotFound):  # already gone is what we want
+                        await provider.delete_event(auth, calendar, event_id)
+                    run.add("deleted")
+                await asyncio.to_thread(self._record_deleted, target, appointment)
+                return
+            if link is None or link.event_id is None:
+                found = None
+                if link is not None and link.insert_attempted_at is not None:
+                    found = await self._look_up(provider, target, appointment)
+                if found is not None:
+                    event = await provider.update_event(auth, calendar, found, draft)
+                    run.add("recovered")
+                else:
+                    await asyncio.to_thread(self._record_attempt, target, appointment)
+                    event = await provider.insert_event(auth, calendar, draft)
+                    run.add("created")
+            else:
+                try:
+                    event = await provider.update_event(auth, calendar, link.event_id, draft)
+                    run.add("updated")
+                except NotFound:
+                    # Gone from the calendar before we pulled its deletion: the same rule applies.
+                    await asyncio.to_thread(self._record_vanished, target, appointment)
+                    run.add("cancelled")
+                    return
+        except (NotFound, PermissionDenied) as error:
+            await asyncio.to_thread(self._record_link_error, target, appointment, error)
+            run.add("failed")
+            raise _StopCycle(error) from error  # the calendar itself is gone or read-only
+        except ProviderError as error:
+            await asyncio.to_thread(self._record_link_error, target, appointment, error)
+            run.add("failed")
+            raise _StopCycle(error) from error
+        await asyncio.to_thread(self._record_pushed, target, appointment, event)
+
+    async def _look_up(
+        self, provider: CalendarProvider, target: _Target, appointment: Appointment
+    ) -> str | None:
+        """The event an earlier, unconfirmed insert made for this appointment, if it exists."""
+        events = await provider.list_events(
+            target.auth,
+            target.calendar_id,
+            appointment.start - LOOKUP_SPAN,
+            appointment.end + LOOKUP_SPAN,
+            appointment_id=appointment.id,
+        )
+        live = [event for event in events if event.status != "cancelled"]
+        return live[0].id if live else None
+
+    def _push_snapshot(
+        self, target: _Target, appointment_id: str
+    ) -> tuple[Appointment, EventLink | None] | None:
+        with self.sessions() as session:
+            appointment = session.get(Appointment, appointment_id)
+            if appointment is None:
+                return None
+            link = session.scalars(
+                select(EventLink).where(
+                    EventLink.appointment_id == appointment_id,
+                    EventLink.connection_id == target.connection_id,
+                )
+            ).first()
+            session.expunge_all()
+            return appointment, link
+
+    def _link(self, session: Session, target: _Target, appointment_id: str) -> EventLink:
+        link = session.scalars(
+            select(EventLink).where(
+                EventLink.appointment_id == appointment_id,
+                EventLink.connection_id == target.connection_id,
+            )
+        ).first()
+        if link is None:
+            link = EventLink(
+                appointment_id=appointment_id,
+                connection_id=target.connection_id,
+                calendar_id=target.calendar_id,
+                state="pending",
+                pushed_revision=0,
+            )
+            session.add(link)
+        return link
+
+    def _record_attempt(self, target: _Target, appointment: Appointment) -> None:
+        with transaction(self.sessions) as session:
+            link = self._link(session, target, appointment.id)
+            link.calendar_id = target.calendar_id
+            link.insert_attempted_at = self.clock()
+            link.state = "pending"
+
+    def _record_pushed(self, target: _Target, appointment: Appointment, event: Event) -> None:
+        now = self.clock()
+        with transaction(self.sessions) as session:
+            link = self._link(session, target, appointment.id)
+            link.calendar_id = target.calendar_id
+            link.event_id = event.id
+            link.state = "synced"
+            link.error = None
+            link.pushed_revision = appointment.revision
+            link.provider_updated = event.updated
+            link.last_pushed_at = now
+
+    def _record_deleted(self, target: _Target, appointment: Appointment) -> None:
+        with transaction(self.sessions) as session:
+            link = self._link(session, target, appointment.id)
+            link.state = "deleted"
+            link.error = None
+            link.pushed_revision = appointment.revision
+            link.last_pushed_at = self.clock()
+
+    def _record_vanished(self, target: _Target, appointment: Appointment) -> None:
+        now = self.clock()
+        with transaction(self.sessions) as session:
+            link = self._link(session, target, appointment.id)
+            current = session.get(Appointment, appointment.id)
+            link.state = "deleted"
+            link.last_pulled_at = now
+            if current is not None and current.status == "booked":
+                current.status = "cancelled"
+                current.cancellation_reason = DELETED_IN_CALENDAR
+                current.revision += 1
+                current.updated_at = now
+                link.pushed_revision = current.revision
+
+    def _record_link_error(self, target: _Target, appointment: Appointment, error: ProviderError) -> None:
+        with transaction(self.sessions) as session:
+            link = self._link(session, target, appointment.id)
+            if link.event_id is None:
+                link.state = "failed" if not error.transient else "pending"
+            link.error = f"{error_code(error)}: {error.message}"[:500]
+
+    # -- bookkeeping ----------------------------------------------------------------------------------
+
+    def _claim(self, connection_id: int, now: datetime) -> bool:
+        with transaction(self.sessions) as session:
+            return claim(session, connection_id, self.worker_id, now, self.policy.lease)
+
+    def _claim_due(self, now: datetime, limit: int) -> list[int]:
+        with transaction(self.sessions) as session:
+            return claim_due(session, self.worker_id, now, self.policy.lease, limit)
+
+    def _release(self, connection_ids: list[int]) -> None:
+        with transaction(self.sessions) as session:
+            release(session, connection_ids, self.worker_id)
+
+    def _active_connection_ids(self, email: str) -> list[int]:
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(CalendarConnection.id)
+                    .join(User)
+                    .where(User.email == email.strip().lower(), CalendarConnection.active.is_(True))
+                    .order_by(CalendarConnection.id)
+                )
+            )
+
+    def _describe(self, connection_id: int, status: CycleStatus, code: str | None = None) -> CycleResult:
+        with self.sessions() as session:
+            connection = session.get(CalendarConnection, connection_id)
+            if connection is None:
+                return CycleResult(connection_id, "", "", "skipped", error_code="no_such_connection")
+            return CycleResult(
+                connection_id,
+                connection.provider,
+                connection.account_email,
+                status,
+                error_code=code,
+                next_sync_at=connection.next_sync_at,
+            )
+
+    def _load_target(self, connection_id: int) -> _Target | CycleResult:
+        with self.sessions() as session:
+            connection = session.get(CalendarConnection, connection_id)
+            if connection is None:
+                return CycleResult(connection_id, "", "", "skipped", error_code="no_such_connection")
+            skip: str | None = None
+            if not connection.active:
+                skip = "inactive"
+            elif connection.status != "connected":
+                skip = "disconnected"
+            elif not connection.selected_calendar_id:
+                skip = "no_calendar_selected"
+            if skip is not None:
+                return CycleResult(
+                    connection_id, connection.provider, connection.account_email, "skipped", error_code=skip
+                )
+            try:
+                auth = connection.authorization(self.cipher)
+            except (MissingTokenError, TokenDecryptError) as error:
+                return self._write_failure_now(connection_id, error)
+            assert connection.selected_calendar_id is not None
+            return _Target(
+                connection_id=connection.id,
+                user_id=connection.user_id,
+                provider=connection.provider,
+                account_email=connection.account_email,
+                calendar_id=connection.selected_calendar_id,
+                cursor=connection.sync_cursor,
+                failures=connection.sync_failures,
+                auth=auth,
+            )
+
+    def _write_failure_now(self, connection_id: int, error: BaseException) -> CycleResult:
+        now = self.clock()
+        with transaction(self.sessions) as session:
+            session.add(
+                SyncRun(
+                    connection_id=connection_id,
+                    direction="pull",
+                    started_at=now,
+                    finished_at=now,
+                    status="error",
+                    error_code=error_code(error),
+                    error_message=error_message(error),
+                    counts={},
+                )
+            )
+        return self._after_failure(connection_id, error)
+
+    def _finish_run(self, target: _Target, run: _Run, error: BaseException | None) -> None:
+        now = self.clock()
+        with transaction(self.sessions) as session:
+            session.add(
+                SyncRun(
+                    connection_id=target.connection_id,
+                    direction=run.direction,
+                    started_at=run.started_at,
+                    finished_at=now,
+                    status="ok" if error is None else "error",
+                    error_code=None if error is None else error_code(error),
+                    error_message=None if error is None else error_message(error)[:1000],
+                    counts=dict(run.counts),
+                )
+            )
+
+    def _store_tokens(self, target: _Target) -> None:
+        """Persist a refreshed grant (Microsoft rotates refresh tokens) whatever the cycle's outcome."""
+        if not target.auth.refreshed:
+            return
+        with transaction(self.sessions) as session:
+            connection = session.get(CalendarConnection, target.connection_id)
+            if connection is not None:
+                connection.store_authorization(self.cipher, target.auth)
+                connection.last_refreshed_at = self.clock()
+        target.auth.refreshed = False
+
+    def _after_success(self, target: _Target, pull: _Run, push: _Run) -> CycleResult:
+        now = self.clock()
+        with transaction(self.sessions) as session:
+            connection = session.get(CalendarConnection, target.connection_id)
+            assert connection is not None
+            connection.sync_failures = 0
+            connection.next_sync_at = self.policy.next_run(now, self.rng)
+            return CycleResult(
+                target.connection_id,
+                target.provider,
+                target.account_email,
+                "ok",
+                pulled=dict(pull.counts),
+                pushed=dict(push.counts),
+                next_sync_at=connection.next_sync_at,
+            )
+
+    async def _failed(self, target: _Target, error: BaseException) -> CycleResult:
+        result = await asyncio.to_thread(self._after_failure, target.connection_id, error)
+        if isinstance(error, GrantError):
+            await self.notify_disconnections([target.connection_id])
+        return result
+
+    def _after_failure(self, connection_id: int, error: BaseException) -> CycleResult:
+        now = self.clock()
+        with transaction(self.sessions) as session:
+            connection = session.get(CalendarConnection, connection_id)
+            if connection is None:
+                return CycleResult(connection_id, "", "", "skipped", error_code="no_such_connection")
+            connection.sync_failures += 1
+            retry_after = error.retry_after if isinstance(error, RateLimited) else None
+            connection.next_sync_at = self.policy.retry_at(
+                now, connection.sync_failures, retry_after, self.rng
+            )
+            if isinstance(error, GrantError | MissingTokenError):
+                self._mark_disconnected(connection, error, now)
+            return CycleResult(
+                connection_id,
+                connection.provider,
+                connection.account_email,
+                "error",
+                error_code=error_code(error),
+                error_message=error_message(error),
+                next_sync_at=connection.next_sync_at,
+            )
+
+    @staticmethod
+    def _mark_disconnected(connection: CalendarConnection, error: BaseException, now: datetime) -> None:
+        if connection.status == "disconnected":
+            return
+        connection.status = "disconnected"
+        connection.status_code = str(error.cause) if isinstance(error, GrantError) else "no_token"
+        connection.status_reason = error_message(error)[:500]
+        connection.disconnected_at = now
+        connection.disconnect_notified_at = None  # a new disconnection: the rep hears of it once
+
+    # -- telling the rep -----------------------------------------------------------------------------
+
+    async def notify_disconnections(self, connection_ids: Iterable[int] | None = None) -> int:
+        """DM each rep whose connection was found disconnected and not told yet; how many were told.
+
+        The claim (setting `disconnect_notified_at`) happens before the message, in one conditional
+        UPDATE, so two workers never both send it; a message that fails is released to try again."""
+        if self.notify is None:
+            return 0
+        pending = await asyncio.to_thread(
+            self._claim_notifications, None if connection_ids is None else list(connection_ids)
+        )
+        told = 0
+        for disconnection in pending:
+            try:
+                sent = await self.notify(disconnection)
+            except Exception:
+                log.exception("telling the rep of connection %s failed", disconnection.connection_id)
+                sent = False
+            if sent:
+                told += 1
+            else:
+                await asyncio.to_thread(self._unclaim_notification, disconnection.connection_id)
+        return told
+
+    def _claim_notifications(self, connection_ids: list[int] | None) -> list[Disconnection]:
+        now = self.clock()
+        with transaction(self.sessions) as session:
+            query = (
+                select(CalendarConnection)
+                .where(
+                    CalendarConnection.active.is_(True),
+                    CalendarConnection.status == "disconnected",
+                    CalendarConnection.disconnect_notified_at.is_(None),
+                )
+                .options(selectinload(CalendarConnection.user))
+                .order_by(CalendarConnection.id)
+            )
+            if connection_ids is not None:
+                query = query.where(CalendarConnection.id.in_(connection_ids))
+            found: list[Disconnection] = []
+            for connection in session.scalars(query).all():
+                claimed = session.execute(
+                    update(CalendarConnection)
+                    .where(
+                        CalendarConnection.id == connection.id,
+                        CalendarConnection.disconnect_notified_at.is_(None),
+                    )
+                    .values(disconnect_notified_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(claimed, "rowcount", 0) != 1:
+                    continue
+                found.append(
+                    Disconnection(
+                        connection_id=connection.id,
+                        user_email=connection.user.email,
+                        user_name=connection.user.name,
+                        slack_user_id=connection.user.slack_user_id,
+                        provider=connection.provider,
+                        account_email=connection.account_email,
+                        cause=connection.status_code or "unknown",
+                        reason=connection.status_reason or "",
+                    )
+                )
+            return found
+
+    def _unclaim_notification(self, connection_id: int) -> None:
+        with transaction(self.sessions) as session:
+            session.execute(
+                update(CalendarConnection)
+                .where(CalendarConnection.id == connection_id)
+                .values(disconnect_notified_at=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    # -- the health sweep -------------------------------------------------------------------------
+
+    async def health_sweep(self, *, concurrency: int = 64, batch: int = 500) -> SweepResult:
+        """Refresh the grant of every connected connection not checked within the health interval."""
+        started = asyncio.get_running_loop().time()
+        totals = {"checked": 0, "ok": 0, "disconnected": 0, "unreachable": 0, "busy": 0}
+        slots = asyncio.Semaphore(max(1, concurrency))
+        after = 0
+        while True:
+            now = self.clock()
+            claimed, candidates = await asyncio.to_thread(self._claim_health, now, batch, after)
+            if not candidates:
+                break
+            after = candidates[-1]
+            totals["busy"] += len(candidates) - len(claimed)
+            targets = await asyncio.to_thread(self._health_targets, claimed)
+
+            async def check(target: _Target) -> tuple[_Target, BaseException | None]:
+                provider = self.providers.get(target.provider)
+                if provider is None:
+                    return target, None
+                async with slots:
+                    try:
+                        await provider.check_grant(target.auth)
+                    except ProviderError as error:
+                        return target, error
+                return target, None
+
+            outcomes = await asyncio.gather(*(check(t) for t in targets))
+            disconnected = await asyncio.to_thread(self._record_health, outcomes, claimed, totals)
+            if disconnected:
+                await self.notify_disconnections(disconnected)
+        return SweepResult(seconds=asyncio.get_running_loop().time() - started, **totals)
+
+    def _claim_health(self, now: datetime, batch: int, after: int) -> tuple[list[int], list[int]]:
+        with transaction(self.sessions) as session:
+            return claim_health_batch(session, self.worker_id, now, self.policy, batch, after)
+
+    def _health_targets(self, ids: list[int]) -> list[_Target]:
+        targets: list[_Target] = []
+        with self.sessions() as session:
+            for connection in session.scalars(
+                select(CalendarConnection).where(CalendarConnection.id.in_(ids))
+            ):
+                try:
+                    auth = connection.authorization(self.cipher)
+                except (MissingTokenError, TokenDecryptError):
+                    continue
+                targets.append(
+                    _Target(
+                        connection.id,
+                        connection.user_id,
+                        connection.provider,
+                        connection.account_email,
+                        connection.selected_calendar_id or "",
+                        connection.sync_cursor,
+                        connection.sync_failures,
+                        auth,
+                    )
+                )
+        return targets
+
+    def _record_health(
+        self,
+        outcomes: list[tuple[_Target, BaseException | None]],
+        claimed: list[int],
+        totals: dict[str, int],
+    ) -> list[int]:
+        now = self.clock()
+        disconnected: list[int] = []
+        with transaction(self.sessions) as session:
+            rows = {
+                c.id: c
+                for c in session.scalars(
+                    select(CalendarConnection).where(
+                        CalendarConnection.id.in_([t.connection_id for t, _ in outcomes])
+                    )
+                )
+            }
+            for target, error in outcomes:
+                connection = rows.get(target.connection_id)
+                if connection is None:
+                    continue
+                totals["checked"] += 1
+                if target.auth.refreshed:
+                    connection.store_authorization(self.cipher, target.auth)
+                    connection.last_refreshed_at = now
+                if error is None:
+                    totals["ok"] += 1
+                    connection.last_checked_at = now
+                    continue
+                session.add(
+                    SyncRun(
+                        connection_id=connection.id,
+                        direction="health",
+                        started_at=now,
+                        finished_at=now,
+                        status="error",
+                        error_code=error_code(error),
+                        error_message=error_message(error)[:1000],
+                        counts={},
+                    )
+                )
+                if isinstance(error, GrantError):
+                    totals["disconnected"] += 1
+                    connection.last_checked_at = now
+                    self._mark_disconnected(connection, error, now)
+                    disconnected.append(connection.id)
+                else:
+                    totals["unreachable"] += 1
+            release(session, claimed, self.worker_id)
+        return disconnected
+
+
+# -- the worker loop ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TickResult:
+    cycles: list[CycleResult]
+    sweep: SweepResult
+    told: int
+
+
+async def tick(engine: SyncEngine, *, batch: int = 100) -> TickResult:
+    """One round of a worker: the due cycles, the health checks that are due, and the reps to tell."""
+    cycles = await engine.run_due(limit=batch)
+    sweep = await engine.health_sweep()
+    told = await engine.notify_disconnections()
+    return TickResult(cycles=cycles, sweep=sweep, told=told)
+
+
+async def run_worker(
+    engine: SyncEngine,
+    stop: asyncio.Event,
+    *,
+    every: float = 5.0,
+    batch: int = 100,
+    report: Callable[[TickResult], None] | None = None,
+) -> None:
+    """Tick until `stop` is set; a failing tick is logged and the next one comes as usual."""
+    while not stop.is_set():
+        try:
+            result = await tick(engine, batch=batch)
+            if report is not None:
+                report(result)
+        except Exception:
+            log.exception("sync worker tick failed; trying again in %.0f s", every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
