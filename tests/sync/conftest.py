@@ -3,7 +3,6 @@ own factories, on SQLite and on PostgreSQL (where the lease and SKIP LOCKED matt
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from calsync.app import (
     Services,
@@ -31,7 +29,7 @@ from calsync.syncbackend.appointments import Appointments
 from calsync.syncbackend.crypto import TokenCipher, generate_key
 from calsync.syncbackend.engine import SyncEngine
 from calsync.syncbackend.models import Appointment, CalendarConnection, EventLink, SyncRun
-from tests.conftest import DATABASE_BACKENDS, POSTGRES_URL
+from tests.conftest import DATABASE_BACKENDS, fresh_postgres_database
 from tests.harness import MutableClock, Sandbox
 
 
@@ -43,17 +41,8 @@ def sync_database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sync') / 'calsync.db'}"
         return
-    admin_url = make_url(POSTGRES_URL)
-    name = f"calsync_sync_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database("calsync_sync") as url:
+        yield url
 
 
 @dataclass
