@@ -92,8 +92,20 @@ def parse_when(value: str | datetime, now: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# Scenario times lie between these, so an end computed from a start stays a datetime Python can hold.
+_EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+MAX_DURATION_MINUTES = 366 * 24 * 60
+MAX_INT32 = 2**31 - 1
+
+
 def _valid_when(value: str | datetime) -> str | datetime:
-    parse_when(value, datetime.now(UTC))  # raises with a readable message
+    try:
+        when = parse_when(value, datetime.now(UTC))  # raises with a readable message
+        in_range = _EARLIEST <= when <= _LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError(f"{value!r} is too far from now: scenario times lie between 1900 and 9000")
     return value
 
 
@@ -109,7 +121,8 @@ class GrantSpec(_Spec):
 
     status: Literal["valid", "revoked"] = "valid"
     description: str = ""  # Google's invalid_grant description, or Microsoft's error description
-    aadsts: int | None = None  # Microsoft: the AADSTS code refreshing answers with
+    # Microsoft: the AADSTS code refreshing answers with
+    aadsts: int | None = Field(default=None, ge=0, le=MAX_INT32)
     suberror: str = ""
 
 
@@ -119,7 +132,7 @@ class EventSpec(_Spec):
     description: str = ""
     start: When
     end: When | None = None
-    duration_minutes: int = Field(default=30, gt=0)
+    duration_minutes: int = Field(default=30, gt=0, le=MAX_DURATION_MINUTES)
     appointment: str | None = None  # the id of the appointment this event carries (our property)
     status: Literal["confirmed", "cancelled"] = "confirmed"
     updated: When | None = None
@@ -181,7 +194,7 @@ class AppointmentSpec(_Spec):
     description: str = ""
     start: When
     end: When | None = None
-    duration_minutes: int = Field(default=30, gt=0)
+    duration_minutes: int = Field(default=30, gt=0, le=MAX_DURATION_MINUTES)
     time_zone: str = "UTC"
     status: Literal["booked", "cancelled"] = "booked"
     cancellation_reason: str | None = None
@@ -235,7 +248,7 @@ class FaultSpec(_Spec):
     account: str | None = None
     endpoint: Literal["*", "token", "calendars", "events", "changes"] = "*"
     params: dict[str, Any] = {}
-    remaining: int | None = Field(default=None, ge=0)
+    remaining: int | None = Field(default=None, ge=0, le=MAX_INT32)
 
 
 class SlackUserSpec(_Spec):
@@ -328,6 +341,12 @@ def read_scenario(path: Path) -> Scenario:
         mark = error.problem_mark
         where = f"line {mark.line + 1}" if mark else "somewhere"
         raise ScenarioError(f"{path}: {where}: not valid YAML: {error.problem}") from None
+    except yaml.reader.ReaderError as error:  # a character YAML never allows (a control character)
+        at = text.count("\n", 0, error.position) + 1
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        raise ScenarioError(
+            f"{path}: line {at}: not valid YAML: the character U+{code:04X} is not allowed"
+        ) from None
     if node is None or data is None:
         raise ScenarioError(f"{path}: the file is empty")
     if not isinstance(data, dict):
@@ -478,7 +497,7 @@ def load_scenario(
             if replace:
                 _clear(session, scenario)
             counts = _write(session, world, scenario, cipher, now)
-    except (ValueError, TypeError, IntegrityError) as error:
+    except (ValueError, TypeError, OverflowError, IntegrityError) as error:
         raise ScenarioError(f"{path}: nothing was loaded: {error}") from None
     return LoadedScenario(path=path, **counts)
 

@@ -4,15 +4,82 @@ adapter verifies each request's signature and age), and `GET /healthz`."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger(__name__)
+
+# Where Bolt looks for who and where (its `extract_*_id`), at the top of a body and inside these.
+_NESTED = ("event", "message", "previous_message", "item", "assistant_thread")
+_IDS = ("user", "team", "enterprise", "channel")
+
+
+def slack_body_problem(body: bytes, content_type: str) -> str | None:
+    """Why `body` cannot be a request from Slack, or None.
+
+    Bolt reads a body as Slack's (a JSON object, a form, or a form whose `payload` is a JSON object)
+    before it checks the signature, and fails with a 500 on another shape: an id that is a number, an
+    `event` that is a string, an empty `actions` list. Such a body gets a 400 here instead. The body is
+    split the way Bolt splits it (`slack_bolt.request.internals.parse_body`)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    if content_type.split(";")[0].strip() == "application/json" or text.startswith("{"):
+        return _json_problem(text)
+    if "payload" in text:
+        payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
+        return _json_problem(payload) if payload is not None else None
+    return None
+
+
+def _json_problem(text: str) -> str | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "not JSON"
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if "event" in data and not (
+        isinstance(data["event"], dict) and isinstance(data["event"].get("type"), str)
+    ):
+        return "an event without a type"
+    actions = data.get("actions")
+    if "actions" in data and not (
+        isinstance(actions, list)
+        and actions
+        and all(isinstance(a, dict) and isinstance(a.get("action_id", ""), str) for a in actions)
+    ):
+        return "actions that are not a list of actions"
+    for key in ("authorizations", "response_urls"):
+        if data.get(key) is not None and not (
+            isinstance(data[key], list) and all(isinstance(item, dict) for item in data[key])
+        ):
+            return f"{key} that are not a list of objects"
+    return _ids_problem(data, depth=0)
+
+
+def _ids_problem(data: dict[str, Any], depth: int) -> str | None:
+    for key in _IDS:
+        if not isinstance(data.get(key), str | dict | None):
+            return f"a {key} that is neither an id nor an object"
+    if depth < 3:
+        nested = [data.get(key) for key in _NESTED] + (data.get("authorizations") or [])[:1]
+        for inner in nested:
+            if isinstance(inner, dict) and (problem := _ids_problem(inner, depth + 1)):
+                return problem
+    return None
 
 
 def database_is_up(engine: Engine) -> Callable[[], bool]:
@@ -43,7 +110,14 @@ def create_web_app(
 
         @app.post("/slack/events", include_in_schema=False)
         async def slack_events(request: Request) -> Response:
-            return await handler.handle(request)
+            problem = slack_body_problem(await request.body(), request.headers.get("content-type", ""))
+            if problem is not None:
+                return PlainTextResponse(f"not a Slack request: {problem}", status_code=400)
+            try:
+                return await handler.handle(request)
+            except Exception:  # Bolt could not read the request (listeners run after the ack, elsewhere)
+                log.warning("a request to /slack/events could not be read", exc_info=True)
+                return PlainTextResponse("not a Slack request", status_code=400)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
