@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 
-.PHONY: demo test setup lint typecheck pytest migrate bench clean chromium
+.PHONY: demo test setup lint typecheck pytest migrate bench soak clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ bench: setup
 	$(BIN)/python benchmarks/diagnosis_bench.py
 	$(BIN)/python benchmarks/duplicates_bench.py
 	$(BIN)/python benchmarks/ack_bench.py
+	$(BIN)/python benchmarks/memory_bench.py
+
+# 500 questions with Slack's retries to two instances on one PostgreSQL database while the providers
+# throttle and fail; exits non-zero if an answer is lost or doubled. PostgreSQL: TEST_POSTGRES_URL.
+soak: setup
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) .calsync .pytest_cache .mypy_cache .ruff_cache

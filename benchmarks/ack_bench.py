@@ -27,16 +27,11 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import random
-import shlex
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -44,6 +39,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from slackload import (
+    AGENT,
+    BOT_USER,
+    HELP_CHANNEL,
+    QUESTIONS,
+    REPS,
+    Child,
+    child_env,
+    cpu_seconds,
+    load_demo,
+    machine,
+    ms,
+    percentile,
+    read_app,
+    slack_call_counts,
+    start_app,
+    start_emulators,
+    wait_for_drain,
+)
 
 from calsync.sandbox.slack_requests import (
     FORM,
@@ -54,44 +69,6 @@ from calsync.sandbox.slack_requests import (
     signed_headers,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
-REPS = [
-    f"U0DEMO{name}"
-    for name in (
-        "ANA",
-        "BEN",
-        "CARLA",
-        "DEV",
-        "ERIN",
-        "FARID",
-        "GINA",
-        "HUGO",
-        "IRIS",
-        "JACK",
-        "KATE",
-        "LEO",
-        "MAYA",
-        "NORA",
-        "OMAR",
-        "PIA",
-        "QUINN",
-    )
-]
-AGENT = "U0DEMOSAM"
-HELP_CHANNEL = "C0HELP"
-BOT_USER = "U0CALSYNC"
-QUESTIONS = [
-    "why isnt my apointment showing in my calender??",
-    "my o365 calendar says not connected",
-    "just booked a demo with pied piper, where is it?",
-    "every appt shows up twice",
-    "my appointments aren't in my calendar",
-    "I moved a meeting in google but salespartner still has the old time",
-    "switched to outlook, why are my old meetings still in google?",
-    "the connect window closes right away",
-    "how do i reset my salespartner password",
-]
 # The mix, by weight: kind -> share of requests.
 MIX = {
     "dm": 35,
@@ -103,119 +80,6 @@ MIX = {
     "retry": 8,
 }
 SLACK_LIMIT = 3.0
-START_TIMEOUT = 120.0
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# -- the app, in a child process -------------------------------------------------------------------
-
-
-def serve_app(port: int) -> None:
-    """Child process: build the app as `calsync serve` does, print where it is and its signing
-    secret as one JSON line on stdout, and serve until SIGTERM."""
-
-    from calsync.app import (
-        build_bolt_app,
-        build_slack_bot,
-        build_troubleshooter,
-        build_web_app,
-        make_http_server,
-        open_services,
-    )
-
-    with open_services(announce=False) as services:
-        settings = services.settings
-        bot = build_slack_bot(services, build_troubleshooter(services))
-        bolt_app = build_bolt_app(services, bot)
-        assert bolt_app is not None and settings.slack_signing_secret is not None
-        secret = settings.slack_signing_secret.get_secret_value()
-        web = build_web_app(services, bolt_app)
-        server = make_http_server(web, "127.0.0.1", port)  # exactly as `calsync serve` configures it
-        announced = threading.Event()
-
-        def announce() -> None:
-            while not server.started:
-                time.sleep(0.02)
-            sys.stdout.write(
-                json.dumps(
-                    {
-                        "url": f"http://127.0.0.1:{port}",
-                        "secret": secret,
-                        "slack_url": settings.slack_api_url.removesuffix("/").removesuffix("/api"),
-                        "pid": os.getpid(),
-                    }
-                )
-                + "\n"
-            )
-            sys.stdout.flush()
-            announced.set()
-
-        threading.Thread(target=announce, daemon=True).start()
-        server.run()
-
-
-@dataclass
-class App:
-    url: str
-    secret: str
-    slack_url: str
-    pid: int
-
-
-class Child:
-    """A child process whose stdout and stderr go to files (a pipe nobody reads fast enough would
-    block the child's next write: uvicorn writes its access log to stdout on the event loop), read
-    line by line with a deadline, and that is always ended."""
-
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
-        self.out_path = log.with_suffix(".out")
-        self._out = self.out_path.open("wb")
-        self._log = log.open("wb")
-        self._read = 0  # lines handed out so far
-        self.process = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._out, stderr=self._log)
-
-    def read_line(self, timeout: float, want: str) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            lines = self.out_path.read_text(errors="replace").splitlines(keepends=True)
-            if len(lines) > self._read and lines[self._read].endswith("\n"):
-                self._read += 1
-                return lines[self._read - 1]
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self._log.flush()
-        tail = Path(self._log.name).read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"no {want} within {timeout:.0f} s; its stderr ends:\n{tail}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._out.close()
-        self._log.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the requests ----------------------------------------------------------------------------------
@@ -460,99 +324,19 @@ async def send_all(
     return outcomes, elapsed
 
 
-def slack_call_counts(database_url: str) -> tuple[Counter[str], int]:
-    from sqlalchemy import func, select
-
-    from calsync.db import make_engine
-    from calsync.sandbox.world import SandboxSlackCall
-
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                select(SandboxSlackCall.method, SandboxSlackCall.ok, func.count()).group_by(
-                    SandboxSlackCall.method, SandboxSlackCall.ok
-                )
-            ).all()
-    finally:
-        engine.dispose()
-    ok = Counter({method: count for method, good, count in rows if good})
-    return ok, sum(count for _method, good, count in rows if not good)
-
-
-def wait_for_drain(database_url: str, limit: float, quiet: float = 3.0) -> float | None:
-    """Seconds until the emulator's call count stopped growing for `quiet` seconds (None: it never did
-    within `limit`)."""
-    started = time.monotonic()
-    last, last_change = -1, time.monotonic()
-    while time.monotonic() - started < limit:
-        ok, failed = slack_call_counts(database_url)
-        total = sum(ok.values()) + failed
-        if total != last:
-            last, last_change = total, time.monotonic()
-        elif time.monotonic() - last_change >= quiet:
-            return last_change - started
-        time.sleep(0.5)
-    return None
-
-
-def child_env(state: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("SLACK_", "GOOGLE_", "MICROSOFT_", "CALSYNC_", "DATABASE_URL", "ACK_BENCH_"))
-    }
-    env.update(
-        {
-            "CALSYNC_STATE_DIR": str(state),
-            "DATABASE_URL": f"sqlite:///{state}/bench.db",
-            "PYTHONUNBUFFERED": "1",
-            **(extra or {}),
-        }
-    )
-    return env
-
-
 def one_run(args: argparse.Namespace, emulators: str, seed: int) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="ack-bench-") as directory:
         state = Path(directory)
         env = child_env(state)
         database_url = env["DATABASE_URL"]
-        calsync = [sys.executable, "-m", "calsync.app"]
-        subprocess.run(
-            [*calsync, "sandbox", "load", str(DEMO)],
-            env=env,
-            cwd=state,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        load_demo(env, state)
         children: list[Child] = []
         try:
             if emulators == "separate":
-                sandbox = Child([*calsync, "sandbox", "serve"], env, state, state / "sandbox.log")
-                children.append(sandbox)
-                settings: dict[str, str] = {}
-                while "SLACK_SIGNING_SECRET" not in settings:
-                    line = sandbox.read_line(START_TIMEOUT, "sandbox settings").strip()
-                    if line.startswith("export ") and "$(" not in line:
-                        name, _, value = line.removeprefix("export ").partition("=")
-                        settings[name] = shlex.split(value)[0] if value else ""
-                # With provider settings the app needs the token key: the one `sandbox load` made.
-                from calsync.syncbackend.crypto import KEY_FILE_NAME
-
-                settings["CALSYNC_ENCRYPTION_KEY"] = (state / KEY_FILE_NAME).read_text().strip()
-                settings["CALSYNC_LINK_SECRET"] = os.urandom(24).hex()  # signs reconnect links
-                env = child_env(state, settings)
-            port = free_port()
-            server = Child(
-                [sys.executable, str(Path(__file__).resolve()), "--serve-app", str(port)],
-                env,
-                state,
-                state / "app.log",
-            )
+                env = child_env(state, start_emulators(env, state, children))
+            server = start_app(env, state)
             children.append(server)
-            app = App(**json.loads(server.read_line(START_TIMEOUT, "app start-up line")))
+            app = read_app(server)
             count = int(args.rate * args.duration)
             needed = count  # at most one response URL per request
             world = prepare_world(database_url, app.slack_url, needed)
@@ -604,13 +388,6 @@ def one_run(args: argparse.Namespace, emulators: str, seed: int) -> RunResult:
 # -- report ----------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
-
-
 @dataclass
 class Summary:
     count: int
@@ -654,10 +431,6 @@ def summarise(result: RunResult) -> Summary:
     )
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second (open loop)")
@@ -670,11 +443,7 @@ def main() -> None:
     parser.add_argument("--py-spy", help="record the app with py-spy during each run into this file")
     parser.add_argument("--dump", help="write every request's slot, kind and latency (CSV) into this file")
     parser.add_argument("--keep-logs", help="copy the child processes' logs into this directory")
-    parser.add_argument("--serve-app", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_app:
-        serve_app(args.serve_app)
-        return
     if args.duration * args.rate > 20_000 or args.duration > 120:
         parser.error("keep runs bounded: at most 120 s and 20 000 requests")
     tables = []
@@ -704,7 +473,7 @@ def main() -> None:
         return statistics.median(values)
 
     print(f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/ack_bench.py', *sys.argv[1:]])}`")
-    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"Machine: {machine()}")
     print(
         f"Date: {datetime.now(UTC):%Y-%m-%d}; {args.rate:.0f} requests/s for {args.duration:.0f} s per run, "
         f"{args.runs} runs per row; each figure is the median over the runs"

@@ -18,6 +18,7 @@ library exception.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -29,6 +30,23 @@ from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 from calsync.syncbackend.providers.base import Authorization, ProviderError, ProviderName
 from calsync.syncbackend.providers.google import _decode_id_token_email
 from calsync.syncbackend.providers.microsoft import MicrosoftProvider
+
+
+class _WithholdOAuthValues(logging.Filter):
+    """requests-oauthlib logs its token requests and responses at DEBUG: headers (the client secret in
+    Basic auth), bodies (code, verifier), the tokens it obtains, the state. Keep the messages, withhold
+    every value but a status code."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(arg if isinstance(arg, int) else "[withheld by calsync]" for arg in args)
+        return True
+
+
+_OAUTH_SESSION_LOGGER = logging.getLogger("requests_oauthlib.oauth2_session")
+if not any(isinstance(f, _WithholdOAuthValues) for f in _OAUTH_SESSION_LOGGER.filters):
+    _OAUTH_SESSION_LOGGER.addFilter(_WithholdOAuthValues())
 
 GOOGLE_SCOPES = (
     "https://www.googleapis.com/auth/calendar",
