@@ -34,6 +34,11 @@ class ProviderNotConfigured(ProviderError):
     """No client for this connection's provider is configured in this deployment."""
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class LiveView:
     def __init__(
         self,
@@ -67,6 +72,9 @@ class LiveView:
         task = self._tasks.get(key)
         if task is None:
             task = asyncio.ensure_future(make())
+            # A shared read may outlive the checks that wanted it (one gave up waiting): its failure
+            # is theirs to report, not asyncio's "Task exception was never retrieved" on the log.
+            task.add_done_callback(_retrieve)
             self._tasks[key] = task
         return task
 
