@@ -48,6 +48,7 @@ from calsync.sandbox.world import (
     SandboxEvent,
     World,
     lose_response,
+    lost_response_wait,
 )
 
 logger = logging.getLogger(__name__)
@@ -438,6 +439,7 @@ class GoogleEmulator:
                 response = await run_in_threadpool(handler, _Call(request, account, body))
                 lost = lose_response(hits, response.status_code)
                 if lost is not None:
+                    await hang(request, lost_response_wait(hits))
                     response = google_error(lost, "Backend Error", "backendError")
         except _Reject as reject:
             response = reject.response

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -47,6 +48,7 @@ from calsync.sandbox.world import (
     SandboxEvent,
     World,
     lose_response,
+    lost_response_wait,
 )
 
 PROVIDER = "microsoft"
@@ -311,7 +313,9 @@ def build_microsoft_app(
     nonces: dict[str, str] = {}
 
     async def db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        # Starlette's thread pool (40 threads, as the Google emulator uses), not asyncio's default
+        # one (min(32, CPUs + 4): 6 on two cores, too few for requests waiting on the database).
+        return await run_in_threadpool(fn, *args, **kwargs)
 
     def base_url(request: Request) -> str:
         return str(request.base_url).rstrip("/")
@@ -439,6 +443,7 @@ def build_microsoft_app(
                 response = await fn(exchange)
                 lost = None if identity else lose_response(hits, response.status_code)
                 if lost is not None:
+                    await hang(exchange.request, lost_response_wait(hits))
                     response = _graph_error(
                         lost, "ServiceUnavailable", "The service is temporarily unavailable."
                     )

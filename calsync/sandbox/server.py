@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import anyio.to_thread
 import trustme
 import uvicorn
 
@@ -47,8 +48,17 @@ class BackgroundServer:
     """Serves `app` on 127.0.0.1 at an ephemeral port until `stop()` (or the `with` block ends)."""
 
     def __init__(
-        self, app: Any, *, tls: TLSFiles | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        app: Any,
+        *,
+        tls: TLSFiles | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int | None = None,
     ) -> None:
+        """`threads`: how many worker threads the app's blocking calls (`run_in_threadpool`) may use
+        at once; None keeps anyio's default (40)."""
+        self._threads = threads
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
@@ -71,7 +81,15 @@ class BackgroundServer:
         return f"{self.scheme}://{self.host}:{self.port}"
 
     def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
+        # uvicorn's own loop choice (uvloop when installed, as `calsync serve` gets): the emulators
+        # answer every request of a health sweep over thousands of connections.
+        with asyncio.Runner(loop_factory=self._server.config.get_loop_factory()) as runner:
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        if self._threads is not None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self._threads
+        await self._server.serve(sockets=[self._sock])
 
     def start(self) -> BackgroundServer:
         self._thread.start()
@@ -83,7 +101,10 @@ class BackgroundServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(5)
+        self._thread.join(1)
+        if self._thread.is_alive():  # an idle TLS keep-alive whose client never closes it holds uvicorn
+            self._server.force_exit = True
+            self._thread.join(4)
         self._sock.close()
 
     def __enter__(self) -> BackgroundServer:

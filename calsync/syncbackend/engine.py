@@ -88,6 +88,7 @@ PUSH_WORDS = (
     ("cancelled", "{n} appointment{s} cancelled (deleted in the calendar)"),
 )
 PULL_WORDS = (
+    ("recovered", "{n} appointment{s} found already in the calendar"),
     ("updated", "{n} calendar edit{s} brought back to SalesPartner"),
     ("cancelled", "{n} appointment{s} cancelled (deleted in the calendar)"),
 )
@@ -280,6 +281,11 @@ def _differences(appointment: Appointment, event: Event) -> list[str]:
     return changed
 
 
+def _held_revision(appointment: Appointment, event: Event) -> int:
+    """The revision a found event holds: the current one when it matches, else none (push it)."""
+    return 0 if _differences(appointment, event) else appointment.revision
+
+
 # -- the engine ------------------------------------------------------------------------------------------
 
 
@@ -404,6 +410,8 @@ class SyncEngine:
                 link = by_event.get(event.id)
                 if link is None and event.appointment_id is not None:
                     link = self._adopt(session, target, event, by_appointment)
+                    if link is not None and link.event_id == event.id:
+                        run.add("recovered")  # ours, from an insert whose answer never came back
                 if link is None:
                     if event.status != "cancelled":
                         run.add("ignored")  # added directly in the calendar: creates nothing
@@ -422,7 +430,7 @@ class SyncEngine:
             if link.event_id is None and event.status != "cancelled":
                 link.event_id = event.id
                 link.state = "synced"
-                link.pushed_revision = 0  # unknown content: the push compares and corrects it
+                link.pushed_revision = _held_revision(link.appointment, event)
             return link if link.event_id == event.id else None
         appointment = session.get(Appointment, event.appointment_id)
         if appointment is None or appointment.user_id != target.user_id or event.status == "cancelled":
@@ -433,7 +441,7 @@ class SyncEngine:
             calendar_id=target.calendar_id,
             event_id=event.id,
             state="synced",
-            pushed_revision=0,
+            pushed_revision=_held_revision(appointment, event),
         )
         session.add(link)
         link.appointment = appointment
@@ -910,42 +918,70 @@ class SyncEngine:
     # -- the health sweep -------------------------------------------------------------------------
 
     async def health_sweep(self, *, concurrency: int = 64, batch: int = 500) -> SweepResult:
-        """Refresh the grant of every connected connection not checked within the health interval."""
-        started = asyncio.get_running_loop().time()
+        """Refresh the grant of every connected connection not checked within the health interval.
+
+        The table is walked in id order, `batch` connections leased at a time, at most `concurrency`
+        grants checked at once. The database work overlaps the checks: the next batch is claimed and
+        read while this one's grants are checked, and a batch is written back while the next one's
+        are, so no provider call waits for the database and a slow check holds up only its own
+        batch's write. At most two batches are leased at a time.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         totals = {"checked": 0, "ok": 0, "disconnected": 0, "unreachable": 0, "busy": 0}
         slots = asyncio.Semaphore(max(1, concurrency))
-        after = 0
-        while True:
-            now = self.clock()
-            claimed, candidates = await asyncio.to_thread(self._claim_health, now, batch, after)
-            if not candidates:
-                break
-            after = candidates[-1]
-            totals["busy"] += len(candidates) - len(claimed)
-            targets = await asyncio.to_thread(self._health_targets, claimed)
 
-            async def check(target: _Target) -> tuple[_Target, BaseException | None]:
-                provider = self.providers.get(target.provider)
-                if provider is None:
-                    return target, None
-                async with slots:
-                    try:
-                        await provider.check_grant(target.auth)
-                    except ProviderError as error:
-                        return target, error
+        async def check(target: _Target) -> tuple[_Target, BaseException | None]:
+            provider = self.providers.get(target.provider)
+            if provider is None:
                 return target, None
+            async with slots:
+                try:
+                    await provider.check_grant(target.auth)
+                except ProviderError as error:
+                    return target, error
+            return target, None
 
+        async def sweep_batch(claimed: list[int], targets: list[_Target]) -> None:
             outcomes = await asyncio.gather(*(check(t) for t in targets))
-            disconnected = await asyncio.to_thread(self._record_health, outcomes, claimed, totals)
+            counts, disconnected = await asyncio.to_thread(self._record_health, outcomes, claimed)
+            for key, value in counts.items():
+                totals[key] += value
             if disconnected:
                 await self.notify_disconnections(disconnected)
-        return SweepResult(seconds=asyncio.get_running_loop().time() - started, **totals)
+
+        running: set[asyncio.Task[None]] = set()
+        after = 0
+        try:
+            while True:
+                claimed, candidates = await asyncio.to_thread(self._claim_health, self.clock(), batch, after)
+                if not candidates:
+                    break
+                after = candidates[-1]
+                totals["busy"] += len(candidates) - len(claimed)
+                targets = await asyncio.to_thread(self._health_targets, claimed)
+                running.add(asyncio.create_task(sweep_batch(claimed, targets)))
+                while len(running) >= 2:  # claim the next batch once one of these two is done
+                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+            while running:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        return SweepResult(seconds=loop.time() - started, **totals)
 
     def _claim_health(self, now: datetime, batch: int, after: int) -> tuple[list[int], list[int]]:
         with transaction(self.sessions) as session:
             return claim_health_batch(session, self.worker_id, now, self.policy, batch, after)
 
     def _health_targets(self, ids: list[int]) -> list[_Target]:
+        if not ids:
+            return []
         targets: list[_Target] = []
         with self.sessions() as session:
             for connection in session.scalars(
@@ -970,34 +1006,60 @@ class SyncEngine:
         return targets
 
     def _record_health(
-        self,
-        outcomes: list[tuple[_Target, BaseException | None]],
-        claimed: list[int],
-        totals: dict[str, int],
-    ) -> list[int]:
+        self, outcomes: list[tuple[_Target, BaseException | None]], claimed: list[int]
+    ) -> tuple[dict[str, int], list[int]]:
+        """Write one batch's outcomes and release its leases: (counts, ids found disconnected).
+
+        A batch is mostly grants that are fine, so those rows are written with one executemany
+        UPDATE per shape of row, their tokens encrypted before the transaction begins: the write
+        lock (on SQLite, the whole database's) is held for milliseconds, not for a flush of a few
+        hundred objects. The few failures go through the ORM as before."""
+        from sqlalchemy import Table, bindparam
+
         now = self.clock()
+        counts = {"checked": 0, "ok": 0, "disconnected": 0, "unreachable": 0}
         disconnected: list[int] = []
+        rows: dict[frozenset[str], list[dict[str, object]]] = {}  # the fine ones, by shape
+        failed: dict[int, tuple[_Target, BaseException]] = {}
+        for target, error in outcomes:
+            if error is not None:
+                failed[target.connection_id] = (target, error)
+                continue
+            values: dict[str, object] = {"last_checked_at": now}
+            if target.auth.refreshed:
+                values.update(self._stored_tokens(target.auth), last_refreshed_at=now)
+            values["connection_id"] = target.connection_id
+            rows.setdefault(frozenset(values), []).append(values)
+        table = CalendarConnection.__table__
+        assert isinstance(table, Table)
         with transaction(self.sessions) as session:
-            rows = {
-                c.id: c
-                for c in session.scalars(
-                    select(CalendarConnection).where(
-                        CalendarConnection.id.in_([t.connection_id for t, _ in outcomes])
-                    )
-                )
-            }
-            for target, error in outcomes:
-                connection = rows.get(target.connection_id)
-                if connection is None:
+            ids = [t.connection_id for t, _ in outcomes]
+            existing = (
+                set(session.scalars(select(CalendarConnection.id).where(CalendarConnection.id.in_(ids))))
+                if ids
+                else set()
+            )
+            for shape, params in rows.items():
+                params = [p for p in params if p["connection_id"] in existing]
+                if not params:
                     continue
-                totals["checked"] += 1
+                columns = sorted(shape - {"connection_id"})
+                session.connection().execute(
+                    update(table)
+                    .where(table.c.id == bindparam("connection_id"))
+                    .values({name: bindparam(name, type_=table.c[name].type) for name in columns}),
+                    params,
+                )
+                counts["checked"] += len(params)
+                counts["ok"] += len(params)
+            for connection in session.scalars(
+                select(CalendarConnection).where(CalendarConnection.id.in_(list(failed)))
+            ):
+                target, error = failed[connection.id]
+                counts["checked"] += 1
                 if target.auth.refreshed:
                     connection.store_authorization(self.cipher, target.auth)
                     connection.last_refreshed_at = now
-                if error is None:
-                    totals["ok"] += 1
-                    connection.last_checked_at = now
-                    continue
                 session.add(
                     SyncRun(
                         connection_id=connection.id,
@@ -1011,14 +1073,28 @@ class SyncEngine:
                     )
                 )
                 if isinstance(error, GrantError):
-                    totals["disconnected"] += 1
+                    counts["disconnected"] += 1
                     connection.last_checked_at = now
                     self._mark_disconnected(connection, error, now)
                     disconnected.append(connection.id)
                 else:
-                    totals["unreachable"] += 1
+                    counts["unreachable"] += 1
+            session.flush()
             release(session, claimed, self.worker_id)
-        return disconnected
+        return counts, disconnected
+
+    def _stored_tokens(self, auth: Authorization) -> dict[str, object]:
+        """The columns `CalendarConnection.store_authorization` writes for a refreshed grant."""
+        stored = CalendarConnection()
+        stored.store_authorization(self.cipher, auth)
+        values: dict[str, object] = {
+            "refresh_token_encrypted": stored.refresh_token_encrypted,
+            "access_token_encrypted": stored.access_token_encrypted,
+            "access_token_expires_at": stored.access_token_expires_at,
+        }
+        if auth.scopes:
+            values["scopes"] = stored.scopes
+        return values
 
 
 # -- the worker loop ----------------------------------------------------------------------------------

@@ -152,4 +152,16 @@ def claim_health_batch(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    return claim_many(session, candidates, owner, now, policy.lease), list(candidates)
+    if not candidates:
+        return [], []
+    # One conditional UPDATE for the whole batch, as atomic as `claim` row by row ("... WHERE the
+    # lease is free"; RETURNING says which rows it took) but one statement instead of hundreds: on
+    # SQLite the database's write lock is held meanwhile, and everyone else's writes wait for it.
+    claimed = session.scalars(
+        update(CalendarConnection)
+        .where(CalendarConnection.id.in_(candidates), _lease_free(now))
+        .values(lease_owner=owner, lease_until=now + policy.lease)
+        .returning(CalendarConnection.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(claimed), list(candidates)

@@ -217,7 +217,8 @@ async def test_a_lost_answer_between_insert_and_commit_never_makes_a_second_even
         assert link.event_id is None and link.insert_attempted_at is not None
         second = (await sync_world.engine.sync_user(REP_OF[provider]))[0]
         assert second.status == "ok"
-        assert second.pushed.get("recovered") == 1 or second.pulled == {}, second
+        assert "created" not in second.pushed, second
+        assert second.pulled.get("recovered", 0) + second.pushed.get("recovered", 0) == 1, second
 
     assert len(sync_world.events(appointment_id)) == 1
     (link,) = sync_world.links(appointment_id)
@@ -362,3 +363,82 @@ async def test_after_a_switch_new_appointments_go_to_the_new_calendar_and_old_on
     assert new_event.event_id.startswith("AAMkAGI"), "the new one is in Outlook"
     assert old_event.event_id == "sam-old-1", "the old one stays in Google Calendar, not moved or copied"
     assert [link.state for link in sync_world.links("sam-old")] == ["synced"]
+
+
+@PROVIDERS
+async def test_a_worker_dying_between_the_insert_and_its_commit_never_makes_a_second_event(
+    sync_world: SyncWorld, provider: str
+) -> None:
+    """The provider has created the event and is about to answer when the worker dies (its cycle is
+    cancelled mid-request): nothing after the insert is committed. The next cycle recovers the event."""
+    sync_world.sandbox.load(REPS)
+    await cycle(sync_world, provider)
+    appointment_id = book(sync_world, provider)
+    sync_world.world.add_fault(
+        provider, "lost_response", endpoint="events", params={"after_seconds": 30}, remaining=1
+    )
+    worker = asyncio.create_task(sync_world.engine.sync_user(REP_OF[provider]))
+    for _ in range(500):
+        if sync_world.events(appointment_id):
+            break
+        await asyncio.sleep(0.01)
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    (link,) = sync_world.links(appointment_id)
+    assert (link.event_id, link.state) == (None, "pending") and link.insert_attempted_at is not None
+    assert len(sync_world.events(appointment_id)) == 1
+
+    (result,) = await sync_world.engine.sync_user(REP_OF[provider])
+
+    assert result.status == "ok" and "created" not in result.pushed
+    assert result.pulled.get("recovered", 0) + result.pushed.get("recovered", 0) == 1
+    (event,) = sync_world.events(appointment_id)
+    assert sync_world.links(appointment_id)[0].event_id == event.event_id
+
+
+async def test_a_dead_workers_lease_expires(sync_world: SyncWorld) -> None:
+    """A worker that died mid-cycle never gave its lease back: nobody else runs the connection until
+    the lease runs out, then the next worker does."""
+    from calsync.db import transaction
+    from calsync.syncbackend.schedule import claim
+
+    sync_world.sandbox.load(REPS)
+    connection_id = sync_world.connection(REP_OF["google"]).id
+    lease = sync_world.engine.policy.lease
+    with transaction(sync_world.sandbox.sessions) as session:
+        assert claim(session, connection_id, "worker-dead", sync_world.sandbox.clock(), lease)
+
+    assert (await sync_world.engine.sync_connection(connection_id)).status == "busy"
+    assert await sync_world.engine.run_due() != []  # the other connection only
+    sync_world.sandbox.clock.now += lease + timedelta(seconds=1)
+    assert (await sync_world.engine.sync_connection(connection_id)).status == "ok"
+
+
+async def test_the_health_sweep_finds_dead_grants_before_the_rep_does(sync_world: SyncWorld) -> None:
+    sync_world.sandbox.load(REPS)
+    sync_world.revoke(REP_OF["microsoft"])
+
+    sweep = await sync_world.engine.health_sweep()
+
+    assert (sweep.checked, sweep.ok, sweep.disconnected, sweep.unreachable) == (2, 1, 1, 0)
+    healthy, dead = sync_world.connection(REP_OF["google"]), sync_world.connection(REP_OF["microsoft"])
+    assert healthy.status == "connected" and healthy.last_checked_at == sync_world.sandbox.clock()
+    assert dead.status == "disconnected" and dead.status_code
+    assert len(sync_world.dms_to(SLACK_OF["microsoft"])) == 1 and sync_world.dms_to(SLACK_OF["google"]) == []
+    assert [(run.direction, run.error_code) for run in sync_world.runs()] == [("health", "invalid_grant")]
+    # Checked within the hour: the next sweep leaves them alone; an hour later it checks again.
+    assert (await sync_world.engine.health_sweep()).checked == 0
+    sync_world.sandbox.clock.now += timedelta(hours=1, minutes=1)
+    assert (await sync_world.engine.health_sweep()).checked == 1
+
+
+async def test_a_flaky_provider_during_the_sweep_is_not_a_disconnection(sync_world: SyncWorld) -> None:
+    sync_world.sandbox.load(REPS)
+    sync_world.world.add_fault("google", "unavailable", endpoint="token")
+
+    sweep = await sync_world.engine.health_sweep()
+
+    assert (sweep.ok, sweep.unreachable, sweep.disconnected) == (1, 1, 0)
+    assert sync_world.connection(REP_OF["google"]).status == "connected"
+    assert sync_world.connection(REP_OF["google"]).last_checked_at is None, "checked again next sweep"

@@ -1,12 +1,13 @@
 """Google Calendar behind the `CalendarProvider` protocol (google-api-python-client + google-auth).
 
-Threads: both client libraries are synchronous, so every blocking call runs in a worker thread
-(`asyncio.to_thread`). httplib2 is not thread-safe (one `Http` shared between threads hands one
-request's response to another), so no HTTP object is ever shared: each API request executes on its
-own `google_auth_httplib2.AuthorizedHttp` over a fresh `httplib2.Http(timeout=...)`, and each token
-refresh uses its own `requests.Session`. What is shared is only what is read-only once built: the
-discovery-built service and its `events()` / `calendarList()` resources, built once per provider
-(building the resources costs ~1.5 ms each, the service ~1 ms; a fresh `Http` ~20 µs).
+Threads: both client libraries are synchronous, so every blocking call runs in a worker thread of
+the provider's own pool (`threads.BlockingCalls`). httplib2 is not thread-safe (one `Http` shared
+between threads hands one request's response to another), so no HTTP object is ever shared: each
+API request executes on its own `google_auth_httplib2.AuthorizedHttp` over a fresh
+`httplib2.Http(timeout=...)`, and each token refresh uses its own `requests.Session`. What is
+shared is only what is read-only once built: the discovery-built service and its `events()` /
+`calendarList()` resources, built once per provider (building the resources costs ~1.5 ms each,
+the service ~1 ms; a fresh `Http` ~20 µs).
 
 Errors: every failure leaves as one of `base.py`'s classes. A token endpoint that answers 429/5xx or
 garbage is a transient failure, never a `GrantError`: only an `invalid_grant` answer means that
@@ -59,6 +60,7 @@ from calsync.syncbackend.providers.base import (
     ProviderUnavailable,
     RateLimited,
 )
+from calsync.syncbackend.providers.threads import BlockingCalls
 
 logger = logging.getLogger(__name__)
 
@@ -453,6 +455,7 @@ class GoogleProvider:
         self.page_size = page_size
         self._resources: tuple[Any, Any] | None = None
         self._build_lock = threading.Lock()
+        self._threads = BlockingCalls(PROVIDER)
 
     def __repr__(self) -> str:
         return f"GoogleProvider(api_url={self.api_url!r}, token_url={self.token_url!r})"
@@ -530,7 +533,7 @@ class GoogleProvider:
     # -- the loop every operation goes through ------------------------------------------------------
 
     async def _refresh(self, auth: Authorization) -> _Refreshed:
-        result = await asyncio.to_thread(self._refresh_blocking, auth.refresh_token)
+        result = await self._threads.run(self._refresh_blocking, auth.refresh_token)
         auth.access_token = result.access_token
         auth.expires_at = result.expires_at
         if result.scopes:
@@ -549,9 +552,9 @@ class GoogleProvider:
         """Seconds to wait before trying again, or None when `error` is not worth another try."""
         if isinstance(error, RateLimited):
             return error.retry_after if error.retry_after is not None else _BACKOFF_BASE * 2**attempt
-        if isinstance(error, ProviderUnavailable):
-            return _BACKOFF_BASE * 2**attempt
-        if isinstance(error, ProviderTimeout) and idempotent:
+        # A 5xx or a timeout does not say the request was not carried out: an insert is not sent again
+        # (the sync engine looks for it by our appointment id before inserting on its next cycle).
+        if isinstance(error, ProviderUnavailable | ProviderTimeout) and idempotent:
             return _BACKOFF_BASE * 2**attempt
         return None  # grant, not found, permission, malformed, configuration: retrying changes nothing
 
@@ -587,7 +590,7 @@ class GoogleProvider:
                 token = auth.access_token
                 assert token is not None
                 try:
-                    return await asyncio.to_thread(self._execute, token, make, operation)
+                    return await self._threads.run(self._execute, token, make, operation)
                 except _Unauthorized:
                     if retried_401:
                         raise GrantError(

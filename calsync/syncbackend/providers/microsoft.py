@@ -58,6 +58,7 @@ from calsync.syncbackend.providers.base import (
     ProviderUnavailable,
     RateLimited,
 )
+from calsync.syncbackend.providers.threads import MAX_THREADS, BlockingCalls
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,11 @@ class _IdentitySession(requests.Session):
         self.trust_env = False
         self.verify = verify
         self._timeout = timeout
+        # One kept connection per provider thread (requests keeps 10 by default: with more refreshes
+        # at once, every one beyond 10 would open, and then drop, a TLS connection of its own).
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=MAX_THREADS)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
@@ -288,6 +294,7 @@ class MicrosoftProvider:
         self._clock = clock
         self._app: Any = None
         self._app_lock = threading.Lock()
+        self._threads = BlockingCalls("microsoft")
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
@@ -328,7 +335,7 @@ class MicrosoftProvider:
                 log.debug("an httpx client of another event loop is left for that loop to close")
         app = self._app
         if app is not None:
-            await asyncio.to_thread(app.http_client.close)
+            await self._threads.run(app.http_client.close)
 
     @staticmethod
     def _account_key(auth: Authorization) -> str:
@@ -395,7 +402,7 @@ class MicrosoftProvider:
     async def _identity_call(self, fn: Callable[[], T], what: str, *, discovery: bool = False) -> T:
         """Run a blocking msal call in a thread, turning every failure into a classified error."""
         try:
-            return await asyncio.to_thread(fn)
+            return await self._threads.run(fn)
         except _TokenEndpointStatus as exc:
             if exc.status == 429:
                 raise RateLimited(
