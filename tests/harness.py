@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
+from calsync.app import Services
 from calsync.db import make_session_factory, transaction
 from calsync.diagnostics.check import Check, CheckContext
 from calsync.diagnostics.findings import Finding
@@ -27,6 +28,7 @@ from calsync.diagnostics.state import find_user, load_rep_state
 from calsync.sandbox.runtime import GOOGLE_CLIENT_ID, MICROSOFT_CLIENT_ID, SandboxEndpoints
 from calsync.sandbox.scenario import load_scenario
 from calsync.sandbox.world import SandboxBase, World
+from calsync.settings import Settings
 from calsync.syncbackend.crypto import TokenCipher
 from calsync.syncbackend.models import Base, CalendarConnection, MissingTokenError
 from calsync.syncbackend.providers.base import Authorization, CalendarProvider
@@ -105,6 +107,20 @@ class Sandbox:
             ),
         }
         return sandbox
+
+    def services(self, settings: Settings) -> Services:
+        """What the composition root's factories take, made of this sandbox (its database, clock,
+        providers and emulators) and `settings`."""
+        return Services(
+            settings=settings,
+            engine=self.engine,
+            sessions=self.sessions,
+            cipher=self.cipher,
+            clock=self.clock,
+            providers=self.providers,
+            world=self.world,
+            sandbox=self.endpoints,
+        )
 
     def reset(self) -> None:
         """Empty the product tables and the sandbox world; put the clock back."""

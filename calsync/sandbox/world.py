@@ -256,6 +256,13 @@ def _loaded(model: type[_T], row: RowMapping) -> _T:
     return model(**{column.key: row[column] for column in table.c})
 
 
+# What an API client may change on an event, and what its owner changes in the calendar app.
+_API_EVENT_FIELDS = frozenset(
+    {"title", "description", "start", "end", "time_zone", "status", "appointment_id"}
+)
+_OWNER_EVENT_FIELDS = frozenset({"title", "description", "start", "end", "status"})
+
+
 class World:
     """Access to the sandbox world in one database. Thread-safe: every call uses its own session."""
 
@@ -632,19 +639,11 @@ class World:
 
     def ms_update_event(self, event_pk: int, changes: dict[str, Any], now: datetime) -> SandboxEvent:
         """Apply column changes (title, description, start, end, time_zone, appointment_id)."""
-        allowed = {"title", "description", "start", "end", "time_zone", "appointment_id"}
         with transaction(self.sessions) as session:
             event = session.get(SandboxEvent, event_pk)
             if event is None:
                 raise KeyError(event_pk)
-            for key, value in changes.items():
-                if key not in allowed:
-                    raise ValueError(f"not an updatable event field: {key}")
-                setattr(event, key, value)
-            event.updated = now
-            event.version = self.next_version(session)
-            session.flush()
-            return event
+            return self._change_event(session, event, changes, now, allowed=_API_EVENT_FIELDS - {"status"})
 
     def ms_delete_event(self, event_pk: int, now: datetime) -> None:
         """Delete an event: it disappears from every read but stays as a tombstone for delta queries."""
@@ -679,17 +678,29 @@ class World:
     def edit_event(self, event_id: str, changes: dict[str, Any], now: datetime) -> SandboxEvent:
         """Change an event as its owner would in Google Calendar or Outlook (`status: cancelled` deletes
         it, as both providers report a deletion); incremental reads see the change."""
-        allowed = {"title", "description", "start", "end", "status"}
-        if set(changes) - allowed:
-            raise ValueError(f"not an editable event field: {sorted(set(changes) - allowed)}")
         with transaction(self.sessions) as session:
             event = session.scalars(select(SandboxEvent).where(SandboxEvent.event_id == event_id)).one()
-            for name, value in changes.items():
-                setattr(event, name, value)
-            event.updated = now
-            event.version = self.next_version(session)
-            session.flush()
-            return event
+            return self._change_event(session, event, changes, now, allowed=_OWNER_EVENT_FIELDS)
+
+    def _change_event(
+        self,
+        session: Session,
+        event: SandboxEvent,
+        changes: dict[str, Any],
+        now: datetime,
+        *,
+        allowed: frozenset[str],
+    ) -> SandboxEvent:
+        """Set the event's columns, stamp it and bump the world version (incremental reads see it)."""
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"not a changeable event field: {sorted(unknown)}")
+        for name, value in changes.items():
+            setattr(event, name, value)
+        event.updated = now
+        event.version = self.next_version(session)
+        session.flush()
+        return event
 
     # -- google / calendar events ----------------------------------------------------------------
     # Used by `google_emulator.py` (and handy for scenario loading and tests). Every change bumps the
@@ -822,10 +833,6 @@ class World:
         self, calendar_pk: int, event_id: str, changes: dict[str, Any], now: datetime
     ) -> SandboxEvent | None:
         """Set columns of one event (title, description, start, end, time_zone, status, appointment_id)."""
-        allowed = {"title", "description", "start", "end", "time_zone", "status", "appointment_id"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise ValueError(f"not an event field: {sorted(unknown)}")
         with transaction(self.sessions) as session:
             event = session.scalars(
                 select(SandboxEvent).where(
@@ -834,12 +841,7 @@ class World:
             ).first()
             if event is None:
                 return None
-            for name, value in changes.items():
-                setattr(event, name, value)
-            event.updated = now
-            event.version = self.next_version(session)
-            session.flush()
-            return event
+            return self._change_event(session, event, changes, now, allowed=_API_EVENT_FIELDS)
 
     def google_cancel_event(self, calendar_pk: int, event_id: str, now: datetime) -> SandboxEvent | None:
         """Delete as Google does: the event stays, cancelled, so incremental reads report it."""

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -234,8 +234,19 @@ class _Target:
     account_email: str
     calendar_id: str
     cursor: str | None
-    failures: int
     auth: Authorization
+
+    @classmethod
+    def of(cls, connection: CalendarConnection, auth: Authorization) -> _Target:
+        return cls(
+            connection_id=connection.id,
+            user_id=connection.user_id,
+            provider=connection.provider,
+            account_email=connection.account_email,
+            calendar_id=connection.selected_calendar_id or "",
+            cursor=connection.sync_cursor,
+            auth=auth,
+        )
 
 
 @dataclass
@@ -380,17 +391,13 @@ class SyncEngine:
             await asyncio.to_thread(self._store_tokens, target)
         return await asyncio.to_thread(self._after_success, target, pull, push)
 
-    async def _call(self, call: Awaitable[object]) -> object:
-        try:
-            return await call
-        except ProviderError as error:
-            raise _StopCycle(error) from error
-
     # -- pull -----------------------------------------------------------------------------------------
 
     async def _pull(self, provider: CalendarProvider, target: _Target, run: _Run) -> None:
-        changes = await self._call(provider.changes(target.auth, target.calendar_id, target.cursor))
-        assert isinstance(changes, Changes)
+        try:
+            changes = await provider.changes(target.auth, target.calendar_id, target.cursor)
+        except ProviderError as error:
+            raise _StopCycle(error) from error
         if changes.full_resync or target.cursor is None:
             run.add("full_read")
         await asyncio.to_thread(self._apply_changes, target, changes, run)
@@ -593,22 +600,22 @@ class SyncEngine:
             appointment = session.get(Appointment, appointment_id)
             if appointment is None:
                 return None
-            link = session.scalars(
-                select(EventLink).where(
-                    EventLink.appointment_id == appointment_id,
-                    EventLink.connection_id == target.connection_id,
-                )
-            ).first()
+            link = self._find_link(session, target, appointment_id)
             session.expunge_all()
             return appointment, link
 
-    def _link(self, session: Session, target: _Target, appointment_id: str) -> EventLink:
-        link = session.scalars(
+    @staticmethod
+    def _find_link(session: Session, target: _Target, appointment_id: str) -> EventLink | None:
+        return session.scalars(
             select(EventLink).where(
                 EventLink.appointment_id == appointment_id,
                 EventLink.connection_id == target.connection_id,
             )
         ).first()
+
+    def _link(self, session: Session, target: _Target, appointment_id: str) -> EventLink:
+        """The appointment's link on this connection, made (pending) when there is none yet."""
+        link = self._find_link(session, target, appointment_id)
         if link is None:
             link = EventLink(
                 appointment_id=appointment_id,
@@ -727,17 +734,7 @@ class SyncEngine:
                 auth = connection.authorization(self.cipher)
             except (MissingTokenError, TokenDecryptError) as error:
                 return self._write_failure_now(connection_id, error)
-            assert connection.selected_calendar_id is not None
-            return _Target(
-                connection_id=connection.id,
-                user_id=connection.user_id,
-                provider=connection.provider,
-                account_email=connection.account_email,
-                calendar_id=connection.selected_calendar_id,
-                cursor=connection.sync_cursor,
-                failures=connection.sync_failures,
-                auth=auth,
-            )
+            return _Target.of(connection, auth)
 
     def _write_failure_now(self, connection_id: int, error: BaseException) -> CycleResult:
         now = self.clock()
@@ -991,18 +988,7 @@ class SyncEngine:
                     auth = connection.authorization(self.cipher)
                 except (MissingTokenError, TokenDecryptError):
                     continue
-                targets.append(
-                    _Target(
-                        connection.id,
-                        connection.user_id,
-                        connection.provider,
-                        connection.account_email,
-                        connection.selected_calendar_id or "",
-                        connection.sync_cursor,
-                        connection.sync_failures,
-                        auth,
-                    )
-                )
+                targets.append(_Target.of(connection, auth))
         return targets
 
     def _record_health(

@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from calsync.app import (
-    Services,
     build_bolt_app,
     build_disconnect_notifier,
     build_slack_bot,
@@ -135,16 +134,7 @@ def slack_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
             CALSYNC_SUPPORT_CHANNEL=SUPPORT_CHANNEL,
         )
     )
-    services = Services(
-        settings=settings,
-        engine=sandbox_session.engine,
-        sessions=sandbox_session.sessions,
-        cipher=sandbox_session.cipher,
-        clock=sandbox_session.clock,
-        providers=sandbox_session.providers,
-        world=sandbox_session.world,
-        sandbox=endpoints,
-    )
+    services = sandbox_session.services(settings)
     sync_engine = build_sync_engine(services)
     bot = build_slack_bot(services, build_troubleshooter(services), sync_engine)
     sync_engine.notify = build_disconnect_notifier(services, bot)

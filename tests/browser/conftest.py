@@ -79,16 +79,7 @@ def site_server(sandbox_session: Sandbox) -> Iterator[Site]:
                 CALSYNC_STATE_DIR=sandbox_session.tmp_dir,
             )
         )
-        services = Services(
-            settings=settings,
-            engine=sandbox_session.engine,
-            sessions=sandbox_session.sessions,
-            cipher=sandbox_session.cipher,
-            clock=sandbox_session.clock,
-            providers=sandbox_session.providers,
-            world=sandbox_session.world,
-            sandbox=endpoints,
-        )
+        services = sandbox_session.services(settings)
         troubleshooter = build_troubleshooter(services)
         bot = build_slack_bot(services, troubleshooter)
         holder.app = build_web_app(

@@ -70,16 +70,7 @@ def robust_app(sandbox_session: Sandbox) -> Iterator[Robust]:
                 CALSYNC_SUPPORT_CHANNEL=SUPPORT_CHANNEL,
             ).model_copy(update={"public_url": server.url, "link_secret": SecretStr(link_secret)})
         )
-        services = Services(
-            settings=settings,
-            engine=sandbox_session.engine,
-            sessions=sandbox_session.sessions,
-            cipher=sandbox_session.cipher,
-            clock=sandbox_session.clock,
-            providers=sandbox_session.providers,
-            world=sandbox_session.world,
-            sandbox=endpoints,
-        )
+        services = sandbox_session.services(settings)
         troubleshooter = build_troubleshooter(services)
         sync_engine = build_sync_engine(services)
         bot = build_slack_bot(services, troubleshooter, sync_engine)

@@ -130,16 +130,7 @@ def sync_world_session(
     with SandboxRuntime(world, directory, clock) as endpoints:
         sandbox = Sandbox.build(engine, world, TokenCipher([generate_key()]), clock, endpoints, directory)
         settings = endpoints.apply(Settings(_env_file=None, CALSYNC_STATE_DIR=directory))  # type: ignore[call-arg]
-        services = Services(
-            settings=settings,
-            engine=engine,
-            sessions=sandbox.sessions,
-            cipher=sandbox.cipher,
-            clock=clock,
-            providers=sandbox.providers,
-            world=world,
-            sandbox=endpoints,
-        )
+        services = sandbox.services(settings)
         troubleshooter = build_troubleshooter(services)
         sync_engine = build_sync_engine(services)
         bot = build_slack_bot(services, troubleshooter, sync_engine)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from calsync.app import Services, build_bolt_app, build_slack_bot, build_troubleshooter, build_web_app
+from calsync.app import build_bolt_app, build_slack_bot, build_troubleshooter, build_web_app
 from calsync.diagnostics.troubleshooter import Troubleshooter
 from calsync.links import LinkSigner
 from calsync.sandbox.server import BackgroundServer
@@ -97,16 +97,7 @@ def web_server(sandbox_session: Sandbox) -> Iterator[WebHarness]:
                 }
             )
         )
-        services = Services(
-            settings=settings,
-            engine=sandbox_session.engine,
-            sessions=sandbox_session.sessions,
-            cipher=sandbox_session.cipher,
-            clock=sandbox_session.clock,
-            providers=sandbox_session.providers,
-            world=sandbox_session.world,
-            sandbox=endpoints,
-        )
+        services = sandbox_session.services(settings)
         troubleshooter = build_troubleshooter(services)
         bot = build_slack_bot(services, troubleshooter)
         late.app = build_web_app(services, build_bolt_app(services, bot), bot=bot)
