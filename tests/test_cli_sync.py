@@ -36,20 +36,21 @@ def test_sync_pushes_the_pending_booking_and_the_diagnosis_agrees(state: Path) -
     assert "sync.pending" not in diagnosis_codes(state, "kate@northwind.example")
 
 
-# (rep, exit code, what the line says)
+# (rep, exit code, where calsync says it, what it says)
 SYNC_LINES = [
-    ("omar@northwind.example", 0, "calendar edit brought back to SalesPartner"),
-    ("carla@northwind.example", 1, "authorization no longer works; reconnect it"),
-    ("pia@northwind.example", 1, "asked us to slow down"),
-    ("sam@northwind.example", 1, ""),  # the agent: no calendar of his own
+    ("omar@northwind.example", 0, "stdout", "calendar edit brought back to SalesPartner"),
+    ("carla@northwind.example", 1, "stdout", "authorization no longer works; reconnect it"),
+    ("pia@northwind.example", 1, "stdout", "asked us to slow down"),
+    ("sam@northwind.example", 1, "stderr", "has no active calendar connection"),  # the agent
 ]
 
 
-@pytest.mark.parametrize(("email", "code", "says"), SYNC_LINES)
-def test_sync_says_what_it_did(state: Path, email: str, code: int, says: str) -> None:
+@pytest.mark.parametrize(("email", "code", "stream", "says"), SYNC_LINES)
+def test_sync_says_what_it_did(state: Path, email: str, code: int, stream: str, says: str) -> None:
     result = run(state, "sync", email)
     assert result.returncode == code, result.stderr.decode()
-    assert says in result.stdout.decode("utf-8")
+    output: bytes = getattr(result, stream)
+    assert says in output.decode("utf-8")
 
 
 def test_worker_once_syncs_every_due_connection(state: Path) -> None:
