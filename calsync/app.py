@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from calsync.sandbox.world import World
     from calsync.syncbackend.crypto import TokenCipher
     from calsync.syncbackend.engine import CycleResult, DisconnectNotifier, SyncEngine
+    from calsync.syncbackend.holds import Decision
     from calsync.syncbackend.providers.base import CalendarProvider
     from calsync.syncbackend.schedule import SyncPolicy
 
@@ -48,8 +49,10 @@ cli = typer.Typer(
 )
 sandbox_cli = typer.Typer(help="The local emulators of Google, Microsoft and Slack, and scenario files.")
 db_cli = typer.Typer(help="The sync-backend database.")
+holds_cli = typer.Typer(help="Cancellations a sync held back for a support agent: list them, decide.")
 cli.add_typer(sandbox_cli, name="sandbox")
 cli.add_typer(db_cli, name="db")
+cli.add_typer(holds_cli, name="holds")
 
 
 def stderr() -> Console:
@@ -278,6 +281,8 @@ def build_sync_policy(settings: Settings) -> SyncPolicy:
         time_zone=zone,
         jitter=settings.sync_jitter,
         health_interval=timedelta(minutes=settings.health_interval_minutes),
+        mass_cancel_count=settings.mass_cancel_count,
+        mass_cancel_share=settings.mass_cancel_share,
     )
 
 
@@ -296,21 +301,28 @@ def build_sync_engine(services: Services, notify: DisconnectNotifier | None = No
     )
 
 
-def build_disconnect_notifier(services: Services, bot: SlackBot) -> DisconnectNotifier | None:
-    """DMs a rep whose grant stopped working, when a Slack bot token is configured."""
+def wire_notifications(services: Services, engine: SyncEngine, bot: SlackBot) -> None:
+    """What the engine says through Slack, when a bot token is configured: the DM to a rep whose
+    grant stopped working, and the support channel's question about held cancellations."""
     from slack_sdk.web.async_client import AsyncWebClient
 
     from calsync.syncbackend.engine import Disconnection
+    from calsync.syncbackend.holds import Hold
 
     token = services.settings.slack_bot_token
     if token is None:
-        return None
+        engine.notify = engine.notify_hold = None
+        return
     client = AsyncWebClient(token=token.get_secret_value(), base_url=services.settings.slack_api_url)
 
     async def notify(disconnection: Disconnection) -> bool:
         return await bot.notify_disconnected(client, disconnection)
 
-    return notify
+    async def notify_hold(hold: Hold) -> bool:
+        return await bot.notify_hold(client, hold)
+
+    engine.notify = notify
+    engine.notify_hold = notify_hold if services.settings.support_channel else None
 
 
 def build_slack_bot(
@@ -687,7 +699,7 @@ def sync_command(
     with open_services() as services:
         troubleshooter = build_troubleshooter(services)
         engine = build_sync_engine(services)
-        engine.notify = build_disconnect_notifier(services, build_slack_bot(services, troubleshooter, engine))
+        wire_notifications(services, engine, build_slack_bot(services, troubleshooter, engine))
         results = asyncio.run(engine.sync_user(email))
         if not results:
             _note(f"{email} has no active calendar connection (or is not a SalesPartner user).")
@@ -695,6 +707,73 @@ def sync_command(
         _print_cycles(results, as_json=as_json)
         if any(result.status == "error" for result in results):
             raise typer.Exit(1)
+
+
+@holds_cli.callback(invoke_without_command=True)
+def holds_list(
+    context: typer.Context,
+    show_all: bool = typer.Option(False, "--all", help="Decided holds too, not only the open ones."),
+    as_json: bool = typer.Option(False, "--json", help="A JSON list on stdout."),
+) -> None:
+    """List the held cancellations (open ones by default)."""
+    if context.invoked_subcommand is not None:
+        return
+    import json
+
+    from calsync.syncbackend.holds import Holds
+
+    with open_services(announce=False) as services:
+        found = Holds(services.sessions, services.clock).find(status=None if show_all else "open")
+    if as_json:
+        typer.echo(json.dumps([hold.as_dict() for hold in found], indent=2))
+        return
+    if not found:
+        _note("No held cancellations." if not show_all else "No holds at all.")
+        return
+    for hold in found:
+        titles = ", ".join(f"{a.title} ({a.start:%Y-%m-%d %H:%M} UTC)" for a in hold.appointments)
+        decided = f" by {hold.decided_by}" if hold.decided_by else ""
+        typer.echo(
+            f"hold {hold.id} [{hold.status}{decided}] {hold.user_email} ({hold.provider}, "
+            f"{hold.account_email}), {hold.detected_at:%Y-%m-%d %H:%M} UTC: {len(hold.appointments)} of "
+            f"{hold.upcoming} upcoming: {titles}"
+        )
+
+
+def _decide_hold(hold_id: int, decision: Decision, by: str) -> None:
+    from calsync.syncbackend.holds import Holds, UnknownHold
+
+    with open_services(announce=False) as services:
+        try:
+            decided = Holds(services.sessions, services.clock).decide(hold_id, decision, actor=by)
+        except UnknownHold:
+            _note(f"There is no hold {hold_id}; `calsync holds --all` lists them.")
+            raise typer.Exit(1) from None
+    if decided.already:
+        _note(
+            f"Hold {hold_id} was already decided ({decided.hold.status}) by {decided.hold.decided_by}; nothing changed."
+        )
+        raise typer.Exit(1)
+    done = "cancelled" if decision == "cancel" else "kept booked (back on the calendar in the next sync)"
+    typer.echo(f"Hold {hold_id}: {decided.changed} appointment{'s' if decided.changed != 1 else ''} {done}.")
+
+
+@holds_cli.command("cancel")
+def holds_cancel(
+    hold_id: int = typer.Argument(..., help="The hold's id (`calsync holds`)."),
+    by: str = typer.Option(..., "--by", help="Who decides (recorded in the audit log)."),
+) -> None:
+    """Cancel the held appointments, as if the rep had deleted each event."""
+    _decide_hold(hold_id, "cancel", by)
+
+
+@holds_cli.command("keep")
+def holds_keep(
+    hold_id: int = typer.Argument(..., help="The hold's id (`calsync holds`)."),
+    by: str = typer.Option(..., "--by", help="Who decides (recorded in the audit log)."),
+) -> None:
+    """Keep the held appointments booked; they go back on the calendar in the next sync."""
+    _decide_hold(hold_id, "keep", by)
 
 
 @cli.command("worker")
@@ -722,7 +801,7 @@ def worker_command(
     with open_services() as services:
         troubleshooter = build_troubleshooter(services)
         engine = build_sync_engine(services)
-        engine.notify = build_disconnect_notifier(services, build_slack_bot(services, troubleshooter, engine))
+        wire_notifications(services, engine, build_slack_bot(services, troubleshooter, engine))
         _note(f"calsync worker {engine.worker_id} started.")
 
         async def run() -> None:
@@ -858,7 +937,7 @@ def serve_command(
         troubleshooter = build_troubleshooter(services)
         sync_engine = build_sync_engine(services)
         bot = build_slack_bot(services, troubleshooter, sync_engine)
-        sync_engine.notify = build_disconnect_notifier(services, bot)
+        wire_notifications(services, sync_engine, bot)
         bolt_app = build_bolt_app(services, bot)
         web = build_web_app(services, None if settings.slack_app_token else bolt_app, troubleshooter, bot=bot)
         if bolt_app is None:

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     sync_jitter: float = Field(default=0.2, ge=0, lt=1, alias="CALSYNC_SYNC_JITTER")
     # Minutes between two health checks (a grant refresh) of every connected calendar.
     health_interval_minutes: float = Field(default=60.0, gt=0, alias="CALSYNC_HEALTH_INTERVAL_MINUTES")
+    mass_cancel_count: int = Field(default=3, ge=1, alias="CALSYNC_MASS_CANCEL_COUNT")
+    mass_cancel_share: float = Field(default=0.2, ge=0, le=1, alias="CALSYNC_MASS_CANCEL_SHARE")
 
     @property
     def agent_ids(self) -> frozenset[str]:

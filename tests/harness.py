@@ -27,7 +27,7 @@ from calsync.diagnostics.runner import run_checks
 from calsync.diagnostics.state import find_user, load_rep_state
 from calsync.sandbox.runtime import GOOGLE_CLIENT_ID, MICROSOFT_CLIENT_ID, SandboxEndpoints
 from calsync.sandbox.scenario import load_scenario
-from calsync.sandbox.world import SandboxBase, World
+from calsync.sandbox.world import World
 from calsync.settings import Settings
 from calsync.syncbackend.crypto import TokenCipher
 from calsync.syncbackend.models import Base, CalendarConnection, MissingTokenError
@@ -127,8 +127,7 @@ class Sandbox:
         with transaction(self.sessions) as session:
             for table in reversed(Base.metadata.sorted_tables):
                 session.execute(delete(table))
-            for table in reversed(SandboxBase.metadata.sorted_tables):
-                session.execute(delete(table))
+        self.world.reset()
         self.clock.now = FIXED_NOW
         self.sleep.calls.clear()
 

@@ -147,6 +147,14 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
     ) -> None:
         await bot.in_turn(bot.send_reconnect_link(client, respond, body))
 
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_HOLD_CANCEL], middleware=[ack_at_once])
+    async def on_hold_cancel(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        await bot.in_turn(bot.decide_hold(client, respond, body, "cancel"))
+
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_HOLD_KEEP], middleware=[ack_at_once])
+    async def on_hold_keep(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        await bot.in_turn(bot.decide_hold(client, respond, body, "keep"))
+
     # Link buttons (reconnect, open report) still send an action: ack it, the browser does the rest.
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_RECONNECT], middleware=[ack_at_once])
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_OPEN_REPORT], middleware=[ack_at_once])

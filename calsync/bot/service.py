@@ -29,6 +29,7 @@ from calsync.diagnostics.answer import CALENDAR_PRODUCTS, Answer
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
 from calsync.render import blocks
 from calsync.syncbackend.engine import CycleResult, Disconnection
+from calsync.syncbackend.holds import Decision, Hold, Holds, UnknownHold
 from calsync.syncbackend.models import AuditEntry, Feedback, ProcessedEvent, User
 from calsync.syncbackend.reconnect import Outcome
 
@@ -673,6 +674,39 @@ class SlackBot:
         dm = blocks.Message(text=intro, blocks=[*blocks.notice_message(intro).blocks, *link.blocks])
         await self._post(client, channel, dm, None)
         return True
+
+    # -- held cancellations ------------------------------------------------------------------------
+
+    async def notify_hold(self, client: AsyncWebClient, hold: Hold) -> bool:
+        """Ask the support channel to decide on cancellations a sync held back; True once posted."""
+        if not self.support_channel:
+            return False
+        return await self._post(client, self.support_channel, blocks.hold_message(hold), None) is not None
+
+    async def decide_hold(
+        self, client: AsyncWebClient, respond: Respond, body: dict[str, Any], decision: Decision
+    ) -> None:
+        """An agent's click on a hold's message: decide once, then show the decision in its place."""
+        agent = await self.person(client, body["user"]["id"])
+        if not await self.is_agent(client, agent):
+            await self._respond(
+                respond,
+                blocks.error_message("Only support agents can decide on held cancellations."),
+                replace_original=False,
+            )
+            return
+        try:
+            hold_id = int(_value(body).get("hold"))  # type: ignore[arg-type]
+            decided = await asyncio.to_thread(
+                Holds(self.sessions, self.clock).decide, hold_id, decision, actor=agent.slack_user_id
+            )
+        except (TypeError, ValueError, UnknownHold):
+            await self._respond(
+                respond, blocks.error_message("I can't find that hold any more."), replace_original=False
+            )
+            return
+        message = blocks.hold_decided_message(decided, f"<@{agent.slack_user_id}>")
+        await self._update_clicked(client, respond, body, message)
 
     # -- App Home --------------------------------------------------------------------------------
 

@@ -13,7 +13,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from calsync.syncbackend.models import Appointment, CalendarConnection, EventLink, SyncRun, User
+from calsync.syncbackend.models import (
+    Appointment,
+    CalendarConnection,
+    CancellationHold,
+    EventLink,
+    SyncRun,
+    User,
+)
 
 # How far back and ahead the snapshot reaches: enough for "yesterday's demo" and next month's calls.
 APPOINTMENTS_BACK = timedelta(days=30)
@@ -81,6 +88,17 @@ class SyncRunState:
 
 
 @dataclass(frozen=True)
+class HoldState:
+    """Cancellations a sync held back for a support agent (see `syncbackend/holds.py`)."""
+
+    id: int
+    connection_id: int
+    appointment_ids: tuple[str, ...]
+    detected_at: datetime
+    source: str
+
+
+@dataclass(frozen=True)
 class RepState:
     user_id: int
     email: str
@@ -90,6 +108,7 @@ class RepState:
     connections: tuple[ConnectionState, ...]
     appointments: tuple[AppointmentState, ...]
     sync_runs: tuple[SyncRunState, ...]  # newest first
+    holds: tuple[HoldState, ...] = ()  # open ones, oldest first
 
     @property
     def active_connections(self) -> tuple[ConnectionState, ...]:
@@ -203,6 +222,11 @@ def load_rep_state(session: Session, user: User, now: datetime) -> RepState:
             ).all()
         )
     runs.sort(key=lambda run: run.started_at, reverse=True)
+    holds = session.scalars(
+        select(CancellationHold)
+        .where(CancellationHold.user_id == user.id, CancellationHold.status == "open")
+        .order_by(CancellationHold.id)
+    ).all()
     return RepState(
         user_id=user.id,
         email=user.email,
@@ -212,6 +236,16 @@ def load_rep_state(session: Session, user: User, now: datetime) -> RepState:
         connections=tuple(_connection(row) for row in connections),
         appointments=tuple(_appointment(row) for row in appointments),
         sync_runs=tuple(_run(row) for row in runs),
+        holds=tuple(
+            HoldState(
+                id=row.id,
+                connection_id=row.connection_id,
+                appointment_ids=tuple(row.appointment_ids or ()),
+                detected_at=row.detected_at,
+                source=str((row.detail or {}).get("source", "")),
+            )
+            for row in holds
+        ),
     )
 
 

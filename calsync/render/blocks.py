@@ -34,11 +34,14 @@ from calsync.diagnostics.answer import CALENDAR_PRODUCTS, Answer, MarkedStep, Sh
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.knowledge.loader import KnowledgeBase, load_articles
 from calsync.render.text import help_topics
+from calsync.syncbackend.holds import Decided, Hold
 
 __all__ = [
     "ACTION_CHECK_AGAIN",
     "ACTION_DID_YOU_MEAN",
     "ACTION_HELPED",
+    "ACTION_HOLD_CANCEL",
+    "ACTION_HOLD_KEEP",
     "ACTION_NOT_HELPED",
     "ACTION_OPEN_REPORT",
     "ACTION_PATTERNS",
@@ -61,6 +64,8 @@ __all__ = [
     "error_message",
     "escape_mrkdwn",
     "help_message",
+    "hold_decided_message",
+    "hold_message",
     "home_view",
     "markup_message",
     "notice_message",
@@ -80,6 +85,8 @@ ACTION_DID_YOU_MEAN = "did_you_mean"  # did_you_mean_0, _1…; value = json {"ar
 ACTION_SEND_RECONNECT_LINK = "send_reconnect_link"  # agent only; value = json {"rep": email, "provider": p}
 ACTION_OPEN_REPORT = "open_report"  # agent only; url button to the report page
 ACTION_SYNC_NOW = "sync_now"  # value = json {"article": id | null, "question": str | null}
+ACTION_HOLD_CANCEL = "hold_cancel"  # agent only, support channel; value = json {"hold": id}
+ACTION_HOLD_KEEP = "hold_keep"  # same value
 
 _BASE_ACTIONS = (
     ACTION_RECONNECT,
@@ -91,6 +98,8 @@ _BASE_ACTIONS = (
     ACTION_SEND_RECONNECT_LINK,
     ACTION_OPEN_REPORT,
     ACTION_SYNC_NOW,
+    ACTION_HOLD_CANCEL,
+    ACTION_HOLD_KEEP,
 )
 # What each kind of button's action_id looks like (a bare id or one with an `_N` suffix).
 ACTION_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -558,6 +567,81 @@ def reconnect_message(links: Mapping[str, str | None]) -> Message:
         return error_message("I couldn't make a reconnect link just now — please try again in a minute.")
     text = "Here is your reconnect link: it opens in your browser, and it works once, for you only."
     return Message(text=text, blocks=[_section(f"🔗 {text}"), *_actions(buttons)])
+
+
+HELD_LISTED = 5
+
+
+def _held_lines(hold: Hold) -> list[str]:
+    lines = [
+        f"• {escape_mrkdwn(item.title or 'Untitled')} — {_slack_date(item.start, '{date_short_pretty} {time}', '')}"
+        for item in hold.appointments[:HELD_LISTED]
+    ]
+    if len(hold.appointments) > HELD_LISTED:
+        lines.append(f"• …and {len(hold.appointments) - HELD_LISTED} more")
+    return lines
+
+
+def hold_message(hold: Hold) -> Message:
+    """What the support channel is asked when a sync held back many cancellations at once."""
+    count = len(hold.appointments)
+    who = escape_mrkdwn(hold.user_name or hold.user_email)
+    where = f"{_product(hold.provider)} ({escape_mrkdwn(hold.account_email)})"
+    text = (
+        f"Held {count} cancellation{'s' if count != 1 else ''} for {hold.user_name or hold.user_email}: "
+        "their events disappeared from the calendar at once. Nothing was cancelled."
+    )
+    intro = (
+        f"⚠️ *{count} of {who}'s {hold.upcoming} upcoming appointments disappeared from their {where} at "
+        f"once* (one {escape_mrkdwn(hold.source or 'sync')}). Deleting an event cancels its "
+        "appointment, but this many at once may be a wiped or swapped calendar, so *nothing was "
+        "cancelled*: they stay booked until you decide."
+    )
+    value = _json_value({"hold": hold.id})
+    confirm_cancel = {
+        "title": _plain("Cancel them?", 100),
+        "text": _plain(f"{count} appointments will be cancelled in SalesPartner.", 300),
+        "confirm": _plain("Cancel them", 30),
+        "deny": _plain("Back", 30),
+        "style": "danger",
+    }
+    cancel = _button("Cancel them", ACTION_HOLD_CANCEL, value=value, style="danger")
+    cancel["confirm"] = confirm_cancel
+    keep = _button("Keep them booked", ACTION_HOLD_KEEP, value=value, style="primary")
+    return Message(
+        text=_truncate(escape_mrkdwn(text), MAX_FALLBACK_TEXT),
+        blocks=[
+            _section(intro),
+            *[_section(chunk) for chunk in _pack(_held_lines(hold))],
+            _context(
+                "*Cancel them*: cancelled as if the rep had deleted each one. *Keep them booked*: they go "
+                f"back on the calendar in the next sync. (Hold {hold.id}; also `calsync holds`.)"
+            ),
+            *_actions([cancel, keep]),
+        ],
+    )
+
+
+def hold_decided_message(decided: Decided, actor: str) -> Message:
+    """The hold's message once decided (`actor` is Slack markup, e.g. `<@U123>`, or a plain name)."""
+    hold = decided.hold
+    who = escape_mrkdwn(hold.user_name or hold.user_email)
+    if decided.already:
+        done = "cancelled" if hold.status == "cancelled" else "kept booked"
+        by = escape_mrkdwn(hold.decided_by or "someone")
+        line = f"Already decided: {by} {done} these appointments of {who}'s. Nothing changed now."
+    elif decided.decision == "cancel":
+        line = f"✅ {actor} cancelled {decided.changed} of {who}'s appointments (deleted in the calendar)."
+    else:
+        line = (
+            f"✅ {actor} kept {decided.changed} of {who}'s appointments booked; they go back on the "
+            "calendar in the next sync."
+        )
+    fallback = line.replace("✅ ", "")
+    return Message(
+        text=_truncate(fallback, MAX_FALLBACK_TEXT),
+        blocks=[_section(line), *[_section(c) for c in _pack(_held_lines(hold))]],
+    )
 
 
 def help_message(is_agent: bool, *, knowledge: KnowledgeBase | None = None) -> Message:

@@ -6,6 +6,7 @@ Nothing here knows a provider's wire format; each emulator keeps its own error b
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -14,8 +15,9 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-from calsync.sandbox.world import SandboxRequest, World
+from calsync.sandbox.world import FaultHit, SandboxRequest, World
 
 REDACTED = "[redacted]"
 # Field names whose values are credentials: never written to the request log.
@@ -95,3 +97,20 @@ async def record(
         duration_ms=(time.monotonic() - started) * 1000.0,
     )
     await run_in_threadpool(world.record_request, entry)
+
+
+def short_list(hits: list[FaultHit], response: Response, key: str) -> Response:
+    """A `short_list` fault: a successful list answered without its first `drop` items (default: all
+    of them) — what a lagging replica or a lost page looks like. Other answers pass unchanged."""
+    hit = next((hit for hit in hits if hit.kind == "short_list"), None)
+    if hit is None or response.status_code != 200:
+        return response
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:
+        return response
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        return response
+    body[key] = items[int(hit.params.get("drop", len(items))) :]
+    return JSONResponse(body)

@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from calsync.sandbox.emulator_common import hang, record
+from calsync.sandbox.emulator_common import hang, record, short_list
 from calsync.sandbox.world import (
     FaultHit,
     Provider,
@@ -436,7 +436,9 @@ class GoogleEmulator:
                             detail={"location": "Authorization", "locationType": "header"},
                         )
                     )
-                response = await run_in_threadpool(handler, _Call(request, account, body))
+                response = short_list(
+                    hits, await run_in_threadpool(handler, _Call(request, account, body)), "items"
+                )
                 lost = lose_response(hits, response.status_code)
                 if lost is not None:
                     await hang(request, lost_response_wait(hits))

@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from calsync.sandbox.emulator_common import hang, record
+from calsync.sandbox.emulator_common import hang, record, short_list
 from calsync.sandbox.world import (
     FaultHit,
     SandboxAccount,
@@ -440,7 +440,7 @@ def build_microsoft_app(
                     faulted = await apply_faults(exchange, hits, identity=False, endpoint=endpoint)
                     if faulted is not None:
                         raise _Reply(faulted)
-                response = await fn(exchange)
+                response = short_list(hits, await fn(exchange), "value")
                 lost = None if identity else lose_response(hits, response.status_code)
                 if lost is not None:
                     await hang(exchange.request, lost_response_wait(hits))

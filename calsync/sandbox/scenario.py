@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import transaction
 from calsync.sandbox.world import (
+    Endpoint,
+    FaultKind,
     SandboxAccount,
     SandboxCalendar,
     SandboxEvent,
@@ -235,18 +237,9 @@ class UserSpec(_Spec):
 
 class FaultSpec(_Spec):
     provider: Literal["google", "microsoft", "slack", "*"]
-    kind: Literal[
-        "latency",
-        "rate_limit",
-        "unavailable",
-        "hang",
-        "invalid_grant",
-        "malformed",
-        "sync_token_expired",
-        "lost_response",
-    ]
+    kind: FaultKind
     account: str | None = None
-    endpoint: Literal["*", "token", "calendars", "events", "changes"] = "*"
+    endpoint: Endpoint = "*"
     params: dict[str, Any] = {}
     remaining: int | None = Field(default=None, ge=0, le=MAX_INT32)
 

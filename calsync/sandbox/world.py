@@ -35,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from calsync.db import UTCDateTime, make_session_factory, transaction
@@ -49,6 +50,7 @@ FaultKind = Literal[
     "malformed",  # 200 with a body that is not the JSON the client expects
     "sync_token_expired",  # Google 410 Gone / Graph syncStateNotFound on an incremental read
     "lost_response",  # params: status (503), after_seconds (0) — carried out, its answer lost
+    "short_list",  # params: drop (default all) — a list answered without its first items
 ]
 # Endpoints a fault can target; "*" matches every one of them.
 Endpoint = Literal["*", "token", "calendars", "events", "changes"]
@@ -272,12 +274,26 @@ class World:
 
     def create_tables(self) -> None:
         SandboxBase.metadata.create_all(self.engine)
+        self._ensure_counter()
 
     def reset(self) -> None:
-        """Empty every sandbox table (the product tables are left alone)."""
+        """Empty every sandbox table (the product tables are left alone). The change counter keeps
+        counting, so a cursor from before the reset never matches a state after it."""
         with transaction(self.sessions) as session:
             for table in reversed(SandboxBase.metadata.sorted_tables):
-                session.execute(table.delete())
+                if table.name != SandboxCounter.__tablename__:
+                    session.execute(table.delete())
+        self._ensure_counter()
+
+    def _ensure_counter(self) -> None:
+        """The counter's one row exists from the moment the tables do, so concurrent first writes
+        only ever update it (two inserting it at once would collide)."""
+        try:
+            with transaction(self.sessions) as session:
+                if session.get(SandboxCounter, 1) is None:
+                    session.add(SandboxCounter(id=1, value=0))
+        except IntegrityError:
+            pass  # another process made it in the same moment: there is one row, as wanted
 
     # -- accounts, grants and tokens -------------------------------------------------------------
 
@@ -407,14 +423,15 @@ class World:
             return calendar
 
     def next_version(self, session: Session) -> int:
-        """Bump and return the world's change counter inside the caller's transaction."""
-        counter = session.get(SandboxCounter, 1, with_for_update=True)
-        if counter is None:
-            counter = SandboxCounter(id=1, value=0)
-            session.add(counter)
-        counter.value += 1
-        session.flush()
-        return counter.value
+        """Bump and return the world's change counter inside the caller's transaction: one atomic
+        UPDATE ... RETURNING, so concurrent writers each get their own value on SQLite and PostgreSQL."""
+        value = session.execute(
+            update(SandboxCounter)
+            .where(SandboxCounter.id == 1)
+            .values(value=SandboxCounter.value + 1)
+            .returning(SandboxCounter.value)
+        ).scalar_one()
+        return int(value)
 
     def current_version(self) -> int:
         with self.sessions() as session:
@@ -681,6 +698,26 @@ class World:
         with transaction(self.sessions) as session:
             event = session.scalars(select(SandboxEvent).where(SandboxEvent.event_id == event_id)).one()
             return self._change_event(session, event, changes, now, allowed=_OWNER_EVENT_FIELDS)
+
+    def forget_event(self, event_id: str) -> None:
+        """The provider keeps no trace of the event any more: a deletion older than its tombstones
+        (a full read does not list it, a look-up answers 404). Nothing is counted as a change."""
+        with transaction(self.sessions) as session:
+            session.execute(delete(SandboxEvent).where(SandboxEvent.event_id == event_id))
+
+    def delete_calendar(self, provider: Provider, account_email: str, calendar_id: str) -> None:
+        """The owner deletes (or stops sharing) a whole calendar: it and its events are gone."""
+        with transaction(self.sessions) as session:
+            account = session.scalars(
+                select(SandboxAccount).where(
+                    SandboxAccount.provider == provider, SandboxAccount.email == account_email.lower()
+                )
+            ).one()
+            session.execute(
+                delete(SandboxCalendar).where(
+                    SandboxCalendar.account_id == account.id, SandboxCalendar.calendar_id == calendar_id
+                )
+            )
 
     def _change_event(
         self,

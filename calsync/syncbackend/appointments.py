@@ -14,9 +14,29 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import transaction
-from calsync.syncbackend.models import Appointment, User
+from calsync.syncbackend.models import Appointment, EventLink, User
 
 CANCELLED_IN_SALESPARTNER = "cancelled in SalesPartner"
+DELETED_IN_CALENDAR = "deleted in calendar"
+
+
+def cancel_deleted_in_calendar(link: EventLink, now: datetime) -> bool:
+    """The help center's rule: the rep deleted the event, so the appointment is cancelled.
+
+    The one place the rule is applied (an incremental read's deletion, a full read's confirmed
+    absence, an update answered 404, an agent's decision on a hold). The link is marked deleted and
+    holds the new revision, so nothing is pushed back. True when the appointment was booked."""
+    appointment = link.appointment
+    link.state = "deleted"
+    link.last_pulled_at = now
+    cancelled = appointment.status == "booked"
+    if cancelled:
+        appointment.status = "cancelled"
+        appointment.cancellation_reason = DELETED_IN_CALENDAR
+        appointment.revision += 1
+        appointment.updated_at = now
+    link.pushed_revision = appointment.revision
+    return cancelled
 
 
 class UnknownUser(LookupError):

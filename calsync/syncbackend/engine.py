@@ -29,15 +29,17 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from calsync.db import transaction
+from calsync.syncbackend import holds
+from calsync.syncbackend.appointments import DELETED_IN_CALENDAR, cancel_deleted_in_calendar
 from calsync.syncbackend.crypto import TokenCipher, TokenDecryptError
 from calsync.syncbackend.models import (
     CALENDAR_LABELS,
@@ -74,11 +76,13 @@ from calsync.syncbackend.schedule import (
 
 log = logging.getLogger(__name__)
 
-DELETED_IN_CALENDAR = "deleted in calendar"
+__all__ = ["DELETED_IN_CALENDAR", "CycleResult", "SyncEngine"]
 # How far around an appointment a lost insert is looked for (it may have moved since).
 LOOKUP_SPAN = timedelta(days=366)
 
-CycleStatus = Literal["ok", "error", "busy", "skipped"]
+CycleStatus = Literal["ok", "error", "busy", "skipped", "held"]
+# How many linked events a full read lacks are looked up at once (Graph allows 4 per mailbox).
+LOOKUPS_AT_ONCE = 4
 
 PUSH_WORDS = (
     ("created", "{n} appointment{s} sent to the calendar"),
@@ -134,6 +138,12 @@ class CycleResult:
         if self.status == "skipped":
             why = SKIP_WORDS.get(self.error_code or "", self.error_code or "nothing to sync")
             return f"{where}: not synced — {why}."
+        if self.status == "held":
+            held = self.pulled.get("held", 0)
+            return (
+                f"{where}: {held} appointment{'s' if held != 1 else ''} deleted in the calendar at once — "
+                "none cancelled; a support agent decides whether to cancel them or put them back."
+            )
         if self.status == "error":
             why = FAILURE_WORDS.get(self.error_code or "", self.error_message or "an unknown error")
             return f"{where}: the sync did not get through — {why.format(provider=product)}."
@@ -187,6 +197,12 @@ class Disconnection:
 class DisconnectNotifier(Protocol):
     async def __call__(self, disconnection: Disconnection) -> bool:
         """Tell the rep; True when the message went out."""
+        ...
+
+
+class HoldNotifier(Protocol):
+    async def __call__(self, hold: holds.Hold) -> bool:
+        """Ask the support agents to decide on held cancellations; True when the message went out."""
         ...
 
 
@@ -297,6 +313,31 @@ def _held_revision(appointment: Appointment, event: Event) -> int:
     return 0 if _differences(appointment, event) else appointment.revision
 
 
+_Claimed = TypeVar("_Claimed")
+
+
+async def _deliver(
+    claimed: list[_Claimed],
+    send: Callable[[_Claimed], Awaitable[bool]],
+    release: Callable[[_Claimed], None],
+    what: str,
+) -> int:
+    """Send each claimed message; a message that fails (or raises) is released to be tried again.
+    How many went out."""
+    sent = 0
+    for item in claimed:
+        try:
+            ok = await send(item)
+        except Exception:
+            log.exception("sending %s failed", what)
+            ok = False
+        if ok:
+            sent += 1
+        else:
+            await asyncio.to_thread(release, item)
+    return sent
+
+
 # -- the engine ------------------------------------------------------------------------------------------
 
 
@@ -310,6 +351,7 @@ class SyncEngine:
         clock: Callable[[], datetime],
         policy: SyncPolicy | None = None,
         notify: DisconnectNotifier | None = None,
+        notify_hold: HoldNotifier | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
         max_concurrent_cycles: int = 16,
@@ -320,6 +362,7 @@ class SyncEngine:
         self.clock = clock
         self.policy = policy or SyncPolicy()
         self.notify = notify
+        self.notify_hold = notify_hold
         self.worker_id = worker_id or new_worker_id()
         self.rng = rng or random.Random()
         self.max_concurrent_cycles = max(1, max_concurrent_cycles)
@@ -379,7 +422,11 @@ class SyncEngine:
         push = _Run("push", self.clock())
         current = pull
         try:
-            await self._pull(provider, target, pull)
+            held = await self._pull(provider, target, pull)
+            if held is not None:
+                # Many cancellations at once: none made, an agent asked; the push waits a cycle.
+                await asyncio.to_thread(self._finish_run, target, pull, None, held)
+                return await self._held(target, pull, held)
             await asyncio.to_thread(self._finish_run, target, pull, None)
             current = push
             await self._push(provider, target, push)
@@ -393,17 +440,80 @@ class SyncEngine:
 
     # -- pull -----------------------------------------------------------------------------------------
 
-    async def _pull(self, provider: CalendarProvider, target: _Target, run: _Run) -> None:
+    async def _pull(self, provider: CalendarProvider, target: _Target, run: _Run) -> int | None:
+        """Read the calendar's changes and apply them; the id of a hold when the read would have
+        cancelled too many appointments at once (then none were cancelled)."""
         try:
             changes = await provider.changes(target.auth, target.calendar_id, target.cursor)
+            events = list(changes.events)
+            if changes.full_read:
+                run.add("full_read")
+                events += await self._reconcile(provider, target, changes)
         except ProviderError as error:
-            raise _StopCycle(error) from error
-        if changes.full_resync or target.cursor is None:
-            run.add("full_read")
-        await asyncio.to_thread(self._apply_changes, target, changes, run)
+            raise _StopCycle(error) from error  # nothing applied: the old cursor reads it all again
+        held = await asyncio.to_thread(self._apply_changes, target, changes, events, run)
         target.cursor = changes.cursor
+        return held
 
-    def _apply_changes(self, target: _Target, changes: Changes, run: _Run) -> None:
+    async def _reconcile(self, provider: CalendarProvider, target: _Target, changes: Changes) -> list[Event]:
+        """What became of our events a full read did not list: a full read lists the events that
+        exist, so a deleted one shows only as an absence — and so does an event moved out of the
+        read's window, or one a short page left out. Each is looked up by id: a 404/410 or a
+        cancelled event is a deletion (the same change an incremental read reports), an event
+        found is applied like any change. An absence alone never cancels anything, and a lookup that
+        fails ends the cycle before anything is applied."""
+        listed = {event.id for event in changes.events}
+        missing = await asyncio.to_thread(self._unlisted_event_ids, target, listed, changes.window)
+        if not missing:
+            return []
+        # Each 404 would look like a deletion if the calendar itself were gone: that is
+        # `calendar.not_found` (pick another calendar), never a reason to cancel.
+        calendars = await provider.list_calendars(target.auth)
+        if not any(calendar.id == target.calendar_id for calendar in calendars):
+            raise NotFound(provider.name, "The selected calendar no longer exists for this account.")
+        slots = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+        async def look_up(event_id: str) -> Event:
+            async with slots:
+                try:
+                    return await provider.get_event(target.auth, target.calendar_id, event_id)
+                except NotFound:
+                    return Event.removed(event_id, target.calendar_id)
+
+        try:
+            async with asyncio.TaskGroup() as group:  # one failing cancels the rest
+                lookups = [group.create_task(look_up(event_id)) for event_id in missing]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [lookup.result() for lookup in lookups]
+
+    def _unlisted_event_ids(
+        self, target: _Target, listed: set[str], window: tuple[datetime, datetime] | None
+    ) -> list[str]:
+        """Our events on this calendar that should have been listed and were not."""
+        with self.sessions() as session:
+            held = holds.open_hold_appointments(session, target.connection_id)
+            query = (
+                select(EventLink.event_id, EventLink.appointment_id)
+                .join(Appointment)
+                .where(
+                    EventLink.connection_id == target.connection_id,
+                    EventLink.calendar_id == target.calendar_id,
+                    EventLink.event_id.is_not(None),
+                    EventLink.state != "deleted",
+                    Appointment.status == "booked",
+                )
+                .order_by(Appointment.start, EventLink.id)
+            )
+            if window is not None:
+                query = query.where(Appointment.end > window[0], Appointment.start < window[1])
+            return [
+                event_id
+                for event_id, appointment_id in session.execute(query)
+                if event_id and event_id not in listed and appointment_id not in held
+            ]
+
+    def _apply_changes(self, target: _Target, changes: Changes, events: list[Event], run: _Run) -> int | None:
         now = self.clock()
         with transaction(self.sessions) as session:
             links = session.scalars(
@@ -413,7 +523,9 @@ class SyncEngine:
             ).all()
             by_event = {link.event_id: link for link in links if link.event_id}
             by_appointment = {link.appointment_id: link for link in links}
-            for event in changes.events:
+            held = holds.open_hold_appointments(session, target.connection_id)
+            ours: list[tuple[EventLink, Event]] = []
+            for event in events:
                 link = by_event.get(event.id)
                 if link is None and event.appointment_id is not None:
                     link = self._adopt(session, target, event, by_appointment)
@@ -423,10 +535,61 @@ class SyncEngine:
                     if event.status != "cancelled":
                         run.add("ignored")  # added directly in the calendar: creates nothing
                     continue
-                self._pull_one(link, event, now, run)
+                if link.appointment_id not in held:  # an agent decides on these
+                    ours.append((link, event))
+            deleted = [
+                link
+                for link, event in ours
+                if event.status == "cancelled"
+                and link.state != "deleted"
+                and link.appointment.status == "booked"
+            ]
+            hold_id = self._hold_if_too_many(session, target, changes, deleted, now, run)
+            for link, event in ours:
+                if hold_id is None or link not in deleted:
+                    self._pull_one(link, event, now, run)
             connection = session.get(CalendarConnection, target.connection_id)
             if connection is not None:
                 connection.sync_cursor = changes.cursor
+            return hold_id
+
+    def _hold_if_too_many(
+        self,
+        session: Session,
+        target: _Target,
+        changes: Changes,
+        deleted: list[EventLink],
+        now: datetime,
+        run: _Run,
+    ) -> int | None:
+        """A hold instead of the cancellations when one read deletes too many upcoming appointments."""
+        soon = sum(link.appointment.end > now for link in deleted)
+        if not soon:
+            return None
+        upcoming = holds.upcoming_on_calendar(session, target.connection_id, now)
+        if not self.policy.holds_cancellations(soon, upcoming):
+            return None
+        connection = session.get(CalendarConnection, target.connection_id)
+        assert connection is not None
+        run.add("held", len(deleted))
+        source = "full read" if changes.full_read else "incremental read"
+        hold_id = holds.record_hold(
+            session,
+            connection,
+            [link.appointment for link in deleted],
+            upcoming=upcoming,
+            source=source,
+            now=now,
+        )
+        log.warning(
+            "connection %s: %d of %d upcoming appointments deleted in one %s; held for an agent (hold %d)",
+            target.connection_id,
+            soon,
+            upcoming,
+            source,
+            hold_id,
+        )
+        return hold_id
 
     def _adopt(
         self, session: Session, target: _Target, event: Event, by_appointment: dict[str, EventLink]
@@ -460,15 +623,8 @@ class SyncEngine:
         if event.status == "cancelled":
             if link.state == "deleted":
                 return  # we deleted it (cancelled in SalesPartner), or already counted
-            link.state = "deleted"
-            link.last_pulled_at = now
-            if appointment.status == "booked":
-                appointment.status = "cancelled"
-                appointment.cancellation_reason = DELETED_IN_CALENDAR
-                appointment.revision += 1
-                appointment.updated_at = now
+            if cancel_deleted_in_calendar(link, now):
                 run.add("cancelled")
-            link.pushed_revision = appointment.revision
             return
         if link.state == "deleted" or appointment.status == "cancelled":
             return  # the push deletes it
@@ -510,7 +666,12 @@ class SyncEngine:
                 .options(selectinload(Appointment.links).selectinload(EventLink.connection))
                 .order_by(Appointment.booked_at, Appointment.id)
             ).all()
-            return [a.id for a in appointments if self._needs_push(a, target.connection_id, now)]
+            held = holds.open_hold_appointments(session, target.connection_id)
+            return [
+                a.id
+                for a in appointments
+                if a.id not in held and self._needs_push(a, target.connection_id, now)
+            ]
 
     @staticmethod
     def _needs_push(appointment: Appointment, connection_id: int, now: datetime) -> bool:
@@ -655,18 +816,9 @@ class SyncEngine:
             link.last_pushed_at = self.clock()
 
     def _record_vanished(self, target: _Target, appointment: Appointment) -> None:
-        now = self.clock()
         with transaction(self.sessions) as session:
             link = self._link(session, target, appointment.id)
-            current = session.get(Appointment, appointment.id)
-            link.state = "deleted"
-            link.last_pulled_at = now
-            if current is not None and current.status == "booked":
-                current.status = "cancelled"
-                current.cancellation_reason = DELETED_IN_CALENDAR
-                current.revision += 1
-                current.updated_at = now
-                link.pushed_revision = current.revision
+            cancel_deleted_in_calendar(link, self.clock())
 
     def _record_link_error(self, target: _Target, appointment: Appointment, error: ProviderError) -> None:
         with transaction(self.sessions) as session:
@@ -753,8 +905,21 @@ class SyncEngine:
             )
         return self._after_failure(connection_id, error)
 
-    def _finish_run(self, target: _Target, run: _Run, error: BaseException | None) -> None:
+    def _finish_run(
+        self, target: _Target, run: _Run, error: BaseException | None, hold_id: int | None = None
+    ) -> None:
         now = self.clock()
+        status: Literal["ok", "error", "held"] = "ok"
+        code = message = None
+        if error is not None:
+            status, code, message = "error", error_code(error), error_message(error)[:1000]
+        elif hold_id is not None:
+            held = run.counts.get("held", 0)
+            status, code = "held", "cancellations_held"
+            message = (
+                f"{held} appointment{'s' if held != 1 else ''} deleted in the calendar at once: none "
+                f"cancelled, a support agent was asked (hold {hold_id})"
+            )
         with transaction(self.sessions) as session:
             session.add(
                 SyncRun(
@@ -762,9 +927,9 @@ class SyncEngine:
                     direction=run.direction,
                     started_at=run.started_at,
                     finished_at=now,
-                    status="ok" if error is None else "error",
-                    error_code=None if error is None else error_code(error),
-                    error_message=None if error is None else error_message(error)[:1000],
+                    status=status,
+                    error_code=code,
+                    error_message=message,
                     counts=dict(run.counts),
                 )
             )
@@ -802,6 +967,27 @@ class SyncEngine:
         if isinstance(error, GrantError):
             await self.notify_disconnections([target.connection_id])
         return result
+
+    async def _held(self, target: _Target, pull: _Run, hold_id: int) -> CycleResult:
+        result = await asyncio.to_thread(self._after_hold, target, pull)
+        await self.notify_holds([hold_id])
+        return result
+
+    def _after_hold(self, target: _Target, pull: _Run) -> CycleResult:
+        """Not a failure (no backoff): the next cycle runs as usual, leaving the held ones alone."""
+        with transaction(self.sessions) as session:
+            connection = session.get(CalendarConnection, target.connection_id)
+            assert connection is not None
+            connection.next_sync_at = self.policy.next_run(self.clock(), self.rng)
+            return CycleResult(
+                target.connection_id,
+                target.provider,
+                target.account_email,
+                "held",
+                pulled=dict(pull.counts),
+                error_code="cancellations_held",
+                next_sync_at=connection.next_sync_at,
+            )
 
     def _after_failure(self, connection_id: int, error: BaseException) -> CycleResult:
         now = self.clock()
@@ -848,18 +1034,9 @@ class SyncEngine:
         pending = await asyncio.to_thread(
             self._claim_notifications, None if connection_ids is None else list(connection_ids)
         )
-        told = 0
-        for disconnection in pending:
-            try:
-                sent = await self.notify(disconnection)
-            except Exception:
-                log.exception("telling the rep of connection %s failed", disconnection.connection_id)
-                sent = False
-            if sent:
-                told += 1
-            else:
-                await asyncio.to_thread(self._unclaim_notification, disconnection.connection_id)
-        return told
+        return await _deliver(
+            pending, self.notify, lambda d: self._unclaim_notification(d.connection_id), "a disconnection DM"
+        )
 
     def _claim_notifications(self, connection_ids: list[int] | None) -> list[Disconnection]:
         now = self.clock()
@@ -911,6 +1088,22 @@ class SyncEngine:
                 .values(disconnect_notified_at=None)
                 .execution_options(synchronize_session=False)
             )
+
+    async def notify_holds(self, hold_ids: Iterable[int] | None = None) -> int:
+        """Ask the support agents about each open hold not asked about yet; how many were asked.
+        Claimed before sending (one conditional UPDATE), released when the message fails."""
+        if self.notify_hold is None:
+            return 0
+        store = holds.Holds(self.sessions, self.clock)
+        pending = await asyncio.to_thread(
+            store.claim_notifications, None if hold_ids is None else list(hold_ids)
+        )
+        return await _deliver(
+            pending,
+            self.notify_hold,
+            lambda h: store.unclaim_notification(h.id),
+            "a held-cancellations question",
+        )
 
     # -- the health sweep -------------------------------------------------------------------------
 
@@ -1098,6 +1291,7 @@ async def tick(engine: SyncEngine, *, batch: int = 100) -> TickResult:
     cycles = await engine.run_due(limit=batch)
     sweep = await engine.health_sweep()
     told = await engine.notify_disconnections()
+    await engine.notify_holds()  # one a failed message left unasked
     return TickResult(cycles=cycles, sweep=sweep, told=told)
 
 

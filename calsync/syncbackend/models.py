@@ -42,7 +42,9 @@ ConnectionStatus = Literal["connected", "disconnected", "error"]
 AppointmentStatus = Literal["booked", "cancelled"]
 LinkState = Literal["pending", "synced", "deleted", "failed"]
 SyncDirection = Literal["push", "pull", "health"]
-SyncStatus = Literal["running", "ok", "error"]
+# "held": the cycle stopped before cancelling many appointments at once (see CancellationHold).
+SyncStatus = Literal["running", "ok", "error", "held"]
+HoldStatus = Literal["open", "cancelled", "kept"]
 
 # How the calendar products are called in the help center and in answers.
 CALENDAR_LABELS: dict[str, str] = {"google": "Google Calendar", "microsoft": "Outlook"}
@@ -365,6 +367,38 @@ class AuditEntry(Base):
     result: Mapped[str] = mapped_column(String(200), default="")
 
 
+class CancellationHold(Base):
+    """Cancellations a sync cycle held back for a support agent instead of making them.
+
+    When one read of a calendar shows more of a rep's upcoming appointments deleted than a small
+    threshold allows, nothing is cancelled: the appointments stay booked, their ids are kept here and
+    an agent decides — cancel them (the rep did delete them) or keep them (they go back on the
+    calendar). `notified_at` is the claim of the message that asks, like a disconnection's DM."""
+
+    __tablename__ = "cancellation_holds"
+    __table_args__ = (
+        Index("ix_cancellation_holds_connection_status", "connection_id", "status"),
+        one_of("status", HoldStatus),
+    )
+    __repr_fields__ = ("id", "connection_id", "status", "detected_at", "decided_by")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("calendar_connections.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    appointment_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    upcoming: Mapped[int] = mapped_column(Integer, default=0)  # the rep's upcoming appointments then
+    detected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[HoldStatus] = mapped_column(String(16), default="open")
+    notified_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(EMAIL)  # a Slack user id or a name given on the CLI
+    decided_at: Mapped[datetime | None]
+    # How it was found ("full read" or "incremental read") and where the agents were asked.
+    detail: Mapped[dict[str, Any]] = mapped_column(MutableDict.as_mutable(JSON()), default=dict)
+
+    connection: Mapped[CalendarConnection] = relationship()
+    user: Mapped[User] = relationship()
+
+
 class OAuthSession(Base):
     """One sign-in started from a reconnect link: the OAuth `state`, and the single-use claim of the link.
 
@@ -423,6 +457,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "CalendarConnection",
+    "CancellationHold",
     "EventLink",
     "Feedback",
     "MissingTokenError",

@@ -41,6 +41,15 @@ class SyncPolicy:
     max_backoff: timedelta = timedelta(hours=1)
     lease: timedelta = timedelta(minutes=10)
     health_interval: timedelta = timedelta(hours=1)
+    # One read that would cancel at least this many of a rep's upcoming appointments, and at least
+    # this share of them, cancels none: an agent is asked first (a wiped or swapped calendar, a
+    # provider glitch and a rep's clean-up all look alike from here).
+    mass_cancel_count: int = 3
+    mass_cancel_share: float = 0.2
+
+    def holds_cancellations(self, cancelling: int, upcoming: int) -> bool:
+        """Whether cancelling `cancelling` of a rep's `upcoming` appointments at once needs an agent."""
+        return cancelling >= self.mass_cancel_count and cancelling >= self.mass_cancel_share * upcoming
 
     @property
     def cycle_timeout(self) -> float:

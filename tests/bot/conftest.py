@@ -14,11 +14,11 @@ import pytest
 
 from calsync.app import (
     build_bolt_app,
-    build_disconnect_notifier,
     build_slack_bot,
     build_sync_engine,
     build_troubleshooter,
     build_web_app,
+    wire_notifications,
 )
 from calsync.sandbox.server import BackgroundServer
 from calsync.sandbox.slack_requests import (
@@ -137,7 +137,7 @@ def slack_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
     services = sandbox_session.services(settings)
     sync_engine = build_sync_engine(services)
     bot = build_slack_bot(services, build_troubleshooter(services), sync_engine)
-    sync_engine.notify = build_disconnect_notifier(services, bot)
+    wire_notifications(services, sync_engine, bot)
     bolt_app = build_bolt_app(services, bot)
     assert bolt_app is not None
     with BackgroundServer(build_web_app(services, bolt_app)) as server:

@@ -18,6 +18,7 @@ import pytest
 from calsync.sandbox.server import BackgroundServer
 from calsync.sandbox.world import SandboxRequest, World
 from calsync.syncbackend.providers.base import (
+    NO_TIME,
     Authorization,
     CalendarProvider,
     EventDraft,
@@ -31,7 +32,7 @@ from calsync.syncbackend.providers.base import (
     ProviderUnavailable,
     RateLimited,
 )
-from calsync.syncbackend.providers.google import MISSING_TIME, GoogleProvider, grant_cause
+from calsync.syncbackend.providers.google import GoogleProvider, grant_cause
 from tests.conftest import FrozenClock
 from tests.providers.conftest import (
     GOOGLE_BUSY_ID,
@@ -509,7 +510,7 @@ def test_changes_full_then_incremental_then_resync(
         (ids[1], "confirmed"),
         (ids[2], "cancelled"),
     }
-    assert next(e for e in full.events if e.status == "cancelled").start == MISSING_TIME
+    assert next(e for e in full.events if e.status == "cancelled").start == NO_TIME
 
     nothing = run(google_provider.changes(auth, "primary", full.cursor))
     assert nothing.events == [] and not nothing.full_resync

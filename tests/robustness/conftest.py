@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from calsync.app import (
     Services,
     build_bolt_app,
-    build_disconnect_notifier,
     build_slack_bot,
     build_sync_engine,
     build_troubleshooter,
     build_web_app,
+    wire_notifications,
 )
 from calsync.diagnostics.troubleshooter import Troubleshooter
 from calsync.links import LinkSigner
@@ -74,7 +74,7 @@ def robust_app(sandbox_session: Sandbox) -> Iterator[Robust]:
         troubleshooter = build_troubleshooter(services)
         sync_engine = build_sync_engine(services)
         bot = build_slack_bot(services, troubleshooter, sync_engine)
-        sync_engine.notify = build_disconnect_notifier(services, bot)
+        wire_notifications(services, sync_engine, bot)
         bolt_app = build_bolt_app(services, bot)
         assert bolt_app is not None
         late.app = build_web_app(services, bolt_app, troubleshooter, bot=bot)

@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from calsync.app import (
     Services,
-    build_disconnect_notifier,
     build_slack_bot,
     build_sync_engine,
     build_troubleshooter,
+    wire_notifications,
 )
 from calsync.db import make_engine
 from calsync.diagnostics.troubleshooter import Troubleshooter
@@ -62,7 +62,7 @@ class SyncWorld:
     def second_engine(self) -> SyncEngine:
         """Another worker on the same database, as a second `calsync worker` process would be."""
         engine = build_sync_engine(self.services)
-        engine.notify = self.engine.notify
+        engine.notify, engine.notify_hold = self.engine.notify, self.engine.notify_hold
         return engine
 
     def events(self, appointment_id: str, *, include_cancelled: bool = False) -> list[SandboxEvent]:
@@ -129,12 +129,18 @@ def sync_world_session(
     clock = MutableClock()
     with SandboxRuntime(world, directory, clock) as endpoints:
         sandbox = Sandbox.build(engine, world, TokenCipher([generate_key()]), clock, endpoints, directory)
-        settings = endpoints.apply(Settings(_env_file=None, CALSYNC_STATE_DIR=directory))  # type: ignore[call-arg]
+        settings = endpoints.apply(
+            Settings(  # type: ignore[call-arg]
+                _env_file=None,
+                CALSYNC_STATE_DIR=directory,
+                CALSYNC_SUPPORT_CHANNEL="C0SUPPORT",  # where held cancellations are asked about
+            )
+        )
         services = sandbox.services(settings)
         troubleshooter = build_troubleshooter(services)
         sync_engine = build_sync_engine(services)
         bot = build_slack_bot(services, troubleshooter, sync_engine)
-        sync_engine.notify = build_disconnect_notifier(services, bot)
+        wire_notifications(services, sync_engine, bot)
         yield SyncWorld(sandbox, services, troubleshooter, sync_engine, Appointments(sandbox.sessions, clock))
     engine.dispose()
 

@@ -30,8 +30,9 @@ PRODUCT_TABLES = {
     "processed_events",
     "feedback",
     "oauth_sessions",
+    "cancellation_holds",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -73,8 +74,8 @@ def test_0002_adds_and_removes_only_oauth_sessions(database_url: str, engine: En
     assert "oauth_sessions" in table_names(engine)
     migrate.downgrade(database_url, "0001")
     assert migrate.current(database_url) == "0001"
-    assert table_names(engine) >= PRODUCT_TABLES - {"oauth_sessions"}
-    assert "oauth_sessions" not in table_names(engine)
+    assert table_names(engine) >= PRODUCT_TABLES - {"oauth_sessions", "cancellation_holds"}
+    assert not {"oauth_sessions", "cancellation_holds"} & table_names(engine)
 
 
 def test_no_drift_between_models_and_migrations(database_url: str, engine: Engine) -> None:
@@ -117,6 +118,9 @@ def test_sandbox_tables_are_ignored_and_left_alone(database_url: str, engine: En
         ("oauth_sessions", "unique", "uq_oauth_sessions_link_nonce"),
         ("oauth_sessions", "foreign_key", "fk_oauth_sessions_user_id_users"),
         ("appointments", "check", "ck_appointments_end_not_before_start"),
+        ("cancellation_holds", "check", "ck_cancellation_holds_status"),
+        ("cancellation_holds", "index", "ix_cancellation_holds_connection_status"),
+        ("sync_runs", "check", "ck_sync_runs_status"),
     ],
     ids=lambda value: str(value),
 )
@@ -132,6 +136,31 @@ def test_constraints_are_named_by_the_convention(
         "check": inspector.get_check_constraints,
     }
     assert name in {item["name"] for item in listers[kind](table)}
+
+
+def test_0004_lets_a_sync_run_be_held_and_downgrades_held_runs_to_errors(
+    database_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO users (id, email, name, role, created_at) VALUES (1, 'a@x.example', '', 'rep', '2026-01-01')"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO calendar_connections (id, user_id, provider, account_email, status, scopes, active,"
+            " created_at, sync_failures) VALUES (1, 1, 'google', 'a@x.example', 'connected', '', true,"
+            " '2026-01-01', 0)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO sync_runs (connection_id, direction, started_at, status, counts)"
+            " VALUES (1, 'pull', '2026-01-01', 'held', '{}')"
+        )
+    migrate.downgrade(database_url, "0003")
+    with engine.connect() as connection:
+        assert [row[0] for row in connection.exec_driver_sql("SELECT status FROM sync_runs")] == ["error"]
+    assert "cancellation_holds" not in table_names(engine)
+    migrate.upgrade(database_url)
+    assert migrate.current(database_url) == HEAD
 
 
 def test_upgrade_creates_the_sqlite_directory_from_any_cwd(

@@ -17,6 +17,7 @@ from calsync.syncbackend.models import (
     AuditEntry,
     Base,
     CalendarConnection,
+    CancellationHold,
     EventLink,
     Feedback,
     OAuthSession,
@@ -189,6 +190,24 @@ def build_oauth_session(session: Session) -> Base:
     return row
 
 
+def build_cancellation_hold(session: Session) -> Base:
+    user = add_user(session)
+    hold = CancellationHold(
+        connection=add_connection(session, user),
+        user=user,
+        appointment_ids=["a1", "a2", "a3"],
+        upcoming=5,
+        detected_at=NOW,
+        status="open",
+        notified_at=NOW + timedelta(seconds=1),
+        decided_by="U0AGENT01",
+        decided_at=NOW + timedelta(minutes=5),
+        detail={"source": "full read"},
+    )
+    session.add(hold)
+    return hold
+
+
 @dataclass(frozen=True)
 class TableCase:
     model: type[Base]
@@ -211,6 +230,9 @@ TABLE_CASES = {
     "feedback": TableCase(Feedback, build_feedback, {"helpful": False, "article_id": None}),
     "oauth_sessions": TableCase(
         OAuthSession, build_oauth_session, {"outcome": "denied", "completed_at": None}
+    ),
+    "cancellation_holds": TableCase(
+        CancellationHold, build_cancellation_hold, {"status": "kept", "appointment_ids": ["a1"]}
     ),
 }
 

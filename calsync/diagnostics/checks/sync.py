@@ -77,6 +77,10 @@ CANCELLED_HINT = (
     "Deleting an event in your calendar cancels the appointment in SalesPartner. To keep the "
     "meeting, book it again from the conversation."
 )
+HELD_HINT = (
+    "Nothing to do now: they stay booked until support checks with you. If you deleted them on "
+    "purpose, tell support and they will cancel them."
+)
 NOT_IDENTIFIED_HINT = (
     "Name the appointment by company, day and time, e.g. \u201cmy 2pm with Acme tomorrow\u201d."
 )
@@ -714,6 +718,37 @@ async def trace_live(context: CheckContext, connection: ConnectionState) -> list
     ]
 
 
+# -- cancellations held for an agent -----------------------------------------------------------------
+
+
+def held_findings(context: CheckContext) -> list[Finding]:
+    """`sync.cancellations_held`: one read found many appointments deleted at once; none cancelled."""
+    findings = []
+    titles = {appointment.id: appointment.title for appointment in context.rep.appointments}
+    for hold in context.rep.holds:
+        count = len(hold.appointment_ids)
+        named = [titles[i] for i in hold.appointment_ids if i in titles][:2]
+        which = f" (“{named[0]}”{' and others' if count > 1 else ''})" if named else ""
+        connection = next((c for c in context.rep.connections if c.id == hold.connection_id), None)
+        findings.append(
+            _finding(
+                "sync.cancellations_held",
+                Severity.WARNING,
+                f"{count} of your appointments{which} disappeared from your calendar at once "
+                f"{ago(context.now - hold.detected_at)}, so I didn't cancel them.",
+                HELD_HINT,
+                {
+                    "hold": hold.id,
+                    "appointments": list(hold.appointment_ids),
+                    "detected_at": evidence_time(hold.detected_at),
+                    "source": hold.source,
+                },
+                connection,
+            )
+        )
+    return findings
+
+
 # -- the check ---------------------------------------------------------------------------------------
 
 
@@ -726,6 +761,7 @@ async def run_rep(context: CheckContext) -> list[Finding]:
         if len(active) > 1:  # say which calendar each line is about
             own = [replace(finding, summary=f"{connection.label}: {finding.summary}") for finding in own]
         findings.extend(own)
+    findings.extend(held_findings(context))
     findings.extend(trace_from_records(context))
     return findings
 

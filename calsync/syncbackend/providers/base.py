@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, Protocol, runtime_checkable
 
 ProviderName = Literal["google", "microsoft"]
@@ -18,6 +18,8 @@ AccessRole = Literal["owner", "writer", "reader", "freeBusyReader"]
 EventStatus = Literal["confirmed", "tentative", "cancelled"]
 
 PROVIDER_LABELS: dict[str, str] = {"google": "Google", "microsoft": "Microsoft"}
+# The start and end of an event the provider reports only as deleted (no times left to tell).
+NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,19 @@ class Event:
     ical_uid: str | None = None
     updated: datetime | None = None
 
+    @classmethod
+    def removed(cls, event_id: str, calendar_id: str) -> Event:
+        """An event the provider says is deleted (Graph's `@removed`, a 404 on look-up)."""
+        return cls(
+            id=event_id,
+            calendar_id=calendar_id,
+            title="",
+            description="",
+            start=NO_TIME,
+            end=NO_TIME,
+            status="cancelled",
+        )
+
 
 @dataclass(frozen=True)
 class EventDraft:
@@ -61,11 +76,17 @@ class EventDraft:
 
 @dataclass(frozen=True)
 class Changes:
-    """One incremental read of a calendar: changed events (cancelled ones included) and the next cursor."""
+    """One read of a calendar: changed events (cancelled ones included) and the next cursor.
+
+    An incremental read reports deletions. A full read (no cursor, or one that had expired) lists
+    the events that exist, so a deletion shows only as an absence: `full_read` says which it was,
+    and `window` the span of event times a full read covered (None: the whole calendar)."""
 
     events: Sequence[Event]
     cursor: str
     full_resync: bool = False  # the old cursor had expired (Google 410, Graph syncStateNotFound)
+    full_read: bool = False
+    window: tuple[datetime, datetime] | None = None
 
 
 @dataclass

@@ -41,6 +41,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from calsync.syncbackend.providers.base import (
+    NO_TIME,
     AccessRole,
     Authorization,
     Calendar,
@@ -71,8 +72,6 @@ DEFAULT_PAGE_SIZE = 250
 GOOGLE_REVOKED_OR_EXPIRED = "Token has been expired or revoked."
 _RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 _ACCESS_ROLES: frozenset[str] = frozenset({"owner", "writer", "reader", "freeBusyReader"})
-# Cancelled events in an incremental read may carry no times at all; this stands in for them.
-MISSING_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _BACKOFF_BASE = 0.5
 _MAX_ATTEMPTS = 6
 
@@ -326,7 +325,7 @@ def _parse_rfc3339(value: Any, zone: ZoneInfo | None = None) -> datetime:
 def _event_time(value: Any, *, cancelled: bool) -> datetime:
     if not isinstance(value, dict):
         if cancelled:
-            return MISSING_TIME
+            return NO_TIME
         raise MalformedResponse(PROVIDER, "Google sent an event without start/end")
     zone = _zone(value.get("timeZone"))
     if "dateTime" in value:
@@ -338,7 +337,7 @@ def _event_time(value: Any, *, cancelled: bool) -> datetime:
             raise MalformedResponse(PROVIDER, "Google sent an all-day date that is not a date") from None
         return day.replace(tzinfo=zone).astimezone(UTC)
     if cancelled:
-        return MISSING_TIME
+        return NO_TIME
     raise MalformedResponse(PROVIDER, "Google sent an event time without dateTime or date")
 
 
@@ -706,19 +705,21 @@ class GoogleProvider:
         )
 
     async def changes(self, auth: Authorization, calendar_id: str, cursor: str | None) -> Changes:
-        full = {"showDeleted": True, "singleEvents": True}
         if cursor is not None:
             try:
                 events, next_cursor = await self._list_all(
                     auth, calendar_id, "changes", {"syncToken": cursor, "singleEvents": True}
                 )
+                return Changes(events=events, cursor=self._cursor(next_cursor))
             except _SyncTokenGone:
                 logger.info("google: sync token expired for a calendar, reading it in full")
-                events, next_cursor = await self._list_all(auth, calendar_id, "changes", full)
-                return Changes(events=events, cursor=self._cursor(next_cursor), full_resync=True)
-            return Changes(events=events, cursor=self._cursor(next_cursor))
-        events, next_cursor = await self._list_all(auth, calendar_id, "changes", full)
-        return Changes(events=events, cursor=self._cursor(next_cursor))
+        # A full read lists every event; deleted ones only while Google still keeps them (showDeleted).
+        events, next_cursor = await self._list_all(
+            auth, calendar_id, "changes", {"showDeleted": True, "singleEvents": True}
+        )
+        return Changes(
+            events=events, cursor=self._cursor(next_cursor), full_resync=cursor is not None, full_read=True
+        )
 
     @staticmethod
     def _cursor(sync_token: str | None) -> str:

@@ -71,7 +71,6 @@ REFRESH_MARGIN = timedelta(minutes=2)  # refresh a little before the access toke
 PAGE_SIZE = 100
 MAX_PAGES = 200  # a safety stop for a server that keeps answering nextLinks
 BACKOFF_BASE = 0.5
-REMOVED_SENTINEL_TIME = datetime(1970, 1, 1, tzinfo=UTC)  # start/end of an event Graph reports @removed
 
 # AADSTS code -> cause. The rest is classified by `error` and `suberror`.
 AADSTS_CAUSES: dict[int, GrantCause] = {
@@ -773,32 +772,47 @@ class MicrosoftProvider:
         )
 
     async def changes(self, auth: Authorization, calendar_id: str, cursor: str | None) -> Changes:
-        if cursor is not None and not cursor.startswith(self.graph_url + "/"):
-            cursor = None  # not a deltaLink of this Graph (another tenant, a stale format): start over
-            changes = await self._full_delta(auth, calendar_id)
-            return Changes(events=changes.events, cursor=changes.cursor, full_resync=True)
-        if cursor is not None:
+        """The cursor is the deltaLink relative to the Graph base URL, so it stays good when that URL's
+        host changes (the sandbox's emulators get new ports in every process) and can only ever be
+        followed to this calendar's delta on our own Graph."""
+        delta_path = self._delta_path(calendar_id)
+        link = self._stored_delta_link(cursor, delta_path)
+        if link is not None:
             try:
-                return await self._delta(auth, calendar_id, cursor, {})
+                return await self._delta(auth, calendar_id, link, {})
             except _SyncStateGone:
-                changes = await self._full_delta(auth, calendar_id)
-                return Changes(events=changes.events, cursor=changes.cursor, full_resync=True)
-        return await self._full_delta(auth, calendar_id)
-
-    async def _full_delta(self, auth: Authorization, calendar_id: str) -> Changes:
+                log.info("microsoft: delta link expired for a calendar, reading it in full")
+        # No cursor, a stale one (410 syncStateNotFound) or one that is not this calendar's delta.
         now = self._clock()
-        params = {
-            "startDateTime": _iso(now - self.delta_window_past),
-            "endDateTime": _iso(now + self.delta_window_future),
-        }
+        window = (now - self.delta_window_past, now + self.delta_window_future)
+        params = {"startDateTime": _iso(window[0]), "endDateTime": _iso(window[1])}
         try:
-            return await self._delta(
-                auth, calendar_id, f"/me/calendars/{_seg(calendar_id)}/calendarView/delta", params
-            )
+            changes = await self._delta(auth, calendar_id, delta_path, params)
         except _SyncStateGone:
             raise ProviderUnavailable(
                 "microsoft", "Microsoft Graph lost the sync state of a brand-new calendar sync.", 410
             ) from None
+        return Changes(
+            events=changes.events,
+            cursor=changes.cursor,
+            full_resync=cursor is not None,
+            full_read=True,
+            window=window,
+        )
+
+    @staticmethod
+    def _delta_path(calendar_id: str) -> str:
+        return f"/me/calendars/{_seg(calendar_id)}/calendarView/delta"
+
+    def _stored_delta_link(self, cursor: str | None, delta_path: str) -> str | None:
+        """The delta link a stored cursor stands for, or None when it is not one of this calendar."""
+        if not cursor:
+            return None
+        if cursor.startswith(self.graph_url + "/"):  # stored whole (before cursors were relative)
+            cursor = cursor[len(self.graph_url) :]
+        if cursor.startswith(delta_path + "?"):
+            return cursor
+        return None
 
     async def _delta(
         self, auth: Authorization, calendar_id: str, link: str, params: dict[str, str]
@@ -808,25 +822,15 @@ class MicrosoftProvider:
         except _GraphGone as exc:
             raise _SyncStateGone() from exc
         delta_link = last.get("@odata.deltaLink")
-        if not isinstance(delta_link, str) or not delta_link:
+        if not isinstance(delta_link, str) or not delta_link.startswith(self.graph_url + "/"):
             raise MalformedResponse("microsoft", "Microsoft Graph ended a delta query without a deltaLink.")
-        events: list[Event] = []
-        for item in items:
-            if "@removed" in item:
-                events.append(
-                    Event(
-                        id=str(item.get("id", "")),
-                        calendar_id=calendar_id,
-                        title="",
-                        description="",
-                        start=REMOVED_SENTINEL_TIME,
-                        end=REMOVED_SENTINEL_TIME,
-                        status="cancelled",
-                    )
-                )
-            else:
-                events.append(_event(item, calendar_id))
-        return Changes(events=events, cursor=delta_link)
+        events = [
+            Event.removed(str(item.get("id", "")), calendar_id)
+            if "@removed" in item
+            else _event(item, calendar_id)
+            for item in items
+        ]
+        return Changes(events=events, cursor=delta_link[len(self.graph_url) :])
 
 
 # -- Graph wire format ----------------------------------------------------------------------------
