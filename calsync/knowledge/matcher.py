@@ -18,10 +18,15 @@ How it works (figures and the choice of every constant below: `benchmarks/matche
 4. A multinomial logistic regression over the six articles plus an explicit `off_topic` class,
    trained at start-up (L-BFGS on scipy.sparse matrices; ~0.1 s). scikit-learn is deliberately not
    used at run time: importing it alone costs ~0.9 s of the 1.5 s cold-start budget.
-5. The best article wins only if it beats `off_topic` and its probability reaches `threshold`;
-   otherwise the answer is None ("I'm not sure"): a wrong confident answer is worse. A message of
-   at most three topic words and nothing else ("appointment", "outlook", "calendar broken") is
-   always None: it names a topic, not a problem (the alternatives are still reported).
+5. The best article wins only if it beats `off_topic` and `general` and its probability reaches
+   `threshold`; otherwise the answer is None ("I'm not sure"): a wrong confident answer is worse.
+   A message of at most three topic words and nothing else ("appointment", "outlook", "calendar
+   broken") is always None: it names a topic, not a problem (the alternatives are still reported).
+6. None comes in two kinds, and the bot treats them apart: `off_topic` (the off-topic class has at
+   least `decline_threshold` and beats the rest: the password, billing, the CRM — declined) and not
+   sure (the bot diagnoses the rep's connection and leads with what it finds). A seventh class,
+   `general`, is trained on vague sync complaints ("my calendar is broken", "sync is stuck"): on
+   topic, no one article, so never declined.
 
 Nothing here is a module-level model: `Matcher.build` returns an immutable, thread-safe object.
 """
@@ -47,6 +52,7 @@ from calsync.knowledge.loader import KnowledgeBase
 
 __all__ = [
     "DEFAULT_TRAINING_PATH",
+    "GENERAL",
     "MAX_QUESTION_CHARS",
     "OFF_TOPIC",
     "Match",
@@ -58,6 +64,7 @@ __all__ = [
 ]
 
 OFF_TOPIC = "off_topic"
+GENERAL = "general"  # about calendar sync, but no one article: the diagnosis leads
 MAX_QUESTION_CHARS = 2000
 DEFAULT_TRAINING_PATH = Path(__file__).resolve().with_name("training.yaml")
 
@@ -81,6 +88,7 @@ class Match:
     alternatives: tuple[tuple[str, float], ...] = ()  # top two articles with probabilities, best first
     ambiguity_ratio: float = field(default=0.6, repr=False, compare=False)
     ambiguity_floor: float = field(default=0.2, repr=False, compare=False)
+    off_topic: bool = False  # None because it is clearly about something else (decline it)
 
     @property
     def ambiguous(self) -> bool:
@@ -640,6 +648,7 @@ class MatcherConfig:
     """Every tunable, with the values cross-validation picked (see benchmarks/matcher_bench.py)."""
 
     threshold: float = 0.45  # the best article needs at least this probability (see the benchmark)
+    decline_threshold: float = 0.5  # off-topic needs at least this to be declined (else: not sure)
     l2: float = 1e-4  # regularisation strength (on the mean loss)
     char_low: int = 2
     char_high: int = 4
@@ -676,7 +685,7 @@ def load_training(path: Path) -> dict[str, list[str]]:
 
 
 def _training_set(kb: KnowledgeBase, training: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
-    unknown = sorted(set(training) - set(kb.ids) - {OFF_TOPIC})
+    unknown = sorted(set(training) - set(kb.ids) - {OFF_TOPIC, GENERAL})
     if unknown:
         raise TrainingError(f"training data names unknown articles: {', '.join(unknown)}")
     if not training.get(OFF_TOPIC):
@@ -687,9 +696,10 @@ def _training_set(kb: KnowledgeBase, training: Mapping[str, Sequence[str]]) -> t
         for question in (*article.examples, *training.get(article.id, ())):
             questions.append(question)
             labels.append(article.id)
-    for question in training[OFF_TOPIC]:
-        questions.append(question)
-        labels.append(OFF_TOPIC)
+    for label in (GENERAL, OFF_TOPIC):
+        for question in training.get(label, ()):
+            questions.append(question)
+            labels.append(label)
     return questions, labels
 
 
@@ -711,7 +721,7 @@ class Matcher:
         config: MatcherConfig,
     ) -> None:
         self.classes = classes
-        self.article_ids = tuple(c for c in classes if c != OFF_TOPIC)
+        self.article_ids = tuple(c for c in classes if c not in (OFF_TOPIC, GENERAL))
         self.config = config
         self._speller = speller
         self._words = words
@@ -720,7 +730,8 @@ class Matcher:
         self._coef = coef
         self._intercept = intercept
         self._off = classes.index(OFF_TOPIC)
-        self._article_columns = np.array([i for i, c in enumerate(classes) if c != OFF_TOPIC])
+        self._general = classes.index(GENERAL) if GENERAL in classes else None
+        self._article_columns = np.array([i for i, c in enumerate(classes) if c in self.article_ids])
 
     @classmethod
     def build(
@@ -739,9 +750,10 @@ class Matcher:
         article_ids: Sequence[str],
         config: MatcherConfig | None = None,
     ) -> Matcher:
-        """Train on labelled questions (labels: article ids or `OFF_TOPIC`); used by `build` and CV."""
+        """Train on labelled questions (labels: article ids, `GENERAL` or `OFF_TOPIC`); used by `build`
+        and CV."""
         config = config or MatcherConfig()
-        classes = (*article_ids, OFF_TOPIC)
+        classes = (*article_ids, *((GENERAL,) if GENERAL in labels else ()), OFF_TOPIC)
         stray = set(labels) - set(classes)
         if stray:
             raise TrainingError(f"unknown labels: {', '.join(sorted(stray))}")
@@ -833,9 +845,13 @@ class Matcher:
         alternatives = tuple((self.article_ids[i], round(float(articles[i]), 6)) for i in order)
         best_id, best = alternatives[0]
         off = float(row[self._off])
-        if best >= config.threshold and best > off and known_features > 0 and not vague:
+        general = float(row[self._general]) if self._general is not None else 0.0
+        if best >= config.threshold and best > max(off, general) and known_features > 0 and not vague:
             return Match(best_id, best, alternatives, config.ambiguity_ratio, config.ambiguity_floor)
-        return Match(None, round(off, 6), alternatives, config.ambiguity_ratio, config.ambiguity_floor)
+        declined = off >= config.decline_threshold and off > general and not vague
+        return Match(
+            None, round(off, 6), alternatives, config.ambiguity_ratio, config.ambiguity_floor, declined
+        )
 
     def match(self, question: str) -> Match:
         return self.match_many([question])[0]
