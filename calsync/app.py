@@ -194,10 +194,14 @@ def build_link_signer(services: Services) -> LinkSigner:
 
 
 def build_reconnect(
-    services: Services, bot: SlackBot | None = None, troubleshooter: Troubleshooter | None = None
+    services: Services,
+    bot: SlackBot | None = None,
+    troubleshooter: Troubleshooter | None = None,
+    engine: SyncEngine | None = None,
 ) -> APIRouter:
-    """`/connect/{provider}` and `/oauth/{provider}/callback`: the OAuth flows, the fresh diagnosis
-    afterwards, and the Slack note (when there is a bot with a token)."""
+    """`/connect/{provider}` and `/oauth/{provider}/callback`: the OAuth flows, the first sync cycle
+    (through the engine and its lease), the fresh diagnosis afterwards, and the Slack note (when
+    there is a bot with a token)."""
     from slack_sdk.web.async_client import AsyncWebClient
 
     from calsync.syncbackend.oauth import GoogleOAuth, MicrosoftOAuth, OAuthFlow
@@ -248,6 +252,7 @@ def build_reconnect(
         clock=services.clock,
         diagnose=diagnose,
         notify=notify,
+        sync=(engine or build_sync_engine(services)).sync_connection,
     )
     return create_reconnect_router(service)
 
@@ -578,7 +583,9 @@ def match_command() -> None:
     stream_match(matcher, sys.stdin.buffer, utf8_stdout())
 
 
-def _print_answer(answer: Answer, knowledge: KnowledgeBase, *, as_json: bool, evidence: bool) -> None:
+def _print_answer(
+    answer: Answer, knowledge: KnowledgeBase, *, as_json: bool, evidence: bool, details: bool = False
+) -> None:
     import json
 
     from calsync.knowledge.streaming import utf8_stdout
@@ -589,10 +596,13 @@ def _print_answer(answer: Answer, knowledge: KnowledgeBase, *, as_json: bool, ev
         typer.echo(json.dumps(answer.to_json(), ensure_ascii=False, default=str))
         return
     utf8_stdout(text=True)
-    Console().print(render_answer(answer, knowledge, evidence=evidence))
+    # Not cropped: a reconnect URL stays whole on its own line, ready to copy.
+    Console().print(render_answer(answer, knowledge, evidence=evidence, details=details), crop=False)
 
 
-def _answer(email: str, question: str | None, *, as_json: bool, evidence: bool) -> None:
+def _answer(
+    email: str, question: str | None, *, as_json: bool, evidence: bool, details: bool = False
+) -> None:
     import asyncio
     import getpass
 
@@ -605,7 +615,7 @@ def _answer(email: str, question: str | None, *, as_json: bool, evidence: bool) 
         except UnknownUser:
             _note(f"No SalesPartner user has the email {email!r}; nothing was checked.")
             raise typer.Exit(2) from None
-    _print_answer(answer, troubleshooter.knowledge, as_json=as_json, evidence=evidence)
+    _print_answer(answer, troubleshooter.knowledge, as_json=as_json, evidence=evidence, details=details)
 
 
 @cli.command("ask")
@@ -613,9 +623,10 @@ def ask_command(
     email: str = typer.Argument(..., help="The rep asking (their SalesPartner email)."),
     question: str = typer.Argument(..., help="The question, as the rep wrote it."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON on stdout."),
+    details: bool = typer.Option(False, "--details", help="Also list every finding (Slack's Details)."),
 ) -> None:
-    """Answer QUESTION for the rep EMAIL as the bot would: live findings, marked steps, actions."""
-    _answer(email, question, as_json=as_json, evidence=False)
+    """Answer QUESTION for the rep EMAIL as the bot would: the cause, its fix and steps, actions."""
+    _answer(email, question, as_json=as_json, evidence=False, details=details)
 
 
 @cli.command("diagnose")

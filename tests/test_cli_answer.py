@@ -16,7 +16,18 @@ from calsync.knowledge.loader import ARTICLE_IDS
 
 CALSYNC = str(Path(sys.executable).parent / "calsync")
 DEMO = Path(__file__).parents[1] / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
-CONTRACT_KEYS = ["user", "question", "article", "findings", "articles", "actions"]
+CONTRACT_KEYS = [
+    "user",
+    "question",
+    "article",
+    "findings",
+    "articles",
+    "actions",
+    "headline",
+    "causes",
+    "kind",
+]
+CAUSE_KEYS = ["code", "severity", "summary", "fix", "findings"]
 FINDING_KEYS = ["check", "code", "severity", "summary", "hint", "evidence"]
 
 
@@ -51,10 +62,17 @@ def test_ask_json_follows_the_contract(state: Path) -> None:
     assert answer["user"] == "carla@northwind.example"
     assert answer["article"] == "not-showing"
     assert all(list(finding) == FINDING_KEYS for finding in answer["findings"])
-    # The revoked grant is named first, and its steps lead before the matched article's.
+    # The revoked grant is named first; its article leads (the matched one adds nothing to it).
     assert answer["findings"][0]["code"] == "connection.revoked"
-    assert answer["articles"][:2] == ["not-connected", "not-showing"]
+    assert answer["articles"] == ["not-connected"]
     assert set(answer["articles"]) <= set(ARTICLE_IDS)
+    # The grouping: one cause stands for the findings it explains; every finding is kept.
+    (cause,) = [c for c in answer["causes"] if c["severity"] in ("error", "warning", "unknown")]
+    assert list(cause) == CAUSE_KEYS and cause["code"] == "connection.revoked"
+    assert cause["fix"]["kind"] == "reconnect" and cause["fix"]["steps"] == ["reconnect"]
+    assert set(cause["findings"]) >= {"connection.revoked", "sync.overdue", "calendar.skipped"}
+    assert set(cause["findings"]) <= {f["code"] for f in answer["findings"]}
+    assert answer["headline"] == cause["summary"] and answer["kind"] == "answer"
     assert answer["actions"][0] == {
         "kind": "reconnect",
         "provider": "google",
@@ -63,16 +81,12 @@ def test_ask_json_follows_the_contract(state: Path) -> None:
     assert answer["actions"][-1] == {"kind": "contact_support", "provider": None, "url": None}
 
 
-def test_ask_json_off_topic_checks_nothing(state: Path) -> None:
+def test_ask_json_off_topic_is_declined_after_a_look(state: Path) -> None:
     answer = ask_json(state, "ana@northwind.example", "how do i reset my salespartner password?")
-    assert answer == {
-        "user": "ana@northwind.example",
-        "question": "how do i reset my salespartner password?",
-        "article": None,
-        "findings": [],
-        "articles": [],
-        "actions": [],
-    }
+    assert answer["kind"] == "declined" and answer["article"] is None and answer["articles"] == []
+    assert answer["headline"].startswith("That's not something I can help with")
+    assert answer["actions"] == [{"kind": "contact_support", "provider": None, "url": None}]
+    assert answer["findings"], "the rep's calendar was still checked (an error would be said in a line)"
 
 
 @pytest.mark.parametrize(
@@ -96,13 +110,28 @@ def test_diagnose_json_runs_every_check(state: Path, email: str, first_code: str
         assert {finding["severity"] for finding in answer["findings"]} == {"ok"}
 
 
-def test_ask_text_shows_marked_steps(state: Path) -> None:
+def test_ask_text_leads_with_the_cause_and_its_fix(state: Path) -> None:
     result = run(state, "ask", "hugo@northwind.example", "my appointments aren't showing in outlook")
     assert result.returncode == 0, result.stderr.decode()
-    text = result.stdout.decode("utf-8")
-    assert "Appointments Not Showing Up" in text
-    assert "❌" in text  # the read-only calendar marks the calendar step
-    assert "Regional Sales (shared)" in text
+    text = " ".join(result.stdout.decode("utf-8").split())
+    assert "You can only read 'Regional Sales (shared)'" in text
+    assert "Fix: Select a calendar you can edit" in text
+    assert "Verify the right calendar is selected (help center: Appointments Not Showing Up)" in text
+    assert "❌" in text and "❌ Verify" not in text  # the headline is marked, a help-center step never
+
+
+def test_ask_details_lists_every_finding(state: Path) -> None:
+    result = run(state, "ask", "hugo@northwind.example", "where is my meeting", "--details")
+    assert result.returncode == 0, result.stderr.decode()
+    text = " ".join(result.stdout.decode("utf-8").split())
+    assert "Details: what I checked" in text and "calendar.read_only" not in text
+
+
+def test_a_reconnect_url_is_printed_whole_on_its_own_line(state: Path) -> None:
+    result = run(state, "ask", "carla@northwind.example", "my calendar is broken")
+    lines = result.stdout.decode("utf-8").splitlines()
+    (url,) = [line for line in lines if "/connect/google?t=" in line]
+    assert url.startswith("http") and " " not in url.strip() and len(url) > 120
 
 
 def test_ask_text_off_topic_says_what_it_can_help_with(state: Path) -> None:

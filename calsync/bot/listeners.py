@@ -125,6 +125,10 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
     async def on_sync_now(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
         await bot.in_turn(bot.sync_now(client, respond, body))
 
+    @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_DETAILS], middleware=[ack_at_once])
+    async def on_details(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        await bot.in_turn(bot.details(client, respond, body))
+
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_DID_YOU_MEAN], middleware=[ack_at_once])
     async def on_did_you_mean(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
         await bot.in_turn(bot.did_you_mean(client, respond, body))

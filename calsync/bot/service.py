@@ -27,7 +27,9 @@ from calsync.bot.commands import Diagnose, Help, Reconnect, Unknown, parse_comma
 from calsync.db import transaction
 from calsync.diagnostics.answer import CALENDAR_PRODUCTS, Answer
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
+from calsync.knowledge.smalltalk import small_talk
 from calsync.render import blocks
+from calsync.render.words import first_sync_note
 from calsync.syncbackend.engine import CycleResult, Disconnection
 from calsync.syncbackend.holds import Decision, Hold, Holds, UnknownHold
 from calsync.syncbackend.models import AuditEntry, Feedback, ProcessedEvent, User
@@ -232,9 +234,12 @@ class SlackBot:
             await self._post(client, channel, self._not_a_user(), thread_ts)
             return
         question = strip_mentions(text)[:MAX_QUESTION]
-        placeholder = await self._post(client, channel, blocks.checking_message(), thread_ts)
+        # A greeting or a thank-you is answered at once; anything else is diagnosed (a few seconds).
+        placeholder = None
+        if small_talk(question) is None:
+            placeholder = await self._post(client, channel, blocks.checking_message(), thread_ts)
         message = await self._answer_message(
-            person, question or None, actor=slack_user_id, channel=channel, thread_ts=thread_ts
+            person, question, actor=slack_user_id, channel=channel, thread_ts=thread_ts
         )
         await self._replace(client, channel, placeholder, message, thread_ts)
 
@@ -442,6 +447,26 @@ class SlackBot:
         )
         await self._update_clicked(client, respond, body, blocks.answer_message(answer, preface=preface))
 
+    async def details(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
+        """Every finding behind the answer, for the rep who clicked (ephemeral: the answer stays)."""
+        value = _value(body)
+        person = await self.person(client, body["user"]["id"])
+        if person.email is None:
+            await self._respond(respond, self._not_a_user())
+            return
+        question = value.get("question") if isinstance(value.get("question"), str) else None
+        article = value.get("article") if isinstance(value.get("article"), str) else None
+        if article not in self.troubleshooter.knowledge.ids:
+            article = None
+        try:
+            answer = await self.troubleshooter.answer(
+                person.email, question, actor=person.slack_user_id, article=article
+            )
+        except UnknownUser:
+            await self._respond(respond, self._not_a_user())
+            return
+        await self._respond(respond, blocks.details_message(answer), replace_original=False)
+
     async def did_you_mean(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
         value = _value(body)
         person = await self.person(client, body["user"]["id"])
@@ -617,13 +642,17 @@ class SlackBot:
         channel: str | None = None,
         thread_ts: str | None = None,
     ) -> None:
-        """Tell the rep their calendar is connected (a DM with the fresh diagnosis), and the thread
-        where the link was given, if any."""
-        lines = [f"✅ {blocks.escape_mrkdwn(outcome.headline)}"]
+        """Tell the rep their calendar is connected and what the first sync did (a DM), and the thread
+        where the link was given, if any. A problem the fresh diagnosis still finds after that sync
+        is added; an error from before the reconnect never is."""
+        sync_note = first_sync_note(outcome.first_sync)
+        lines = [f"✅ {blocks.escape_mrkdwn(outcome.headline)}", blocks.escape_mrkdwn(sync_note)]
         for extra in (outcome.calendar_note, outcome.switch_note):
             if extra:
                 lines.append(blocks.escape_mrkdwn(extra))
         preface = "\n".join(lines)
+        fallback = f"{outcome.headline} {sync_note}"
+        still = answer if answer is not None and outcome.first_sync is not None and answer.problems else None
         slack_id = await asyncio.to_thread(self._slack_id_of, rep_email)
         if slack_id is not None:
             try:
@@ -634,17 +663,13 @@ class SlackBot:
                 dm = ""
             if dm:
                 message = (
-                    blocks.answer_message(answer, preface=preface)
-                    if answer is not None
-                    else blocks.markup_message(preface, fallback=outcome.headline)
+                    blocks.answer_message(still, preface=preface)
+                    if still is not None
+                    else blocks.markup_message(preface, fallback=fallback)
                 )
                 await self._post(client, dm, message, None)
         if channel and thread_ts:
-            verdict = f" {answer.verdict}" if answer is not None else ""
-            in_thread = blocks.markup_message(
-                f"{preface}\n{blocks.escape_mrkdwn(verdict.strip())}".strip(),
-                fallback=outcome.headline + verdict,
-            )
+            in_thread = blocks.markup_message(preface, fallback=fallback)
             await self._post(client, channel, in_thread, thread_ts)
 
     async def notify_disconnected(self, client: AsyncWebClient, disconnection: Disconnection) -> bool:

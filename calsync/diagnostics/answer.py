@@ -1,66 +1,77 @@
-"""The answer to a rep: findings, the articles to show with each step marked by what the checks saw,
-and the actions that fix it. Pure data; every surface (terminal, JSON, Slack, HTML) renders it."""
+"""The answer to a rep: a headline, the causes with their one fix each, the help-center steps that
+go with those fixes, and the actions. Pure data; every surface (terminal, JSON, Slack, HTML) renders
+it, and every surface shows the same facts.
+
+The article follows the cause: the first article shown is the detected cause's (a revoked grant →
+"Calendar Shows Not Connected"), with only the section that fixes it; the article the question
+matched comes second, and only when it adds something the causes don't. A step is marked by what
+it is for this rep — do this, or checked for you — never with a ❌ on the help center's own words.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from calsync.diagnostics.findings import Finding, Severity, by_severity
+from calsync.diagnostics.causes import CALENDAR_PRODUCTS, Cause, find_causes
+from calsync.diagnostics.findings import Finding, Severity
 from calsync.knowledge.loader import Article, KnowledgeBase, Step
 
+__all__ = [
+    "CALENDAR_PRODUCTS",
+    "Action",
+    "Answer",
+    "AnswerKind",
+    "MarkedStep",
+    "ShownArticle",
+    "actions_for",
+    "articles_for",
+    "compose",
+    "headline_for",
+    "shown_causes",
+]
+
+AnswerKind = Literal["answer", "declined", "smalltalk"]
 ActionKind = Literal["reconnect", "sync_now", "contact_support"]
-StepMark = Literal["ok", "warning", "error", "unknown"]
+StepMark = Literal["do", "checked"]
 
-MARK_SYMBOLS: dict[str, str] = {"ok": "✅", "warning": "⚠️", "error": "❌", "unknown": "❔"}
-
-# The article a problem calls for, by check; a few codes are better served by another article.
-ARTICLE_FOR_CHECK: dict[str, str] = {
-    "connection": "not-connected",
-    "calendar": "not-showing",
-    "sync": "not-showing",
-    "duplicates": "duplicates",
-    "changes": "changes-not-syncing",
-    "provider_switch": "switch-provider",
+# What a check that found nothing wrong has established, for "checked for you: …".
+CHECKED_NOTES: dict[str, str] = {
+    "connection": "your calendar is connected",
+    "calendar": "the right calendar is selected",
+    "sync": "syncs are on time",
+    "duplicates": "no duplicates",
+    "changes": "calendar edits are being picked up",
+    "provider_switch": "nothing left over from a switch",
 }
-ARTICLE_FOR_CODE: dict[str, str] = {
-    "connection.multiple_active": "duplicates",
-    "connection.none": "not-connected",
-}
-# Findings whose fix is signing in again (a new grant, and the selected calendar checked again).
-RECONNECT_CODES = frozenset(
-    {
-        "connection.disconnected",
-        "connection.revoked",
-        "connection.expired",
-        "connection.consent_removed",
-        "connection.sign_in_required",
-        "connection.no_tokens",
-        "calendar.not_found",
-        "calendar.none_selected",
-    }
-)
-CALENDAR_PRODUCTS = {"google": "Google Calendar", "microsoft": "Outlook"}
+HEALTHY = "Your calendar connection looks healthy — I found nothing wrong."
+DECLINED = "That's not something I can help with — I answer questions about calendar sync."
+UNSURE = "I checked your calendar connection and found nothing wrong."
 
 
 @dataclass(frozen=True)
 class MarkedStep:
     step: Step
-    mark: StepMark | None  # None: no check speaks to this step
-    codes: tuple[str, ...] = ()  # the findings behind the mark
+    mark: StepMark | None  # None: no check speaks to this step (the help center's guidance)
+    note: str = ""  # for "checked": what was found fine
 
     @property
-    def symbol(self) -> str:
-        return MARK_SYMBOLS[self.mark] if self.mark else "•"
+    def label(self) -> str:
+        if self.mark == "do":
+            return "Do this"
+        if self.mark == "checked":
+            return f"Checked for you: {self.note}" if self.note else "Checked for you"
+        return ""
 
 
 @dataclass(frozen=True)
 class ShownArticle:
     article: Article
-    steps: tuple[MarkedStep, ...]
-    matched: bool  # the article the question matched (else: one the findings called for)
+    steps: tuple[MarkedStep, ...]  # only the steps that matter for this rep
+    matched: bool  # the article the question matched (else: the one a cause's fix calls for)
+    cause: str | None = None  # the code of the cause whose fix these steps are
 
 
 @dataclass(frozen=True)
@@ -78,36 +89,50 @@ class Action:
 class Answer:
     user: str
     question: str | None
-    article: str | None  # the article the question matched (None: no question, or off-topic)
-    findings: tuple[Finding, ...]
+    article: str | None  # the article the question matched (None: no question, not sure, off-topic)
+    headline: str  # the one line first: the cause in plain words and what it affects
+    causes: tuple[Cause, ...]  # in order of impact
+    findings: tuple[Finding, ...]  # every finding, most severe first (agents and Details see them all)
     articles: tuple[ShownArticle, ...]
     actions: tuple[Action, ...]
-    verdict: str
     checked_at: datetime
+    kind: AnswerKind = "answer"
     confidence: float | None = None
     alternatives: tuple[tuple[str, float], ...] = ()
     ambiguous: bool = False
-    off_topic: bool = False
     user_name: str = ""
     checks_run: tuple[str, ...] = field(default=())
     diagnosis_id: str | None = None  # the audit entry of this answer: feedback and support refer to it
 
     @property
-    def visible_findings(self) -> tuple[Finding, ...]:
-        """What a rep is shown: everything that is not `ok`, and the `ok` findings of the checks the
-        shown articles relate to (all of them for a diagnosis without a question)."""
-        if self.question is None:
-            return self.findings
-        related = {name for shown in self.articles for name in shown.article.checks_for()}
-        return tuple(f for f in self.findings if f.severity is not Severity.OK or f.check in related)
+    def off_topic(self) -> bool:
+        return self.kind == "declined"
 
     @property
-    def problems(self) -> tuple[Finding, ...]:
-        return tuple(finding for finding in self.findings if finding.is_problem)
+    def shown_causes(self) -> tuple[Cause, ...]:
+        return shown_causes(self.kind, self.causes)
+
+    @property
+    def problems(self) -> tuple[Cause, ...]:
+        """Causes that need something done, or that we could not check."""
+        return _problems(self.causes)
 
     @property
     def worst(self) -> Severity:
-        return self.findings[0].severity if self.findings else Severity.OK
+        return max((finding.severity for finding in self.findings), key=lambda s: s.rank, default=Severity.OK)
+
+    @property
+    def offers_choices(self) -> bool:
+        """Whether to ask "did you mean …?": only when nothing was found that answers it already."""
+        if self.kind != "answer" or any(c.severity.rank >= Severity.WARNING.rank for c in self.causes):
+            return False
+        return self.ambiguous or (
+            self.question is not None and self.article is None and bool(self.alternatives)
+        )
+
+    @property
+    def has_rep_fix(self) -> bool:
+        return any(cause.fix.by_rep for cause in self.shown_causes)
 
     def to_json(self) -> dict[str, Any]:
         """The stable JSON contract of `calsync diagnose --json` and `calsync ask --json`."""
@@ -116,109 +141,155 @@ class Answer:
             "question": self.question,
             "article": self.article,
             "findings": [finding.to_json() for finding in self.findings],
-            "articles": [shown.article.id for shown in self.articles],
+            "articles": list(dict.fromkeys(shown.article.id for shown in self.articles)),
             "actions": [action.to_json() for action in self.actions],
+            "headline": self.headline,
+            "causes": [cause.to_json() for cause in self.causes],
+            "kind": self.kind,
         }
 
 
-def mark_steps(
+# -- building it ---------------------------------------------------------------------------------
+
+
+def _problems(causes: Sequence[Cause]) -> tuple[Cause, ...]:
+    """Causes that need something done, or that we could not check."""
+    return tuple(cause for cause in causes if cause.severity.rank >= Severity.WARNING.rank)
+
+
+# The appointment the question names, found where it should be: it answers the question, so it
+# comes right after anything broken, before lesser problems. (Not finding the one named is said only
+# when nothing else is: a problem found explains more than a name we could not place.)
+TRACED = frozenset({"sync.appointment_found"})
+
+
+def shown_causes(kind: AnswerKind, causes: Sequence[Cause]) -> tuple[Cause, ...]:
+    """What a rep is shown: what is broken, then the appointment the question names, then the other
+    problems — or when there are none the one fact worth leading with. A declined question shows
+    only a broken calendar (an error), in one line."""
+    if kind == "declined":
+        return tuple(cause for cause in causes if cause.severity is Severity.ERROR)[:1]
+    problems = _problems(causes)
+    broken = [cause for cause in problems if cause.severity is Severity.ERROR]
+    traced = [cause for cause in causes if cause.code in TRACED and cause not in problems]
+    shown = [*broken, *traced, *(cause for cause in problems if cause not in broken)]
+    return tuple(shown) or tuple(causes[:1])
+
+
+def _checked_steps(
     article: Article, findings: Sequence[Finding], checks_run: Sequence[str]
-) -> tuple[MarkedStep, ...]:
-    """Each step marked by the worst finding of the checks related to it (front matter `checks`)."""
+) -> list[MarkedStep]:
+    """Every step of an article, marked "checked" where its checks ran and found nothing wrong."""
     marked = []
     for step in article.steps:
         related = [name for name in article.checks.get(step.key, ()) if name in checks_run]
         relevant = [finding for finding in findings if finding.check in related]
-        if not related:
+        if related and relevant and all(f.severity in (Severity.OK, Severity.INFO) for f in relevant):
+            notes = [CHECKED_NOTES[name] for name in related if name in CHECKED_NOTES]
+            marked.append(MarkedStep(step, "checked", ", ".join(dict.fromkeys(notes))))
+        else:
             marked.append(MarkedStep(step, None))
-            continue
-        worst = max(
-            (finding.severity for finding in relevant), key=lambda severity: severity.rank, default=None
-        )
-        mark: StepMark = "ok"
-        if worst in (Severity.ERROR, Severity.WARNING, Severity.UNKNOWN):
-            mark = worst.value  # type: ignore[assignment]
-        causes = tuple(
-            finding.code for finding in relevant if worst is not None and finding.severity is worst
-        )
-        marked.append(MarkedStep(step, mark, causes))
-    return tuple(marked)
+    return marked
 
 
 def articles_for(
     knowledge: KnowledgeBase,
+    causes: Sequence[Cause],
     matched: Sequence[str],
     findings: Sequence[Finding],
     checks_run: Sequence[str],
 ) -> tuple[ShownArticle, ...]:
-    """The articles the problems call for (most severe first), then the matched ones.
-
-    A problem whose fix is reconnecting always calls for its article (a not-showing question from
-    a rep whose grant is revoked leads with the not-connected steps); any other problem calls for
-    its article only when the matched articles have no step about its check already.
-    """
-    covered = {name for article_id in matched for name in knowledge.get(article_id).checks_for()}
-    ordered = by_severity(list(findings))
-    # When nothing is wrong but something is worth knowing, that thing leads (and so does its article).
-    leading_info = ordered[0] if ordered and ordered[0].severity is Severity.INFO else None
-    called_for: list[str] = []
-    for finding in ordered:
-        if finding.severity not in (Severity.ERROR, Severity.WARNING) and finding is not leading_info:
+    """The fix sections of the causes' articles first (each step once), then the matched article
+    when it adds something: all of it when no cause is shown, else only its steps no check speaks
+    to (the help center's own guidance, such as how to allow pop-ups)."""
+    shown: list[ShownArticle] = []
+    done: set[tuple[str, str]] = set()  # (article, step) already shown
+    for cause in causes:
+        if not cause.fix.article:
             continue
-        article_id = ARTICLE_FOR_CODE.get(finding.code) or ARTICLE_FOR_CHECK.get(finding.check)
-        if not article_id or article_id in called_for or article_id in matched:
+        article = knowledge.get(cause.fix.article)
+        keys = [key for key in cause.fix.steps if (article.id, key) not in done]
+        done.update((article.id, key) for key in keys)
+        if keys:
+            marked = tuple(MarkedStep(article.step(key), "do") for key in keys)
+            shown.append(ShownArticle(article, marked, article.id in matched, cause.code))
+    by_cause = {article_id for article_id, _ in done}
+    for article_id in matched:
+        if article_id in by_cause:
             continue
-        if (
-            finding.code in RECONNECT_CODES
-            or finding.code in ARTICLE_FOR_CODE
-            or finding.check not in covered
-        ):
-            called_for.append(article_id)
-    shown = []
-    for article_id in (*called_for, *matched):
         article = knowledge.get(article_id)
-        shown.append(ShownArticle(article, mark_steps(article, findings, checks_run), article_id in matched))
+        every = _checked_steps(article, findings, checks_run)
+        if causes:  # a cause leads: only the guidance no check speaks to can add something
+            every = [marked for marked in every if not article.checks.get(marked.step.key)]
+        if every:
+            shown.append(ShownArticle(article, tuple(every), True))
     return tuple(shown)
 
 
-# Findings a cycle run now may clear: something waiting for the next sync, either way. Offered only
-# when nothing needs a reconnect first (a sync cannot get through a dead grant).
-SYNC_NOW_CODES = frozenset(
-    {
-        "sync.pending",
-        "sync.overdue",
-        "sync.push_late",
-        "sync.pull_late",
-        "sync.last_run_failed",
-        "sync.appointment_missing",
-        "changes.pending",
-        "changes.not_picked_up",
-    }
-)
-
-
-def actions_for(findings: Sequence[Finding], reconnect_url: Any) -> tuple[Action, ...]:
-    """Reconnect for each provider whose connection needs a new sign-in, then contact support."""
+def actions_for(causes: Sequence[Cause], reconnect_url: Callable[[str], str | None]) -> tuple[Action, ...]:
+    """One Reconnect per provider whose cause is fixed by signing in again; else Sync now when a
+    cause waits on a cycle; Talk to support always last (shown only where no rep fix exists)."""
     actions: list[Action] = []
-    for finding in findings:
-        if finding.code in RECONNECT_CODES and finding.provider:
-            if any(action.provider == finding.provider for action in actions):
-                continue
-            product = CALENDAR_PRODUCTS.get(finding.provider, finding.provider)
-            actions.append(
-                Action("reconnect", f"Reconnect {product}", finding.provider, reconnect_url(finding.provider))
-            )
-    if not actions and any(finding.code in SYNC_NOW_CODES for finding in findings):
+    for cause in causes:
+        provider = cause.fix.provider
+        if cause.fix.kind == "reconnect" and provider and all(a.provider != provider for a in actions):
+            product = CALENDAR_PRODUCTS.get(provider, provider)
+            actions.append(Action("reconnect", f"Reconnect {product}", provider, reconnect_url(provider)))
+    if not actions and any(cause.fix.cycle_helps for cause in causes):
         actions.append(Action("sync_now", "Sync now"))
     actions.append(Action("contact_support", "Talk to support"))
     return tuple(actions)
 
 
-def verdict_for(findings: Sequence[Finding]) -> str:
-    """One line first: the worst problem in the rep's words, or that nothing is wrong."""
-    if not findings:
-        return "I couldn't find anything to check for you."
-    top = findings[0]
-    if top.severity is not Severity.OK:
-        return top.summary
-    return "Your calendar connection looks healthy — I found nothing wrong."
+def headline_for(kind: AnswerKind, causes: Sequence[Cause], *, unsure: bool) -> str:
+    """The first line: the most important cause, or that nothing is wrong (`unsure`: the question
+    matched no article, so we say what we checked rather than that the rep's problem is solved)."""
+    if kind == "declined":
+        return DECLINED
+    shown = shown_causes(kind, causes)
+    if shown:
+        return shown[0].summary
+    return UNSURE if unsure else HEALTHY
+
+
+def compose(
+    knowledge: KnowledgeBase,
+    *,
+    user: str,
+    user_name: str,
+    question: str | None,
+    findings: Sequence[Finding],
+    checked_at: datetime,
+    checks_run: Sequence[str],
+    reconnect_url: Callable[[str], str | None],
+    article: str | None = None,
+    matched: Sequence[str] = (),
+    declined: bool = False,
+    confidence: float | None = None,
+    alternatives: tuple[tuple[str, float], ...] = (),
+    ambiguous: bool = False,
+) -> Answer:
+    """The answer for findings already made, most severe first: causes, headline, articles, actions.
+    `matched` are the articles the question matched (the chosen one first); `declined` says the
+    question is clearly about something else."""
+
+    kind: AnswerKind = "declined" if declined else "answer"
+    causes = find_causes(findings)
+    shown = shown_causes(kind, causes)
+    return Answer(
+        user=user,
+        user_name=user_name,
+        question=question,
+        article=article,
+        headline=headline_for(kind, causes, unsure=question is not None and not matched),
+        causes=causes,
+        findings=tuple(findings),
+        articles=() if declined else articles_for(knowledge, shown, matched, findings, checks_run),
+        actions=actions_for(shown, reconnect_url),
+        checked_at=checked_at,
+        kind=kind,
+        confidence=confidence,
+        alternatives=alternatives,
+        ambiguous=ambiguous,
+        checks_run=tuple(checks_run),
+    )

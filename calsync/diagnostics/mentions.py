@@ -43,7 +43,8 @@ _STOPWORD_TEXT = """
     works working broken connect connected disconnected reconnect account password popup blocked
     window switch switched switching provider phone app issue problem wrong right instead anything
     nothing something everything keep keeps ok okay sure thanks thank anyone someone say says said
-    tell told look looks looking
+    tell told look looks looking manager boss team whole colleague colleagues assistant people
+    everybody everyone
 """
 _SHORTHAND = "gcal o365 office365 m365 ms exchange appt appts mtg mtgs cal cals dupe dupes"
 # Reps drop apostrophes ("isnt") and mistype the generic words ("apointment", "calender"):
@@ -53,30 +54,37 @@ STOPWORDS = frozenset(
     | {word.replace("'", "") for word in _STOPWORD_TEXT.split()}
     | set(_SHORTHAND.split())
 )
-_TYPO_TARGETS = tuple(word for word in STOPWORDS if len(word) >= 6 and "'" not in word)
+_TYPO_TARGETS = tuple(word for word in STOPWORDS if len(word) >= 5 and "'" not in word)
 
 
-def _one_edit_apart(a: str, b: str) -> bool:
-    """True when one insertion, deletion, substitution or swap of neighbours turns a into b."""
-    if abs(len(a) - len(b)) > 1 or a == b:
-        return a == b
-    if len(a) == len(b):
-        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-        return len(diff) == 1 or (
-            len(diff) == 2
-            and diff[1] == diff[0] + 1
-            and a[diff[0]] == b[diff[1]]
-            and a[diff[1]] == b[diff[0]]
-        )
-    shorter, longer = (a, b) if len(a) < len(b) else (b, a)
-    skip = next((i for i, (x, y) in enumerate(zip(shorter, longer, strict=False)) if x != y), len(shorter))
-    return shorter[skip:] == longer[skip + 1 :]
+def edits_apart(a: str, b: str, limit: int) -> bool:
+    """Whether at most `limit` insertions, deletions, substitutions or swaps of neighbours turn a
+    into b (optimal string alignment distance, stopping early past the limit)."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        current = [i] + [0] * len(b)
+        for j, y in enumerate(b, start=1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return False
+        previous2, previous = previous, current
+    return previous[-1] <= limit
 
 
 def is_generic(word: str) -> bool:
-    """A stopword, or a one-typo variant of a longer one ("calender", "apointment")."""
-    return word in STOPWORDS or (
-        len(word) >= 5 and any(_one_edit_apart(word, target) for target in _TYPO_TARGETS)
+    """A stopword, or a typo of a longer one: one edit from a word of 5+ letters ("calender",
+    "outlok"), two from one of 8+ ("apointmnet")."""
+    if word in STOPWORDS:
+        return True
+    if len(word) < 5:
+        return False
+    return any(
+        edits_apart(word, target, 2 if len(target) >= 8 and len(word) >= 7 else 1) for target in _TYPO_TARGETS
     )
 
 
@@ -253,8 +261,8 @@ def score_appointments(
     """Every appointment that matches at least a title word or the time, best first.
 
     A name the question points at ("with Initech", "the Initech demo") that is in none of the rep's
-    titles means an appointment we don't have: then only the time can still pick one, never a
-    generic word like "demo".
+    titles means an appointment we don't have: nothing is picked (not another client's appointment
+    at the same time, nor any "demo"); the sync check then says so and what is at that time.
     """
     titles = {appointment.id: title_words(appointment.title) for appointment in appointments}
     known = set().union(*titles.values()) if titles else set()
@@ -271,7 +279,7 @@ def score_appointments(
             mention.hour,
             mention.minute or 0,
         )
-        if not time_match and (not hits or unknown_name):
+        if unknown_name or not (time_match or hits):
             continue
         day_match = mention.has_day and _day_matches(mention, appointment.start, now, zone)
         score = sum(1 + 2 / frequency[word] for word in hits)

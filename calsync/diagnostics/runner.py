@@ -15,6 +15,7 @@ from calsync.syncbackend.providers.base import (
     PROVIDER_LABELS,
     GrantError,
     MalformedResponse,
+    NotFound,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -56,20 +57,36 @@ def provider_failure(check: Check, error: ProviderError, connection: ConnectionS
     )
 
 
-def _skipped(check: Check, connection: ConnectionState) -> Finding:
+SKIP_REASONS = {
+    "grant": ("the connection must be fixed first", "Reconnect the calendar, then check again."),
+    "calendar_not_found": (
+        "the selected calendar no longer exists",
+        "Select another calendar, then check again.",
+    ),
+}
+
+
+def skipped(check: Check, connection: ConnectionState, reason: str = "grant") -> Finding:
+    """`<check>.skipped`: this check could not look at this connection (why: `SKIP_REASONS`)."""
+    why, hint = SKIP_REASONS[reason]
     return Finding(
         check=check.name,
         code=f"{check.name}.skipped",
         severity=Severity.UNKNOWN,
-        summary=(
-            f"Couldn't check {check.title.lower()} for {connection.label}: "
-            "the connection must be fixed first."
-        ),
-        hint="Reconnect the calendar, then check again.",
-        evidence={"connection_id": connection.id},
+        summary=f"Couldn't check {check.title.lower()} for {connection.label}: {why}.",
+        hint=hint,
+        evidence={"connection_id": connection.id, "reason": reason},
         provider=connection.provider,
         connection_id=connection.id,
     )
+
+
+def failure(check: Check, error: ProviderError, connection: ConnectionState | None) -> Finding:
+    """What a check that hit `error` reports: a calendar that answers 404 is gone (the calendar
+    check says so; here it is a skipped check, not an outage), anything else `provider_failure`."""
+    if isinstance(error, NotFound) and connection is not None:
+        return skipped(check, connection, "calendar_not_found")
+    return provider_failure(check, error, connection)
 
 
 def _timed_out(check: Check, budget: float, connection: ConnectionState | None) -> Finding:
@@ -110,9 +127,9 @@ async def _guarded(
         return [_timed_out(check, budget, connection)]
     except GrantError:
         # The connection check reports the grant itself; any other check simply could not look.
-        return [_skipped(check, connection)] if connection else []
+        return [skipped(check, connection)] if connection else []
     except ProviderError as error:
-        return [provider_failure(check, error, connection)]
+        return [failure(check, error, connection)]
     except Exception as error:
         log.exception("check %s crashed", check.name)
         return [_crashed(check, error, connection)]

@@ -1,5 +1,12 @@
-"""`Troubleshooter.answer(email, question)`: match the question to an article, run the checks that
-article needs (all of them for a diagnosis), and build the `Answer`.
+"""`Troubleshooter.answer(email, question)`: diagnose the rep live, group the findings into causes,
+and build the `Answer` — with the question deciding which help-center steps to add, never whether
+we look.
+
+- A greeting, a thank-you or an empty message gets a short reply and no diagnosis.
+- Every other message from a known rep runs every check. The matcher picks the article to add; when
+  it is not sure, the answer leads with what the diagnosis found (and "did you mean" choices).
+- A message clearly about something else (the matcher's confident off-topic) is declined, but a rep
+  whose calendar is broken still hears about it in one line, with its fix.
 
 Database work runs in worker threads (one short transaction to read the snapshot, one to store
 refreshed tokens and the audit entry) so the event loop only ever waits on the network.
@@ -17,18 +24,14 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import transaction
-from calsync.diagnostics.answer import (
-    Answer,
-    actions_for,
-    articles_for,
-    verdict_for,
-)
+from calsync.diagnostics.answer import Answer, compose
 from calsync.diagnostics.check import Check, CheckContext
 from calsync.diagnostics.findings import by_severity
 from calsync.diagnostics.live import LiveView
 from calsync.diagnostics.runner import DEFAULT_BUDGET, run_checks
 from calsync.diagnostics.state import RepState, find_user, load_rep_state
 from calsync.knowledge.loader import KnowledgeBase
+from calsync.knowledge.smalltalk import SmallTalk, small_talk
 from calsync.syncbackend.crypto import TokenCipher
 from calsync.syncbackend.models import AuditEntry, CalendarConnection, MissingTokenError
 from calsync.syncbackend.providers.base import Authorization, CalendarProvider
@@ -51,6 +54,8 @@ class _Match(Protocol):
     def alternatives(self) -> tuple[tuple[str, float], ...]: ...
     @property
     def ambiguous(self) -> bool: ...
+    @property
+    def off_topic(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,25 @@ class _Chosen:
     confidence: float = 1.0
     alternatives: tuple[tuple[str, float], ...] = ()
     ambiguous: bool = False
+    off_topic: bool = False
+
+
+# Findings that mean the question named one of the rep's appointments (the sync check traced it).
+NAMED_APPOINTMENT_CODES = frozenset(
+    {"sync.appointment_found", "sync.appointment_missing", "sync.appointment_cancelled"}
+)
+# The short replies to small talk; `{name}` is ", Ana" or "".
+SMALL_TALK_REPLIES: dict[SmallTalk, str] = {
+    "greeting": (
+        "Hi{name}! Ask me anything about your calendar sync — for example “why isn't my 2pm with Acme on "
+        "my calendar?” — and I'll check your connection live."
+    ),
+    "thanks": "Glad I could help! Ask me again any time.",
+    "empty": (
+        "Tell me what's going on with your calendar — for example “my 2pm with Acme isn't on my "
+        "calendar” — and I'll check your connection live."
+    ),
+}
 
 
 # (rep email, provider) -> link; called with channel= and thread_ts= keywords too when the answer is
@@ -123,49 +147,39 @@ class Troubleshooter:
         `article` skips the matcher (the rep picked it from "Did you mean …?"). `channel`/`thread_ts`:
         where the answer is given, carried by its reconnect links."""
         started = time.perf_counter()
+        now = self.clock()
+        talk = small_talk(question) if question is not None and article is None else None
+        snapshot = await asyncio.to_thread(self._read, email, now)
+        rep = snapshot.rep
+        if talk is not None:
+            first = rep.name.split()[0] if rep.name.strip() else ""
+            return Answer(
+                user=rep.email,
+                user_name=rep.name,
+                question=question,
+                article=None,
+                headline=SMALL_TALK_REPLIES[talk].format(name=f", {first}" if first else ""),
+                causes=(),
+                findings=(),
+                articles=(),
+                actions=(),
+                checked_at=now,
+                kind="smalltalk",
+            )
         match: _Match | None
         if article is not None:
             self.knowledge.get(article)  # KeyError for an id that is not an article
             match = _Chosen(article)
         else:
             match = self.matcher.match(question) if question is not None else None
-        now = self.clock()
-        snapshot = await asyncio.to_thread(self._read, email, now)
-        rep = snapshot.rep
-        if match is not None and match.article is None:
-            answer = Answer(
-                user=rep.email,
-                user_name=rep.name,
-                question=question,
-                article=None,
-                findings=(),
-                articles=(),
-                actions=(),
-                verdict=(
-                    "I'm not sure which calendar problem this is."
-                    if match.ambiguous
-                    else "That's not something I can help with — I answer questions about calendar sync."
-                ),
-                checked_at=now,
-                confidence=match.confidence,
-                alternatives=match.alternatives if match.ambiguous else (),
-                ambiguous=match.ambiguous,
-                off_topic=True,
-            )
-            diagnosis_id = await asyncio.to_thread(
-                self._store, snapshot, answer, actor, time.perf_counter() - started
-            )
-            return replace(answer, diagnosis_id=diagnosis_id)
-
         matched: list[str] = []
         if match is not None and match.article is not None:
             matched.append(match.article)
             if match.ambiguous:
                 matched.extend(article for article, _ in match.alternatives if article not in matched)
-        # Every on-topic question runs every check: they share one live view, so the extra checks
-        # cost no extra round trip, and a rep asking "why isn't my appointment showing" whose real
-        # problem is a provider switch or a deleted event hears about it. The article decides
-        # which steps are shown and which `ok` findings are worth showing.
+
+        # Every message runs every check: they share one live view, so a full diagnosis costs about
+        # two provider round trips, and the rep's real problem is found whatever the words were.
         checks = self.checks
         live = LiveView(self.providers, snapshot.authorizations, now)
         try:
@@ -174,23 +188,24 @@ class Troubleshooter:
             )
         finally:
             await live.close()
-        checks_run = tuple(check.name for check in checks)
-        answer = Answer(
+        declined = match is not None and match.off_topic
+        if declined and any(f.code in NAMED_APPOINTMENT_CODES for f in findings):
+            declined = False  # it names one of the rep's own appointments: that is ours to answer
+        answer = compose(
+            self.knowledge,
             user=rep.email,
             user_name=rep.name,
             question=question,
-            article=match.article if match else None,
-            findings=tuple(findings),
-            articles=articles_for(self.knowledge, matched, findings, checks_run),
-            actions=actions_for(
-                findings, lambda provider: self._reconnect_link(rep.email, provider, channel, thread_ts)
-            ),
-            verdict=verdict_for(findings),
+            findings=findings,
             checked_at=now,
+            checks_run=tuple(check.name for check in checks),
+            reconnect_url=lambda provider: self._reconnect_link(rep.email, provider, channel, thread_ts),
+            article=match.article if match else None,
+            matched=matched,
+            declined=declined,
             confidence=match.confidence if match else None,
             alternatives=match.alternatives if match else (),
             ambiguous=bool(match and match.ambiguous),
-            checks_run=checks_run,
         )
         diagnosis_id = await asyncio.to_thread(
             self._store, snapshot, answer, actor, time.perf_counter() - started
@@ -231,9 +246,10 @@ class Troubleshooter:
                     "question": answer.question,
                     "article": answer.article,
                     "codes": [finding.code for finding in answer.findings],
+                    "causes": [cause.code for cause in answer.causes],
                     "seconds": round(seconds, 3),
                 },
-                result=answer.worst.value if not answer.off_topic else "off_topic",
+                result="off_topic" if answer.off_topic else answer.worst.value,
             )
             session.add(entry)
             session.flush()

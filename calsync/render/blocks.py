@@ -4,15 +4,16 @@ Pure functions: no Slack client, no I/O beyond loading the bundled articles once
 the "what I can help with" list when no knowledge base is passed). Everything returned is
 JSON-ready (`dict`/`list`/`str`/`bool`).
 
-The same choices as the terminal renderer (`render/text.py`): the verdict first, the findings with
-their marks, the articles with each step marked by what the checks saw (the ones the findings
-called for first), then the actions.
+The same choices as the terminal renderer (`render/text.py`): the headline first (the cause and
+what it affects), its fix with the steps of its one help-center section, any other cause once, then
+the buttons — the fix's first, then Details (every finding, `details_message`), Check again and
+feedback. Agents get the causes and every finding with its code and evidence.
 
 Block Kit limits are respected by construction and checked by `validate_blocks` (which the bot's
 tests reuse): at most 50 blocks per message and 100 per home view, section text ≤ 3000 characters,
 header ≤ 150, button text ≤ 75, button value ≤ 2000, unique `action_id`s ≤ 255, and every piece of
 text that comes from data escaped (`escape_mrkdwn`). When an answer is too big, findings and
-articles are packed and then cut with a "…" note; the verdict and the actions are never dropped.
+articles are packed and then cut with a "…" note; the headline and the actions are never dropped.
 
 Action ids are a contract with the bot's listeners. A message with two buttons of one kind (two
 reconnect buttons, two "did you mean" candidates) cannot reuse an `action_id`, so the second and
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from calsync.diagnostics.answer import CALENDAR_PRODUCTS, Answer, MarkedStep, ShownArticle
+from calsync.diagnostics.causes import Cause
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.knowledge.loader import KnowledgeBase, load_articles
 from calsync.render.text import help_topics
@@ -38,6 +40,7 @@ from calsync.syncbackend.holds import Decided, Hold
 
 __all__ = [
     "ACTION_CHECK_AGAIN",
+    "ACTION_DETAILS",
     "ACTION_DID_YOU_MEAN",
     "ACTION_HELPED",
     "ACTION_HOLD_CANCEL",
@@ -61,6 +64,7 @@ __all__ = [
     "answer_message",
     "base_action_id",
     "checking_message",
+    "details_message",
     "error_message",
     "escape_mrkdwn",
     "help_message",
@@ -85,6 +89,7 @@ ACTION_DID_YOU_MEAN = "did_you_mean"  # did_you_mean_0, _1…; value = json {"ar
 ACTION_SEND_RECONNECT_LINK = "send_reconnect_link"  # agent only; value = json {"rep": email, "provider": p}
 ACTION_OPEN_REPORT = "open_report"  # agent only; url button to the report page
 ACTION_SYNC_NOW = "sync_now"  # value = json {"article": id | null, "question": str | null}
+ACTION_DETAILS = "details"  # value = json {"article": id | null, "question": str | null}
 ACTION_HOLD_CANCEL = "hold_cancel"  # agent only, support channel; value = json {"hold": id}
 ACTION_HOLD_KEEP = "hold_keep"  # same value
 
@@ -98,6 +103,7 @@ _BASE_ACTIONS = (
     ACTION_SEND_RECONNECT_LINK,
     ACTION_OPEN_REPORT,
     ACTION_SYNC_NOW,
+    ACTION_DETAILS,
     ACTION_HOLD_CANCEL,
     ACTION_HOLD_KEEP,
 )
@@ -134,6 +140,8 @@ MAX_QUESTION = 500  # how much of the rep's question travels in a button value
 MAX_DID_YOU_MEAN = 2
 MAX_EVIDENCE_VALUE = 300
 MAX_EVIDENCE_LINES = 12
+MAX_CAUSE_LINE = 300  # an agent's one line per cause
+MAX_CAUSE_BLOCKS = 4
 ELLIPSIS = "…"
 
 SEVERITY_EMOJI: dict[Severity, str] = {
@@ -374,8 +382,13 @@ def _agent_finding_compact(finding: Finding) -> str:
 
 
 def _step_text(marked: MarkedStep) -> str:
+    """One help-center step: its title (with what the checks found, when they confirmed it), its
+    words and its list. Never a ❌: the help center's steps are not wrong."""
     step = marked.step
-    parts = [f"{marked.symbol} *{escape_mrkdwn(step.title)}*"]
+    title = f"*{escape_mrkdwn(step.title)}*"
+    if marked.mark == "checked":
+        title += f" — ✓ _{escape_mrkdwn(marked.label.lower())}_"
+    parts = [title]
     if step.text:
         parts.append(escape_mrkdwn(step.text))
     for number, item in enumerate(step.items, start=1):
@@ -384,17 +397,29 @@ def _step_text(marked: MarkedStep) -> str:
     return "\n".join(parts)
 
 
-def _article_blocks(shown: ShownArticle, *, asked: bool) -> list[dict[str, Any]]:
-    article = shown.article
-    blocks: list[dict[str, Any]] = [_divider(), _header(article.title)]
-    notes = []
-    if article.summary:
-        notes.append(f"_{escape_mrkdwn(article.summary)}_")
-    if asked and not shown.matched:
-        notes.append("Shown because of what I found.")
-    if notes:
-        blocks.append(_context(" ".join(notes)))
-    blocks.extend(_section(text) for text in _pack((_step_text(s) for s in shown.steps), separator="\n\n"))
+def _steps_blocks(shown: ShownArticle) -> list[dict[str, Any]]:
+    """The shown steps of one article, then one quiet line naming the help-center article."""
+    blocks = [_section(text) for text in _pack((_step_text(m) for m in shown.steps), separator="\n\n")]
+    blocks.append(_context(f"From the help center: _{escape_mrkdwn(shown.article.title)}_"))
+    return blocks
+
+
+def _cause_blocks(answer: Answer, cause: Cause, *, first: bool) -> list[dict[str, Any]]:
+    """A cause: (when not the headline) its summary, then its fix and that fix's steps."""
+    blocks: list[dict[str, Any]] = []
+    words = escape_mrkdwn(cause.fix.words)
+    fix = f"*Fix:* {words}" if cause.fix.by_rep else words
+    if first:
+        if words:
+            blocks.append(_section(fix))
+    else:
+        emoji = SEVERITY_EMOJI[cause.severity]
+        blocks.append(
+            _section(f"{emoji} *Also:* {escape_mrkdwn(cause.summary)}" + (f"\n{fix}" if words else ""))
+        )
+    for shown in answer.articles:
+        if shown.cause == cause.code:
+            blocks.extend(_steps_blocks(shown))
     return blocks
 
 
@@ -477,21 +502,36 @@ def _reconnect_buttons(answer: Answer, ids: _ActionIds) -> list[dict[str, Any]]:
     ]
 
 
-def _rep_buttons(answer: Answer, ids: _ActionIds) -> list[dict[str, Any]]:
+def _rep_buttons(answer: Answer, ids: _ActionIds, *, details: bool = True) -> list[dict[str, Any]]:
+    """The fix first (Reconnect or Sync now), then Details, Check again, feedback; Talk to support
+    only when the rep has no fix of their own to make."""
     buttons = _reconnect_buttons(answer, ids)
+    if answer.kind == "declined":  # the fix of a broken calendar, if any; else where to go
+        if not answer.has_rep_fix:
+            buttons.append(
+                _button(
+                    "Talk to support",
+                    ids(ACTION_TALK_TO_SUPPORT),
+                    value=_json_value({"diagnosis": answer.diagnosis_id}),
+                )
+            )
+        return buttons
+    question_value = _json_value({"article": answer.article, "question": answer.question}, shrink="question")
     if any(action.kind == "sync_now" for action in answer.actions):
-        value = _json_value({"article": answer.article, "question": answer.question}, shrink="question")
-        buttons.append(_button("⚡ Sync now", ids(ACTION_SYNC_NOW), value=value, style="primary"))
+        buttons.append(_button("⚡ Sync now", ids(ACTION_SYNC_NOW), value=question_value, style="primary"))
+    if details and answer.findings:
+        buttons.append(_button("Details", ids(ACTION_DETAILS), value=question_value))
     buttons.append(_check_again_button(ids, answer.article, answer.question))
     if answer.diagnosis_id is not None:
         feedback = _json_value({"diagnosis": answer.diagnosis_id, "article": answer.article})
         buttons.append(_button("👍 Helped", ids(ACTION_HELPED), value=feedback))
         buttons.append(_button("👎 Didn't help", ids(ACTION_NOT_HELPED), value=feedback))
-    for action in answer.actions:
-        if action.kind == "contact_support":
-            value = _json_value({"diagnosis": answer.diagnosis_id})
-            buttons.append(_button(action.label, ids(ACTION_TALK_TO_SUPPORT), value=value))
-            break
+    if not answer.has_rep_fix:
+        for action in answer.actions:
+            if action.kind == "contact_support":
+                value = _json_value({"diagnosis": answer.diagnosis_id})
+                buttons.append(_button(action.label, ids(ACTION_TALK_TO_SUPPORT), value=value))
+                break
     return buttons
 
 
@@ -671,6 +711,37 @@ def help_message(is_agent: bool, *, knowledge: KnowledgeBase | None = None) -> M
     return Message(text=text, blocks=blocks)
 
 
+def _headline(answer: Answer) -> str:
+    causes = answer.shown_causes
+    emoji = (
+        SEVERITY_EMOJI[causes[0].severity]
+        if causes and answer.kind == "answer"
+        else ("ℹ️" if answer.kind == "declined" else "✅")
+    )
+    return f"{emoji} *{escape_mrkdwn(answer.headline)}*"
+
+
+def _body(answer: Answer, kb: KnowledgeBase, ids: _ActionIds) -> list[list[dict[str, Any]]]:
+    """The rep's answer below the headline, in groups `_fit` may cut: each cause with its fix and
+    steps, the matched article when it adds something, "did you mean" when nothing was found."""
+    if answer.kind == "declined":
+        groups = [[_section(text) for text in _pack(escape_mrkdwn(help_topics(kb)).split("\n"))]]
+        if answer.shown_causes:
+            cause = answer.shown_causes[0]
+            line = f"{SEVERITY_EMOJI[cause.severity]} *By the way:* {escape_mrkdwn(cause.summary)}"
+            groups.append([_section(f"{line}\n*Fix:* {escape_mrkdwn(cause.fix.words)}")])
+        return groups
+    groups = [
+        _cause_blocks(answer, cause, first=index == 0) for index, cause in enumerate(answer.shown_causes)
+    ]
+    for shown in answer.articles:
+        if shown.cause is None:
+            groups.append([_header(shown.article.title), *_steps_blocks(shown)[:-1]])
+    if answer.offers_choices:
+        groups.append(_did_you_mean(answer, kb, ids, "Did you mean {titles}?"))
+    return [group for group in groups if group]
+
+
 def answer_message(
     answer: Answer,
     *,
@@ -679,14 +750,20 @@ def answer_message(
     knowledge: KnowledgeBase | None = None,
     preface: str | None = None,
 ) -> Message:
-    """The answer as a Slack message: for the rep who asked, or (`for_agent`) for a support agent,
-    with every finding's code and evidence and the agent's actions.
+    """The answer as a Slack message: for the rep who asked — the headline, the fix with its steps,
+    and the buttons, on one phone screen — or (`for_agent`) for a support agent, with the causes
+    and every finding's code and evidence, and the agent's actions.
 
     `preface`: one mrkdwn line put first (e.g. "Support request from <@U123>"), written on purpose by
     the caller, who escapes any data in it; the block budget accounts for it."""
     kb = knowledge or _default_knowledge()
     ids = _ActionIds()
     head: list[dict[str, Any]] = [_section(preface)] if preface else []
+    if answer.kind == "smalltalk":
+        return Message(
+            text=_truncate(escape_mrkdwn(answer.headline), MAX_FALLBACK_TEXT),
+            blocks=[*head, _section(escape_mrkdwn(answer.headline))],
+        )
     if for_agent:
         head.append(_header(f"🔎 {_who(answer)}"))
         notes = []
@@ -696,74 +773,58 @@ def answer_message(
         if answer.diagnosis_id is not None:
             notes.append(f"diagnosis {escape_mrkdwn(answer.diagnosis_id)}")
         head.append(_context(" · ".join(notes)))
-
-    if answer.off_topic:
-        return _off_topic(answer, kb, ids, head, for_agent=for_agent, report_url=report_url)
-
-    worst = _worst(answer.findings)
-    emoji = SEVERITY_EMOJI[worst] if worst is not None else "❔"
-    head.append(_section(f"{emoji} *{escape_mrkdwn(answer.verdict)}*"))
-    if answer.ambiguous:
-        head.extend(_did_you_mean(answer, kb, ids, "Did you mean {titles}? The steps for each are below."))
-
-    asked = answer.question is not None
-    articles = sorted(answer.articles, key=lambda shown: shown.matched)  # called-for first (stable)
-    article_groups = [_article_blocks(shown, asked=asked) for shown in articles]
-
-    buttons = _agent_buttons(answer, ids, report_url) if for_agent else _rep_buttons(answer, ids)
-    tail = _actions(buttons)
-    if not for_agent:
-        tail.insert(0, _context(_slack_date(answer.checked_at, "Checked {time}", "Checked ")))
+    head.append(_section(_headline(answer)))
 
     if for_agent:
-        more = "more in the full report." if report_url else "more than fits in one message."
-        wide = [
-            *(_agent_finding_blocks(f, first=i == 0) for i, f in enumerate(answer.findings)),
-            *article_groups,
+        causes = [
+            _truncate(
+                f"{SEVERITY_EMOJI[c.severity]} `{escape_mrkdwn(c.code)}` {escape_mrkdwn(c.fix.words)} "
+                f"_({escape_mrkdwn(', '.join(c.findings))})_",
+                MAX_CAUSE_LINE,
+            )
+            for c in answer.causes
         ]
+        tail = _actions(_agent_buttons(answer, ids, report_url))
+        more = "more in the full report." if report_url else "more than fits in one message."
+        if causes:  # short lines: they stay whole, the findings below are what gets cut
+            head.extend(_section(text) for text in _pack(["*Causes*", *causes])[:MAX_CAUSE_BLOCKS])
+        wide = [_agent_finding_blocks(f, first=i == 0) for i, f in enumerate(answer.findings)]
         if sum(len(group) for group in wide) <= MAX_MESSAGE_BLOCKS - len(head) - len(tail):
             blocks = _fit(head, wide, tail, limit=MAX_MESSAGE_BLOCKS, more_note=more)
         else:
             lines = [_agent_finding_compact(f) for f in answer.findings]
             packed = [_section(text) for text in _pack(["*What I found*", *lines])]
-            blocks = _fit(head, [packed, *article_groups], tail, limit=MAX_MESSAGE_BLOCKS, more_note=more)
+            blocks = _fit(head, [packed], tail, limit=MAX_MESSAGE_BLOCKS, more_note=more)
         who = f"{answer.user_name} ({answer.user})" if answer.user_name else answer.user
-        fallback = f"{who}: {emoji} {answer.verdict}"
-    else:
-        findings = answer.visible_findings
-        groups: list[list[dict[str, Any]]] = []
-        if findings:
-            lines = ["*What I found*", *(_finding_line(f) for f in findings)]
-            groups.append([_section(text) for text in _pack(lines)])
-        groups.extend(article_groups)
-        more = "there is more than fits here — ask me again, or talk to support."
-        blocks = _fit(head, groups, tail, limit=MAX_MESSAGE_BLOCKS, more_note=more)
-        fallback = f"{emoji} {answer.verdict}"
-    return Message(text=_truncate(escape_mrkdwn(fallback), MAX_FALLBACK_TEXT), blocks=blocks)
+        return Message(
+            text=_truncate(escape_mrkdwn(f"{who}: {answer.headline}"), MAX_FALLBACK_TEXT), blocks=blocks
+        )
+
+    tail = [
+        _context(_slack_date(answer.checked_at, "Checked {time}", "Checked ")),
+        *_actions(_rep_buttons(answer, ids)),
+    ]
+    more = "there is more than fits here — tap Details, or talk to support."
+    blocks = _fit(head, _body(answer, kb, ids), tail, limit=MAX_MESSAGE_BLOCKS, more_note=more)
+    return Message(text=_truncate(escape_mrkdwn(answer.headline), MAX_FALLBACK_TEXT), blocks=blocks)
 
 
-def _off_topic(
-    answer: Answer,
-    kb: KnowledgeBase,
-    ids: _ActionIds,
-    head: list[dict[str, Any]],
-    *,
-    for_agent: bool,
-    report_url: str | None,
-) -> Message:
-    blocks = list(head)
-    prompt = "❔ I'm not sure which problem this is — did you mean {titles}?"
-    guess = _did_you_mean(answer, kb, ids, prompt) if answer.ambiguous else []
-    if guess:
-        blocks.extend(guess)
-        fallback = "I'm not sure which problem this is — did you mean one of these?"
-    else:
-        blocks.append(_section(f"ℹ️ *{escape_mrkdwn(answer.verdict)}*"))
-        blocks.extend(_section(text) for text in _pack(escape_mrkdwn(help_topics(kb)).split("\n")))
-        fallback = answer.verdict
-    if for_agent and report_url:
-        blocks.extend(_actions([_button("Open full report", ids(ACTION_OPEN_REPORT), url=report_url)]))
-    return Message(text=_truncate(escape_mrkdwn(fallback), MAX_FALLBACK_TEXT), blocks=blocks)
+def details_message(answer: Answer) -> Message:
+    """What *Details* shows the rep: every finding of the diagnosis with its hint (no evidence), and
+    *Talk to support* always (the answer itself offers it only where the rep has no fix)."""
+    ids = _ActionIds()
+    lines = ["*What I checked*", *(_finding_line(finding) for finding in answer.findings)]
+    head = [_section(_headline(answer))]
+    support = _button(
+        "Talk to support", ids(ACTION_TALK_TO_SUPPORT), value=_json_value({"diagnosis": answer.diagnosis_id})
+    )
+    tail = [
+        _context(_slack_date(answer.checked_at, "Checked {time}", "Checked ")),
+        *_actions([_check_again_button(ids, answer.article, answer.question), support]),
+    ]
+    body = [[_section(text) for text in _pack(lines)]]
+    blocks = _fit(head, body, tail, limit=MAX_MESSAGE_BLOCKS, more_note="more in a diagnosis by support.")
+    return Message(text=_truncate(escape_mrkdwn(answer.headline), MAX_FALLBACK_TEXT), blocks=blocks)
 
 
 # -- App Home ---------------------------------------------------------------------------------------
@@ -811,7 +872,7 @@ def home_view(answer: Answer | None, *, name: str = "", not_a_user: bool = False
     ids = _ActionIds()
     worst = _worst(answer.findings)
     emoji = SEVERITY_EMOJI[worst] if worst is not None else "❔"
-    blocks.append(_section(f"{escape_mrkdwn(greeting)}\n{emoji} *{escape_mrkdwn(answer.verdict)}*"))
+    blocks.append(_section(f"{escape_mrkdwn(greeting)}\n{emoji} *{escape_mrkdwn(answer.headline)}*"))
     rows = [
         _home_row(label, [f for f in answer.findings if f.check == check or f.code.startswith(f"{check}.")])
         for check, label in _HOME_ROWS

@@ -1,15 +1,20 @@
-"""An `Answer` for a person at a terminal (rich): the verdict, the findings, the articles with each
-step marked by what the checks saw, and the actions. Agents also see each finding's evidence."""
+"""An `Answer` for a person at a terminal (rich).
+
+Brief by default, as in Slack: the headline (the cause and what it affects), the fix with the steps
+of its one help-center section, any other cause once each, and the actions — every URL whole on a
+line of its own. `details` adds every finding with its hint (what Slack's *Details* shows);
+`evidence` adds each finding's code and evidence (what an agent sees).
+"""
 
 from __future__ import annotations
 
 import json
 
 from rich.console import Group, RenderableType
-from rich.panel import Panel
 from rich.text import Text
 
 from calsync.diagnostics.answer import Answer, ShownArticle
+from calsync.diagnostics.causes import Cause
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.knowledge.loader import KnowledgeBase
 
@@ -25,7 +30,6 @@ SEVERITY_MARKS: dict[Severity, tuple[str, str]] = {
     Severity.INFO: ("ℹ️ ", "cyan"),
     Severity.OK: ("✅", "green"),
 }
-STEP_STYLES = {"error": "red", "warning": "yellow", "unknown": "magenta", "ok": "green"}
 
 
 def help_topics(knowledge: KnowledgeBase) -> str:
@@ -45,57 +49,84 @@ def _finding(finding: Finding, evidence: bool) -> RenderableType:
     return Group(*lines)
 
 
-def _article(shown: ShownArticle) -> RenderableType:
-    article = shown.article
+def _steps(shown: ShownArticle) -> list[RenderableType]:
+    """The shown steps of one article; a step the checks confirmed says so."""
     parts: list[RenderableType] = []
-    if article.summary:
-        parts.append(Text(article.summary, style="italic"))
-    for marked in shown.steps:
-        parts.append(Text(""))
-        style = STEP_STYLES.get(marked.mark or "", "")
-        parts.append(Text.assemble((f"{marked.symbol} ", style), (marked.step.title, "bold")))
+    for index, marked in enumerate(shown.steps):
+        source = f" (help center: {shown.article.title})" if index == 0 else ""
+        label = f" — {marked.label}" if marked.mark == "checked" else ""
+        parts.append(
+            Text.assemble(("  ", ""), (marked.step.title, "bold"), (label, "green"), (source, "dim"))
+        )
         if marked.step.text:
-            parts.append(Text(marked.step.text))
+            parts.append(Text(f"    {marked.step.text}"))
         for number, item in enumerate(marked.step.items, start=1):
-            parts.append(Text(f"  {f'{number}.' if marked.step.ordered else '•'} {item}"))
-    title = article.title if shown.matched else f"{article.title} (what we found calls for this)"
-    return Panel(Group(*parts), title=Text(title, style="bold"), title_align="left", expand=False)
+            parts.append(Text(f"    {f'{number}.' if marked.step.ordered else '•'} {item}"))
+    return parts
 
 
-def render_answer(answer: Answer, knowledge: KnowledgeBase, *, evidence: bool = False) -> RenderableType:
-    """The whole answer; `evidence` adds each finding's code and detail (for support agents)."""
+def _cause(cause: Cause, first: bool) -> list[RenderableType]:
+    mark, style = SEVERITY_MARKS[cause.severity]
+    parts: list[RenderableType] = []
+    if not first:
+        parts.append(Text.assemble((f"{mark} ", style), ("Also: ", "bold"), (cause.summary, style)))
+    if cause.fix.words:
+        parts.append(Text.assemble(("Fix: " if cause.fix.by_rep else "", "bold"), (cause.fix.words, "")))
+    return parts
+
+
+def render_answer(
+    answer: Answer, knowledge: KnowledgeBase, *, evidence: bool = False, details: bool = False
+) -> RenderableType:
+    """The whole answer; `details` adds every finding, `evidence` their codes and detail (agents)."""
     parts: list[RenderableType] = []
     who = f"{answer.user_name} <{answer.user}>" if answer.user_name else answer.user
     if answer.question is not None:
-        parts.append(Text.assemble(("Q: ", "bold cyan"), (answer.question[:500], ""), (f"  — {who}", "dim")))
+        question = " ".join(answer.question.split())[:500]
+        parts.append(Text.assemble(("Q: ", "bold cyan"), (question, ""), (f"  — {who}", "dim")))
     else:
         parts.append(Text.assemble(("Diagnosis of ", "bold cyan"), (who, "bold")))
-    if answer.off_topic:
-        if answer.alternatives:
+    if answer.kind == "smalltalk":
+        parts.append(Text(answer.headline))
+        return Group(*parts)
+
+    causes = answer.shown_causes
+    lead = causes[0].severity if causes and answer.kind == "answer" else None
+    mark, style = SEVERITY_MARKS[lead] if lead is not None else ("", "bold")
+    parts.append(Text(f"{mark} {answer.headline}".strip(), style=f"bold {style}".strip()))
+    if answer.kind == "declined":
+        parts.append(Text(help_topics(knowledge)))
+        if causes:
+            parts.append(Text(""))
+            parts.append(Text.assemble(("By the way: ", "bold"), (causes[0].summary, "")))
+            parts.append(Text.assemble(("Fix: ", "bold"), (causes[0].fix.words, "")))
+    else:
+        for index, cause in enumerate(causes):
+            parts.extend(_cause(cause, index == 0))
+            for shown in answer.articles:
+                if shown.cause == cause.code:
+                    parts.extend(_steps(shown))
+        for shown in answer.articles:
+            if shown.cause is None:
+                parts.append(Text(""))
+                parts.extend(_steps(shown))
+        if answer.offers_choices:
             titles = " or ".join(
                 f"“{knowledge.get(article).title}”" for article, _ in answer.alternatives[:2]
             )
-            parts.append(Text(f"I'm not sure which problem this is. Did you mean {titles}?", style="yellow"))
-        else:
-            parts.append(Text(answer.verdict, style="bold"))
-            parts.append(Text(help_topics(knowledge)))
-        return Group(*parts)
-    worst_style = SEVERITY_MARKS[answer.worst][1] if answer.findings else "bold"
-    parts.append(Text(answer.verdict, style=f"bold {worst_style}"))
-    if answer.ambiguous and len(answer.articles) > 1:
-        titles = " or ".join(f"“{shown.article.title}”" for shown in answer.articles if shown.matched)
-        parts.append(Text(f"Did you mean {titles}? Both are below.", style="yellow"))
-    findings = answer.findings if evidence else answer.visible_findings
+            parts.append(Text(f"Did you mean {titles}?", style="yellow"))
+    findings = answer.findings if (details or evidence) else ()
     if findings:
         parts.append(Text(""))
-        parts.append(Text("What I found", style="bold underline"))
+        parts.append(Text("Details: what I checked", style="bold underline"))
         parts.extend(_finding(finding, evidence) for finding in findings)
-    for shown in answer.articles:
+    buttons = [
+        action for action in answer.actions if action.kind != "contact_support" or not answer.has_rep_fix
+    ]
+    if buttons:
         parts.append(Text(""))
-        parts.append(_article(shown))
-    if answer.actions:
-        parts.append(Text(""))
-        for action in answer.actions:
-            target = f": {action.url}" if action.url else ""
-            parts.append(Text(f"[{action.label}]{target}", style="bold blue"))
+        for action in buttons:
+            parts.append(Text(f"[{action.label}]", style="bold blue"))
+            if action.url:
+                parts.append(Text(action.url, no_wrap=True, overflow="ignore"))
     return Group(*parts)

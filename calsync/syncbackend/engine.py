@@ -128,6 +128,7 @@ class CycleResult:
     error_code: str | None = None
     error_message: str | None = None
     next_sync_at: datetime | None = None
+    pushed_titles: tuple[str, ...] = ()  # appointments this cycle put on the calendar
 
     def summary(self) -> str:
         """One line for the rep or the operator: what this cycle did."""
@@ -272,6 +273,7 @@ class _Run:
     direction: Literal["push", "pull"]
     started_at: datetime
     counts: dict[str, int] = field(default_factory=dict)
+    titles: list[str] = field(default_factory=list)  # appointments put on the calendar
 
     def add(self, key: str, amount: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + amount
@@ -721,6 +723,7 @@ class SyncEngine:
                     await asyncio.to_thread(self._record_attempt, target, appointment)
                     event = await provider.insert_event(auth, calendar, draft)
                     run.add("created")
+                run.titles.append(appointment.title)
             else:
                 try:
                     event = await provider.update_event(auth, calendar, link.event_id, draft)
@@ -960,6 +963,7 @@ class SyncEngine:
                 pulled=dict(pull.counts),
                 pushed=dict(push.counts),
                 next_sync_at=connection.next_sync_at,
+                pushed_titles=tuple(push.titles),
             )
 
     async def _failed(self, target: _Target, error: BaseException) -> CycleResult:

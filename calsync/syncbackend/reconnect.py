@@ -38,10 +38,13 @@ from calsync.syncbackend.providers.base import Authorization, Calendar, Calendar
 
 if TYPE_CHECKING:
     from calsync.diagnostics.answer import Answer
+    from calsync.syncbackend.engine import CycleResult
 
 log = logging.getLogger(__name__)
 
 LINK_KIND = "reconnect"
+# How long the callback waits for the first sync cycle before the page says it is still running.
+FIRST_SYNC_WAIT = 10.0
 LINK_TTL = timedelta(minutes=30)
 SESSION_TTL = timedelta(minutes=20)  # from the redirect to the consent page until the callback
 MAX_STATE = 128
@@ -139,7 +142,9 @@ class Outcome:
     switched_from: str | None = None  # the provider deactivated by this switch
     channel: str | None = None
     thread_ts: str | None = None
-    answer: Answer | None = None  # the fresh diagnosis
+    answer: Answer | None = None  # the fresh diagnosis, after the first sync
+    connection_id: int | None = None
+    first_sync: CycleResult | None = None  # None: still running (or no engine here)
 
     @property
     def product(self) -> str:
@@ -181,6 +186,7 @@ class Outcome:
 
 Notifier = Callable[[Outcome], Awaitable[None]]
 Diagnose = Callable[[str], Awaitable["Answer"]]
+FirstSync = Callable[[int], Awaitable["CycleResult"]]  # connection id -> one cycle, under its lease
 
 
 @dataclass(frozen=True)
@@ -205,7 +211,9 @@ class ReconnectService:
         clock: Callable[[], datetime],
         diagnose: Diagnose | None = None,
         notify: Notifier | None = None,
+        sync: FirstSync | None = None,
         session_ttl: timedelta = SESSION_TTL,
+        first_sync_wait: float = FIRST_SYNC_WAIT,
     ) -> None:
         self.sessions = sessions
         self.cipher = cipher
@@ -215,7 +223,10 @@ class ReconnectService:
         self.clock = clock
         self.diagnose = diagnose
         self.notify = notify
+        self.sync = sync
         self.session_ttl = session_ttl
+        self.first_sync_wait = first_sync_wait
+        self._running: set[asyncio.Task[Any]] = set()  # first syncs that outlived their wait
 
     # -- begin -----------------------------------------------------------------------------------
 
@@ -339,6 +350,7 @@ class ReconnectService:
         )
         if isinstance(outcome, Failure):
             return outcome
+        outcome = await self._first_sync(outcome)
         if self.diagnose is not None:
             try:
                 outcome = _with_answer(outcome, await self.diagnose(outcome.rep_email))
@@ -350,6 +362,26 @@ class ReconnectService:
             except Exception:
                 log.exception("telling %s in Slack about the reconnect failed", outcome.rep_email)
         return outcome
+
+    async def _first_sync(self, outcome: Outcome) -> Outcome:
+        """Run the connection's first cycle now (through the engine and its lease), so what the rep
+        sees next is the truth after the sync, not the error from before. A cycle that takes longer
+        than `first_sync_wait` goes on in the background; the page then says it is running."""
+        from dataclasses import replace
+
+        if self.sync is None or outcome.connection_id is None:
+            return outcome
+        cycle = asyncio.ensure_future(self.sync(outcome.connection_id))
+        try:
+            result = await asyncio.wait_for(asyncio.shield(cycle), self.first_sync_wait)
+        except TimeoutError:
+            self._running.add(cycle)
+            cycle.add_done_callback(self._running.discard)
+            return outcome
+        except Exception:
+            log.exception("the first sync after reconnecting %s failed", outcome.rep_email)
+            return outcome
+        return replace(outcome, first_sync=result)
 
     def _take_state(self, state: str, provider: str) -> _Pending | Failure:
         """Check the state and mark it used (atomically: a second callback with it finds it taken)."""
@@ -496,6 +528,7 @@ class ReconnectService:
                 switched_from=switched_from,
                 channel=where.get("channel") if isinstance(where.get("channel"), str) else None,
                 thread_ts=where.get("thread_ts") if isinstance(where.get("thread_ts"), str) else None,
+                connection_id=target.id,
             )
 
     async def _fail(

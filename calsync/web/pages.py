@@ -265,7 +265,7 @@ def create_pages_router(
     def playground_buttons(rep: str) -> Callable[[Mapping[str, Any]], Markup | None]:
         def render(button: Mapping[str, Any]) -> Markup | None:
             base = blocks.base_action_id(str(button.get("action_id", "")))
-            if base in (blocks.ACTION_CHECK_AGAIN, blocks.ACTION_DID_YOU_MEAN):
+            if base in (blocks.ACTION_CHECK_AGAIN, blocks.ACTION_DID_YOU_MEAN, blocks.ACTION_DETAILS):
                 value = _button_value(button)
                 question = value.get("question") if isinstance(value.get("question"), str) else ""
                 article = value.get("article") if isinstance(value.get("article"), str) else ""
@@ -274,8 +274,15 @@ def create_pages_router(
                     '<input type="hidden" name="rep" value="{}">'
                     '<input type="hidden" name="q" value="{}">'
                     '<input type="hidden" name="article" value="{}">'
+                    '<input type="hidden" name="details" value="{}">'
                     '<button type="submit" class="button">{}</button></form>'
-                ).format(rep, question, article, button_html(button).striptags())
+                ).format(
+                    rep,
+                    question,
+                    article,
+                    "1" if base == blocks.ACTION_DETAILS else "",
+                    button_html(button).striptags(),
+                )
             if base in (blocks.ACTION_HELPED, blocks.ACTION_NOT_HELPED):
                 return button_html(button, note="In Slack, this records whether the answer helped.")
             if base == blocks.ACTION_TALK_TO_SUPPORT:
@@ -287,7 +294,7 @@ def create_pages_router(
         return render
 
     async def playground_page(
-        request: Request, rep: str = "", question: str = "", article: str = ""
+        request: Request, rep: str = "", question: str = "", article: str = "", details: bool = False
     ) -> Response:
         people = await asyncio.to_thread(reps)
         context: dict[str, Any] = {
@@ -297,6 +304,7 @@ def create_pages_router(
             "question": question,
             "answer": None,
             "reply": None,
+            "details": None,
             "error": "",
         }
         status = 200
@@ -320,6 +328,9 @@ def create_pages_router(
                     message = blocks.answer_message(answer, knowledge=troubleshooter.knowledge)
                     context["answer"] = answer
                     context["reply"] = render_blocks(message.blocks, button=playground_buttons(rep))
+                    if details:
+                        more = blocks.details_message(answer)
+                        context["details"] = render_blocks(more.blocks, button=playground_buttons(rep))
         return page(request, "playground.html", context, status)
 
     @router.get("/playground", response_class=HTMLResponse)
@@ -332,8 +343,9 @@ def create_pages_router(
         rep: str = Query("", max_length=320),
         q: str = Query("", max_length=MAX_QUESTION * 2),
         article: str = Query("", max_length=64),
+        details: str = Query("", max_length=1),
     ) -> Response:
-        return await playground_page(request, rep.strip(), q[:MAX_QUESTION], article.strip())
+        return await playground_page(request, rep.strip(), q[:MAX_QUESTION], article.strip(), details == "1")
 
     @router.post("/playground/ask", response_class=HTMLResponse)
     async def ask_post(
@@ -341,8 +353,9 @@ def create_pages_router(
         rep: str = Form("", max_length=320),
         q: str = Form("", max_length=MAX_QUESTION * 2),
         article: str = Form("", max_length=64),
+        details: str = Form("", max_length=1),
     ) -> Response:
-        return await playground_page(request, rep.strip(), q[:MAX_QUESTION], article.strip())
+        return await playground_page(request, rep.strip(), q[:MAX_QUESTION], article.strip(), details == "1")
 
     return router
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from calsync.render.words import first_sync_note
 from calsync.syncbackend.reconnect import PROVIDERS, Failure, Outcome, Problem, ReconnectService
 from calsync.web.templating import make_templates
 
@@ -127,7 +128,11 @@ def create_reconnect_router(service: ReconnectService) -> APIRouter:
 
     def done_page(request: Request, outcome: Outcome) -> Response:
         return templates.TemplateResponse(
-            request, "reconnect_done.html", {"outcome": outcome}, status_code=200, headers=NO_STORE
+            request,
+            "reconnect_done.html",
+            {"outcome": outcome, "sync_note": first_sync_note(outcome.first_sync)},
+            status_code=200,
+            headers=NO_STORE,
         )
 
     @router.get("/connect/{provider}", response_class=HTMLResponse, include_in_schema=False)

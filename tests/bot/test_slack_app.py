@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from calsync.render.blocks import (
     ACTION_CHECK_AGAIN,
+    ACTION_DETAILS,
     ACTION_HELPED,
     ACTION_NOT_HELPED,
     ACTION_SEND_RECONNECT_LINK,
@@ -274,14 +275,30 @@ def test_buttons_check_again_feedback_and_talk_to_support(slack: SlackHarness) -
         (True, "not-showing", True),
     ]
 
+    # Carla has a fix of her own (Reconnect), so Talk to support is not beside it: it is in Details.
+    assert ACTION_TALK_TO_SUPPORT not in actions
+    slack.click(CARLA, channel, message.ts, ACTION_DETAILS, actions[ACTION_DETAILS])
+    details = wait_for(
+        lambda: [m for m in slack.ephemeral_for(CARLA, channel) if "What I checked" in text_of(m)],
+        what="the details",
+    )[0]
+    assert "connection.revoked" not in text_of(details) and "3 hours ago" in text_of(details)
+    support = next(
+        element["value"]
+        for block in details.blocks
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element["action_id"] == ACTION_TALK_TO_SUPPORT
+    )
+
     # Talk to support: the report goes to the support channel, a follow-up into the same thread.
-    slack.click(CARLA, channel, message.ts, ACTION_TALK_TO_SUPPORT, actions[ACTION_TALK_TO_SUPPORT])
+    slack.click(CARLA, channel, message.ts, ACTION_TALK_TO_SUPPORT, support)
     first = wait_for(lambda: slack.sandbox.world.slack_messages(SUPPORT_CHANNEL), what="the support post")[0]
     assert "Support request from" in text_of(first) and "connection.revoked" in text_of(first)
     wait_for(
         lambda: [m for m in slack.ephemeral_for(CARLA, channel) if "support team" in m.text], what="the note"
     )
-    slack.click(CARLA, channel, message.ts, ACTION_TALK_TO_SUPPORT, actions[ACTION_TALK_TO_SUPPORT])
+    slack.click(CARLA, channel, message.ts, ACTION_TALK_TO_SUPPORT, support)
     follow_up = wait_for(
         lambda: [m for m in slack.sandbox.world.slack_messages(SUPPORT_CHANNEL) if m.thread_ts == first.ts]
     )

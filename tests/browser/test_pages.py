@@ -35,10 +35,13 @@ def test_the_playground_answers_a_demo_reps_question(site: Site, page: Page, tmp
 
     answer = page.locator("#answer")
     expect(answer).to_contain_text(REVOKED)
-    # The bold verdict, the article the findings call for with its steps marked.
+    # The bold headline, the one fix and the steps of its help-center section; nothing else.
     expect(answer.locator("strong", has_text="was revoked").first).to_be_visible()
-    expect(answer.locator(".bk-header", has_text='Calendar Shows "Not Connected"')).to_be_visible()
-    expect(answer).to_contain_text("❌ Why this happens")
+    expect(answer).to_contain_text("Fix: Reconnect Google Calendar")
+    expect(answer).to_contain_text("How to reconnect")
+    expect(answer).to_contain_text('From the help center: Calendar Shows "Not Connected"')
+    expect(answer).not_to_contain_text("Why this happens")
+    expect(answer).not_to_contain_text("❌ How")
     reconnect = answer.get_by_role("link", name="Reconnect Google Calendar")
     expect(reconnect).to_be_visible()
     assert "/connect/google" in (reconnect.get_attribute("href") or "")
@@ -90,7 +93,8 @@ def test_the_report_opens_from_the_agents_slack_reply(site: Site, page: Page) ->
     expect(revoked.locator("dl.evidence")).to_be_visible()
     expect(page.locator("#connections")).to_contain_text("carla@northwind.example")
     expect(page.locator("#sync-runs")).to_contain_text("invalid_grant")
-    expect(page.locator('.article[data-article="not-connected"]')).to_contain_text("Why this happens")
+    expect(page.locator('.cause[data-code="connection.revoked"]')).to_contain_text("sync.overdue")
+    expect(page.locator('.article[data-article="not-connected"]')).to_contain_text("How to reconnect")
     # The claim cookie: HttpOnly and SameSite=Strict, scoped to the report pages.
     cookies = [c for c in page.context.cookies() if c["name"].startswith("calsync_report_")]
     assert len(cookies) == 1

@@ -18,6 +18,7 @@ from tests.browser.test_pages import CARLA, ask
 pytestmark = pytest.mark.browser
 
 CARLA_SLACK = "U0DEMOCARLA"
+WONKA = "carla-wonka"  # booked an hour before, waiting for the revoked grant
 
 
 def google_connection(site: Site) -> tuple[str, str | None, bytes | None]:
@@ -58,11 +59,21 @@ def test_reconnect_from_the_playground_through_the_consent_page(site: Site, page
     assert page.url.startswith(f"{site.url}/oauth/google/callback")
     status, code, token = google_connection(site)
     assert (status, code) == ("connected", None) and token != before[2]
+    # The first sync ran before the page was shown: the waiting appointment is on the calendar, and
+    # the page says so instead of the error from before the reconnect.
+    expect(page.locator("#first-sync")).to_have_text(
+        "\u2018Tasting demo for Wonka\u2019 is on your calendar now."
+    )
+    expect(page.locator("#fresh-check")).to_have_count(0)
+    expect(done).not_to_contain_text("3 hours")
+    (event,) = site.sandbox.world.find_events(appointment_id=WONKA)
+    assert event.title == "Tasting demo for Wonka"
 
     dm = site.sandbox.world.slack_dm_channel(CARLA_SLACK)
     assert dm is not None
     texts = "\n".join(m.text + json.dumps(m.blocks) for m in site.sandbox.world.slack_messages(dm))
     assert "Your Google Calendar is connected again." in texts
+    assert "Tasting demo for Wonka\u2019 is on your calendar now." in texts and "revoked" not in texts
 
     # The same link again: used up, and it says so.
     response = page.goto(href)
@@ -70,9 +81,10 @@ def test_reconnect_from_the_playground_through_the_consent_page(site: Site, page
     expect(page.locator("#reconnect-problem")).to_contain_text("already used")
     assert google_connection(site)[:2] == ("connected", None)
 
-    # The playground now sees a healthy connection.
+    # The playground now sees a healthy, synced connection: no Reconnect, no stale sync error.
     ask(page, site, CARLA, "my calendar says not connected")
     expect(page.locator("#answer").get_by_role("link", name="Reconnect Google Calendar")).to_have_count(0)
+    expect(page.locator("#answer")).to_contain_text("looks healthy")
 
 
 def test_deny_at_the_consent_page_changes_nothing(site: Site, page: Page) -> None:

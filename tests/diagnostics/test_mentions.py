@@ -121,7 +121,7 @@ APPOINTMENTS = (
         ("my 3pm with Hooli", None),  # neither title nor time matches
         ("the Hooli demo tomorrow", None),  # a name we have no appointment with: not any demo
         ("the demo with Hooli", None),
-        ("the Hooli demo at 11", "wonka"),  # ... but the time can still pick one
+        ("the Hooli demo at 11", None),  # ... nor another client's appointment at that time
         ("tomorrow", None),  # a day alone never picks one
         ("why isn't my appointment showing", None),
     ],

@@ -1,7 +1,8 @@
 """Block Kit rendering of an `Answer` and the App Home view: content, actions, escaping, limits.
 
-Answers are built here from the dataclasses (with the real articles), so these tests pin the
-rendering, not the checks."""
+Answers are composed here from findings with the real composition (`diagnostics.answer.compose`:
+causes, articles, actions) and the real articles, so these tests pin what a rep reads, not the
+checks."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from calsync.diagnostics.answer import Action, Answer, MarkedStep, ShownArticle, StepMark
+from calsync.diagnostics.answer import HEALTHY as HEALTHY_HEADLINE
+from calsync.diagnostics.answer import Answer, compose
 from calsync.diagnostics.findings import Finding, Severity, by_severity
-from calsync.knowledge.loader import Article, KnowledgeBase, load_articles
+from calsync.knowledge.loader import KnowledgeBase, load_articles
 from calsync.render.blocks import (
     ACTION_CHECK_AGAIN,
+    ACTION_DETAILS,
     ACTION_DID_YOU_MEAN,
     ACTION_HELPED,
     ACTION_NOT_HELPED,
@@ -25,6 +28,7 @@ from calsync.render.blocks import (
     ACTION_PATTERNS,
     ACTION_RECONNECT,
     ACTION_SEND_RECONNECT_LINK,
+    ACTION_SYNC_NOW,
     ACTION_TALK_TO_SUPPORT,
     MAX_BUTTON_VALUE,
     MAX_HOME_BLOCKS,
@@ -34,6 +38,7 @@ from calsync.render.blocks import (
     answer_message,
     base_action_id,
     checking_message,
+    details_message,
     error_message,
     escape_mrkdwn,
     help_message,
@@ -48,6 +53,7 @@ from calsync.render.blocks import (
 KB: KnowledgeBase = load_articles()
 NOW = datetime(2025, 3, 4, 14, 5, tzinfo=UTC)
 REPORT = "https://calsync.test/reports/42?sig=abc&exp=1"
+CHECKS = ("connection", "calendar", "sync", "duplicates", "changes", "provider_switch")
 
 
 # -- building answers --------------------------------------------------------------------------------
@@ -61,6 +67,7 @@ def finding(
     hint: str = "",
     evidence: Mapping[str, Any] | None = None,
     provider: str | None = None,
+    connection_id: int | None = None,
 ) -> Finding:
     check = code.split(".")[0]
     return Finding(
@@ -71,74 +78,41 @@ def finding(
         hint=hint,
         evidence=dict(evidence or {}),
         provider=provider,
+        connection_id=connection_id,
     )
-
-
-def shown(
-    article_id: str,
-    *,
-    matched: bool,
-    marks: Mapping[str, StepMark] | None = None,
-    article: Article | None = None,
-) -> ShownArticle:
-    art = article or KB.get(article_id)
-    marks = marks or {}
-    steps = tuple(
-        MarkedStep(step, marks.get(step.key), (f"{step.key}.code",) if step.key in marks else ())
-        for step in art.steps
-    )
-    return ShownArticle(art, steps, matched)
-
-
-def reconnect(provider: str) -> Action:
-    product = {"google": "Google Calendar", "microsoft": "Outlook"}[provider]
-    return Action(
-        "reconnect", f"Reconnect {product}", provider, f"https://calsync.test/connect/{provider}?t=x&y=z"
-    )
-
-
-SUPPORT = Action("contact_support", "Talk to support")
 
 
 def answer(
     findings: Sequence[Finding],
     *,
     question: str | None = "why isn't my appointment showing",
-    article: str | None = "not-showing",
-    articles: Sequence[ShownArticle] | None = None,
-    actions: Sequence[Action] = (SUPPORT,),
-    verdict: str | None = None,
+    matched: Sequence[str] = ("not-showing",),
+    declined: bool = False,
+    knowledge: KnowledgeBase = KB,
     **extra: Any,
 ) -> Answer:
-    ordered = tuple(by_severity(list(findings)))
-    if articles is None:
-        articles = [shown(article, matched=True)] if article else []
-    top = ordered[0] if ordered else None
-    return Answer(
+    diagnosis_id = extra.pop("diagnosis_id", "1234")
+    built = compose(
+        knowledge,
         user="carla@northwind.example",
         user_name="Carla Chen",
         question=question,
-        article=article,
-        findings=ordered,
-        articles=tuple(articles),
-        actions=tuple(actions),
-        verdict=verdict
-        or (
-            top.summary
-            if top and top.severity is not Severity.OK
-            else "Your calendar connection looks healthy."
-        ),
+        findings=by_severity(list(findings)),
         checked_at=NOW,
-        checks_run=("connection", "calendar", "sync", "duplicates", "changes", "provider_switch"),
-        diagnosis_id=extra.pop("diagnosis_id", "1234"),
+        checks_run=CHECKS,
+        reconnect_url=lambda provider: f"https://calsync.test/connect/{provider}?t=x&y=z",
+        article=matched[0] if matched and not declined else None,
+        matched=() if declined else matched,
+        declined=declined,
         **extra,
     )
+    return dataclasses.replace(built, diagnosis_id=diagnosis_id)
 
 
 HEALTHY = [
-    finding("connection.ok", Severity.OK, "Google Calendar accepted our access just now."),
-    finding("calendar.ok", Severity.OK, "Appointments go to your own calendar."),
-    finding("sync.ok", Severity.OK, "Sync ran 4 minutes ago."),
+    finding("connection.ok", Severity.OK, "Google Calendar accepted our access just now.", connection_id=1),
+    finding("calendar.ok", Severity.OK, "Appointments go to your own calendar.", connection_id=1),
+    finding("sync.ok", Severity.OK, "Sync ran 4 minutes ago.", connection_id=1),
     finding("duplicates.none", Severity.OK, "No duplicates around today."),
 ]
 REVOKED = [
@@ -149,19 +123,33 @@ REVOKED = [
         hint="Reconnect Google Calendar.",
         evidence={"cause": "revoked", "provider_error": "invalid_grant", "access_token": "ya29.SECRET"},
         provider="google",
+        connection_id=1,
     ),
-    finding("calendar.skipped", Severity.UNKNOWN, "I couldn't check your calendar until you reconnect."),
-    finding("sync.push_late", Severity.WARNING, "No appointment reached your calendar for 3 hours."),
+    finding(
+        "calendar.skipped",
+        Severity.UNKNOWN,
+        "I couldn't check your calendar until you reconnect.",
+        provider="google",
+        connection_id=1,
+    ),
+    finding(
+        "sync.push_late",
+        Severity.WARNING,
+        "No appointment reached your calendar for 3 hours.",
+        provider="google",
+        connection_id=1,
+    ),
+    finding(
+        "sync.overdue",
+        Severity.ERROR,
+        "'Tasting demo for Wonka' hasn't reached your calendar.",
+        evidence={"appointments": [{"id": "a1", "title": "Tasting demo for Wonka"}]},
+        provider="google",
+        connection_id=1,
+    ),
     finding("duplicates.none", Severity.OK, "No duplicates around today."),
 ]
-REVOKED_ANSWER = answer(
-    REVOKED,
-    articles=[
-        shown("not-connected", matched=False, marks={"why-this-happens": "error", "reconnect": "error"}),
-        shown("not-showing", matched=True, marks={"check-connection": "error", "right-calendar": "unknown"}),
-    ],
-    actions=(reconnect("google"), SUPPORT),
-)
+REVOKED_ANSWER = answer(REVOKED)
 
 
 # -- helpers over blocks -----------------------------------------------------------------------------
@@ -211,39 +199,30 @@ VARIANTS: dict[str, Answer] = {
         [finding("provider.unavailable", Severity.UNKNOWN, "I couldn't reach Google just now.")]
     ),
     "info": answer([finding("sync.pending", Severity.INFO, "Booked 5 minutes ago; expect it within 15.")]),
-    "diagnose": dataclasses.replace(REVOKED_ANSWER, question=None, article=None),
-    "no findings": answer([], verdict="I couldn't find anything to check for you."),
+    "diagnose": answer(REVOKED, question=None, matched=()),
+    "no findings": answer([]),
     "two providers": answer(
         [
-            finding("connection.revoked", Severity.ERROR, provider="google"),
-            finding("connection.expired", Severity.ERROR, provider="microsoft"),
-        ],
-        actions=(reconnect("google"), reconnect("microsoft"), SUPPORT),
+            finding("connection.revoked", Severity.ERROR, provider="google", connection_id=1),
+            finding("connection.expired", Severity.ERROR, provider="microsoft", connection_id=2),
+        ]
     ),
     "ambiguous": answer(
         HEALTHY,
-        articles=[shown("not-showing", matched=True), shown("changes-not-syncing", matched=True)],
+        matched=("not-showing", "changes-not-syncing"),
         ambiguous=True,
-        alternatives=(("changes-not-syncing", 0.41),),
+        alternatives=(("not-showing", 0.45), ("changes-not-syncing", 0.41)),
     ),
-    "off topic": answer(
-        [],
-        article=None,
-        articles=[],
-        actions=(),
-        off_topic=True,
-        question="how do I reset my password",
-        verdict="That's not something I can help with — I answer questions about calendar sync.",
+    "off topic": answer(HEALTHY, question="how do I reset my password", declined=True),
+    "off topic, calendar broken": answer(REVOKED, question="how do I reset my password", declined=True),
+    "unsure, nothing found": answer(
+        HEALTHY,
+        question="hmm",
+        matched=(),
+        alternatives=(("duplicates", 0.3), ("not-showing", 0.28)),
     ),
-    "off topic ambiguous": answer(
-        [],
-        article=None,
-        articles=[],
-        actions=(),
-        off_topic=True,
-        ambiguous=True,
-        alternatives=(("duplicates", 0.3), ("not-showing", 0.28), ("popup-blocked", 0.1)),
-        verdict="I'm not sure which calendar problem this is.",
+    "small talk": dataclasses.replace(
+        answer([], question="hi"), kind="smalltalk", headline="Hi, Carla! Ask me anything.", actions=()
     ),
     "no diagnosis id": answer(HEALTHY, diagnosis_id=None),
 }
@@ -267,66 +246,92 @@ def test_simple_messages_are_valid() -> None:
 
 @pytest.mark.parametrize(
     ("severity", "emoji"),
-    [
-        (Severity.ERROR, "❌"),
-        (Severity.WARNING, "⚠️"),
-        (Severity.UNKNOWN, "❔"),
-        (Severity.INFO, "ℹ️"),
-        (Severity.OK, "✅"),
-    ],
+    [(Severity.ERROR, "❌"), (Severity.WARNING, "⚠️"), (Severity.UNKNOWN, "❔"), (Severity.INFO, "ℹ️")],
 )
-def test_verdict_comes_first_with_the_worst_severity_emoji(severity: Severity, emoji: str) -> None:
+def test_the_headline_comes_first_with_its_causes_emoji(severity: Severity, emoji: str) -> None:
     findings = [finding("sync.x", severity, "The worst thing."), finding("duplicates.none", Severity.OK)]
-    ans = answer(findings, verdict="The verdict line.")
-    message = answer_message(ans)
-    first = message.blocks[0]
-    assert first["type"] == "section"
-    assert first["text"]["text"] == f"{emoji} *The verdict line.*"
-    assert message.text == f"{emoji} The verdict line."
+    message = answer_message(answer(findings))
+    assert message.blocks[0] == {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": f"{emoji} *The worst thing.*"},
+    }
+    assert message.text == "The worst thing."
 
 
-def test_rep_sees_visible_findings_with_marks_and_hints_but_no_evidence_or_codes() -> None:
+def test_a_healthy_answer_says_so_and_what_was_checked() -> None:
+    message = answer_message(VARIANTS["healthy"])
+    assert message.blocks[0]["text"]["text"] == f"✅ *{HEALTHY_HEADLINE}*"
+    text = all_text(message)
+    assert "*Check your connection status* — ✓ _checked for you: your calendar is connected_" in text
+    assert "*Give it a moment* — ✓ _checked for you: syncs are on time_" in text
+    assert "❌" not in text
+
+
+def test_one_cause_one_fix_its_steps_and_nothing_it_explains() -> None:
     message = answer_message(REVOKED_ANSWER)
     text = all_text(message)
-    assert "❌ Google Calendar refused our access: it was revoked." in text
-    assert "→ _Reconnect Google Calendar._" in text
+    lines = text.split("\n")
+    assert lines[0] == (
+        "❌ *Google Calendar refused our access: it was revoked. \u2018Tasting demo for Wonka\u2019 is waiting "
+        "for this.*"
+    )
+    assert lines[1] == (
+        "*Fix:* Reconnect Google Calendar: sign in again and allow the permissions — it takes a minute."
+    )
+    assert "*How to reconnect*" in text and "      1. Go to Settings &gt; Calendar Connections" in text
+    assert 'From the help center: _Calendar Shows "Not Connected"_' in text
+    # Folded into the cause: the late push, the overdue appointment and the check that could not look.
+    for folded in ("3 hours", "hasn't reached", "couldn't check", "Why this happens", "Give it a moment"):
+        assert folded not in text, folded
+    assert "❌ *How" not in text and "invalid_grant" not in text and "connection.revoked" not in text
+    assert "ya29" not in json.dumps(message.blocks)
+    assert len(text) <= 1200
+
+
+def test_details_show_every_finding_with_its_hint_but_no_evidence() -> None:
+    message = details_message(REVOKED_ANSWER)
+    assert_valid(message)
+    text = all_text(message)
+    assert "*What I checked*" in text
+    assert (
+        "❌ Google Calendar refused our access: it was revoked.\n      → _Reconnect Google Calendar._" in text
+    )
     assert "❔ I couldn't check your calendar until you reconnect." in text
     assert "⚠️ No appointment reached your calendar for 3 hours." in text
-    assert "invalid_grant" not in text and "connection.revoked" not in text
-    assert "ya29" not in json.dumps(message.blocks)
-    # duplicates.none is ok and no shown article relates to the duplicates check: hidden from the rep
-    assert "No duplicates around today." not in text
-    assert [f.code for f in REVOKED_ANSWER.visible_findings] == [
-        "connection.revoked",
-        "calendar.skipped",
-        "sync.push_late",
+    assert "✅ No duplicates around today." in text
+    assert "invalid_grant" not in text and "ya29" not in json.dumps(message.blocks)
+    assert [base_action_id(b["action_id"]) for b in buttons(message.blocks)] == [
+        ACTION_CHECK_AGAIN,
+        ACTION_TALK_TO_SUPPORT,
     ]
 
 
-def test_articles_called_for_come_first_as_headers_with_marked_steps() -> None:
-    message = answer_message(REVOKED_ANSWER)
-    headers = [b["text"]["text"] for b in message.blocks if b["type"] == "header"]
-    assert headers == ['Calendar Shows "Not Connected"', "Appointments Not Showing Up"]
-    text = all_text(message)
-    assert "❌ *Why this happens*" in text
-    assert "      • Password changes on your Google or Outlook account" in text  # bullet list
-    assert "❌ *How to reconnect*" in text
-    assert "      1. Go to Settings &gt; Calendar Connections" in text  # numbered, escaped
-    assert "• *After reconnecting*" in text  # unmarked step
-    assert "❔ *Verify the right calendar is selected*" in text
-    assert "Shown because of what I found." in text
-    # Order: verdict, findings, then the called-for article before the matched one.
-    assert text.index("What I found") < text.index("Why this happens") < text.index("Check your connection")
+def test_a_second_independent_cause_is_said_once_after_the_first() -> None:
+    ans = answer(
+        [
+            *REVOKED,
+            finding(
+                "duplicates.old_provider_still_active",
+                Severity.ERROR,
+                "The old Outlook connection is still active: every appointment lands twice.",
+            ),
+        ]
+    )
+    text = all_text(answer_message(ans))
+    assert [c.code for c in ans.shown_causes] == [
+        "connection.revoked",
+        "duplicates.old_provider_still_active",
+    ]
+    assert "❌ *Also:* The old Outlook connection is still active: every appointment lands twice." in text
+    assert "*Check for multiple calendars*" in text
+    assert text.count("Reconnect Google Calendar: sign in again") == 1
 
 
 @pytest.mark.parametrize(
     ("provider", "label"), [("google", "Reconnect Google Calendar"), ("microsoft", "Reconnect Outlook")]
 )
 def test_reconnect_is_a_primary_url_button_per_provider(provider: str, label: str) -> None:
-    ans = answer(
-        [finding("connection.expired", Severity.ERROR, provider=provider)],
-        actions=(reconnect(provider), SUPPORT),
-    )
+    ans = answer([finding("connection.expired", Severity.ERROR, provider=provider, connection_id=1)])
     blocks = answer_message(ans).blocks
     [button] = by_action(blocks, ACTION_RECONNECT)
     assert button["action_id"] == ACTION_RECONNECT
@@ -335,6 +340,7 @@ def test_reconnect_is_a_primary_url_button_per_provider(provider: str, label: st
     assert button["style"] == "primary"
     assert button["value"] == provider
     assert blocks[-1]["type"] == "actions"  # the actions row ends the message
+    assert by_action(blocks, ACTION_TALK_TO_SUPPORT) == [], "the rep has a fix of their own"
 
 
 def test_two_reconnect_buttons_get_unique_action_ids() -> None:
@@ -346,16 +352,46 @@ def test_two_reconnect_buttons_get_unique_action_ids() -> None:
     assert len(ids) == len(set(ids))
 
 
-def test_healthy_answer_has_no_reconnect_but_the_other_buttons() -> None:
-    blocks = answer_message(VARIANTS["healthy"]).blocks
-    assert by_action(blocks, ACTION_RECONNECT) == []
-    assert [base_action_id(b["action_id"]) for b in buttons(blocks)] == [
-        ACTION_CHECK_AGAIN,
-        ACTION_HELPED,
-        ACTION_NOT_HELPED,
-        ACTION_TALK_TO_SUPPORT,
-    ]
-    assert "✅ Google Calendar accepted our access just now." in all_text(blocks_message(blocks))
+# (variant, the buttons in order)
+BUTTONS = [
+    (
+        "healthy",
+        [ACTION_DETAILS, ACTION_CHECK_AGAIN, ACTION_HELPED, ACTION_NOT_HELPED, ACTION_TALK_TO_SUPPORT],
+    ),
+    ("revoked", [ACTION_RECONNECT, ACTION_DETAILS, ACTION_CHECK_AGAIN, ACTION_HELPED, ACTION_NOT_HELPED]),
+    (
+        "info",
+        [
+            ACTION_SYNC_NOW,
+            ACTION_DETAILS,
+            ACTION_CHECK_AGAIN,
+            ACTION_HELPED,
+            ACTION_NOT_HELPED,
+            ACTION_TALK_TO_SUPPORT,
+        ],
+    ),
+    ("off topic", [ACTION_TALK_TO_SUPPORT]),
+    ("off topic, calendar broken", [ACTION_RECONNECT]),
+    ("small talk", []),
+    ("no diagnosis id", [ACTION_DETAILS, ACTION_CHECK_AGAIN, ACTION_TALK_TO_SUPPORT]),
+]
+
+
+@pytest.mark.parametrize(("name", "expected"), BUTTONS, ids=[row[0] for row in BUTTONS])
+def test_the_buttons_lead_with_the_fix(name: str, expected: list[str]) -> None:
+    blocks = answer_message(VARIANTS[name]).blocks
+    assert [base_action_id(b["action_id"]) for b in buttons(blocks)] == expected
+
+
+def test_sync_now_is_the_fix_when_an_appointment_waits_on_a_cycle() -> None:
+    ans = answer(
+        [finding("sync.overdue", Severity.ERROR, "'Demo' hasn't reached your calendar.", connection_id=1)]
+    )
+    blocks = answer_message(ans).blocks
+    [sync] = by_action(blocks, ACTION_SYNC_NOW)
+    assert sync["style"] == "primary" and "*Fix:* Sync now sends it right away." in all_text(
+        answer_message(ans)
+    )
 
 
 def blocks_message(blocks: list[dict[str, Any]]) -> Message:
@@ -363,21 +399,17 @@ def blocks_message(blocks: list[dict[str, Any]]) -> Message:
 
 
 def test_button_values_are_the_contract() -> None:
-    blocks = answer_message(REVOKED_ANSWER).blocks
+    blocks = answer_message(VARIANTS["healthy"]).blocks
+    question = {"article": "not-showing", "question": "why isn't my appointment showing"}
     [check] = by_action(blocks, ACTION_CHECK_AGAIN)
-    assert json.loads(check["value"]) == {
-        "article": "not-showing",
-        "question": "why isn't my appointment showing",
-    }
+    [details] = by_action(blocks, ACTION_DETAILS)
+    assert json.loads(check["value"]) == json.loads(details["value"]) == question
     [helped] = by_action(blocks, ACTION_HELPED)
     [not_helped] = by_action(blocks, ACTION_NOT_HELPED)
     assert (
         json.loads(helped["value"])
         == json.loads(not_helped["value"])
-        == {
-            "diagnosis": "1234",
-            "article": "not-showing",
-        }
+        == {"diagnosis": "1234", "article": "not-showing"}
     )
     assert helped["text"]["text"] == "👍 Helped" and not_helped["text"]["text"] == "👎 Didn't help"
     [support] = by_action(blocks, ACTION_TALK_TO_SUPPORT)
@@ -389,7 +421,6 @@ def test_a_diagnosis_without_a_question_checks_again_with_nulls() -> None:
     blocks = answer_message(VARIANTS["diagnose"]).blocks
     [check] = by_action(blocks, ACTION_CHECK_AGAIN)
     assert json.loads(check["value"]) == {"article": None, "question": None}
-    assert "Shown because of what I found." not in all_text(blocks_message(blocks))
 
 
 def test_no_feedback_buttons_without_a_diagnosis_id() -> None:
@@ -399,17 +430,46 @@ def test_no_feedback_buttons_without_a_diagnosis_id() -> None:
     assert json.loads(support["value"]) == {"diagnosis": None}
 
 
-def test_ambiguous_question_offers_did_you_mean_buttons_and_the_answer() -> None:
+def test_ambiguous_question_with_nothing_wrong_offers_did_you_mean_and_both_articles() -> None:
     message = answer_message(VARIANTS["ambiguous"], for_agent=False)
     text = all_text(message)
     assert "Did you mean “Appointments Not Showing Up” or “Changes Made in Calendar Not Reflecting”?" in text
+    headers = [b["text"]["text"] for b in message.blocks if b["type"] == "header"]
+    assert headers == ["Appointments Not Showing Up", "Changes Made in Calendar Not Reflecting"]
     guesses = by_action(message.blocks, ACTION_DID_YOU_MEAN)
     assert [b["action_id"] for b in guesses] == ["did_you_mean_0", "did_you_mean_1"]
     assert [json.loads(b["value"]) for b in guesses] == [
         {"article": "not-showing", "question": "why isn't my appointment showing"},
         {"article": "changes-not-syncing", "question": "why isn't my appointment showing"},
     ]
-    assert by_action(message.blocks, ACTION_CHECK_AGAIN)  # the normal actions stay
+
+
+def test_unsure_with_a_problem_answers_with_the_problem_and_no_guessing() -> None:
+    ans = answer(
+        REVOKED, question="ugh", matched=(), alternatives=(("duplicates", 0.3), ("not-showing", 0.28))
+    )
+    message = answer_message(ans)
+    assert message.blocks[0]["text"]["text"].startswith("❌ *Google Calendar refused our access")
+    assert by_action(message.blocks, ACTION_DID_YOU_MEAN) == []
+
+
+def test_unsure_with_nothing_found_says_what_was_checked_and_asks() -> None:
+    message = answer_message(VARIANTS["unsure, nothing found"])
+    text = all_text(message)
+    assert text.startswith("✅ *I checked your calendar connection and found nothing wrong.*")
+    assert [json.loads(b["value"])["article"] for b in by_action(message.blocks, ACTION_DID_YOU_MEAN)] == [
+        "duplicates",
+        "not-showing",
+    ]
+
+
+def test_a_matched_article_with_guidance_comes_second_beside_a_cause() -> None:
+    ans = answer(REVOKED, question="the sign in popup doesnt open", matched=("popup-blocked",))
+    message = answer_message(ans)
+    headers = [b["text"]["text"] for b in message.blocks if b["type"] == "header"]
+    text = all_text(message)
+    assert headers == ["Popup Blocked When Connecting"]
+    assert text.index("*Fix:* Reconnect") < text.index("Allow popups for this site")
 
 
 def test_off_topic_says_what_calsync_helps_with_and_where_to_go() -> None:
@@ -418,18 +478,23 @@ def test_off_topic_says_what_calsync_helps_with_and_where_to_go() -> None:
     for article in KB.articles:
         assert escape_mrkdwn(article.title) in text
     assert "SalesPartner support" in text and "password" in text and "billing" in text
-    assert buttons(message.blocks) == []  # no diagnosis buttons
     assert "not something I can help with" in message.text
+    assert "By the way" not in text
 
 
-def test_off_topic_but_ambiguous_asks_which_one() -> None:
-    message = answer_message(VARIANTS["off topic ambiguous"])
+def test_off_topic_from_a_rep_whose_calendar_is_broken_adds_one_line_and_its_fix() -> None:
+    message = answer_message(VARIANTS["off topic, calendar broken"])
     text = all_text(message)
-    assert "I'm not sure which problem this is — did you mean “Duplicate Appointments” or" in text
-    guesses = buttons(message.blocks)
-    assert [b["action_id"] for b in guesses] == ["did_you_mean_0", "did_you_mean_1"]
-    assert [json.loads(b["value"])["article"] for b in guesses] == ["duplicates", "not-showing"]
-    assert [b["text"]["text"] for b in guesses] == ["Duplicate Appointments", "Appointments Not Showing Up"]
+    assert "❌ *By the way:* Google Calendar refused our access: it was revoked." in text
+    assert text.count("Reconnect Google Calendar: sign in again") == 1
+    assert "How to reconnect" not in text  # one line, not the whole answer
+
+
+def test_small_talk_is_one_line() -> None:
+    message = answer_message(VARIANTS["small talk"])
+    assert message.blocks == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "Hi, Carla! Ask me anything."}}
+    ]
 
 
 # -- the agent's answer ----------------------------------------------------------------------------
@@ -445,8 +510,9 @@ def test_agent_sees_every_finding_with_code_and_evidence_but_never_a_token() -> 
     assert "`connection.revoked`\ncause: revoked\nprovider_error: invalid_grant" in text
     assert "No duplicates around today." in text and "`duplicates.none`" in text  # ok findings too
     assert "ya29" not in json.dumps(message.blocks) and "access_token" not in json.dumps(message.blocks)
-    assert message.text.startswith("Carla Chen (carla@northwind.example): ❌ Google Calendar refused")
+    assert message.text.startswith("Carla Chen (carla@northwind.example): Google Calendar refused")
     assert "*What I found*\n❌ Google Calendar refused" in text
+    assert "*Causes*\n❌ `connection.revoked` Reconnect Google Calendar" in text
     evidence_blocks = [
         b for b in message.blocks if b["type"] == "context" and "`connection.revoked`" in str(b)
     ]
@@ -489,7 +555,7 @@ def test_agent_without_report_url_or_reconnect_has_no_agent_buttons() -> None:
     ],
 )
 def test_evidence_is_json_safe_compact_and_scrubbed(value: dict[str, Any]) -> None:
-    ans = answer([finding("sync.last_run_failed", Severity.ERROR, evidence=value)])
+    ans = answer([finding("sync.last_run_failed", Severity.ERROR, evidence=value, connection_id=1)])
     message = answer_message(ans, for_agent=True)
     assert_valid(message)
     dumped = json.dumps(message.blocks, ensure_ascii=False)
@@ -504,29 +570,33 @@ NASTY = "<script>alert(1)</script> & <@U123> <!channel>"
 
 def test_data_is_escaped_everywhere() -> None:
     nasty_article = dataclasses.replace(KB.get("not-showing"), title=f"Title {NASTY}", summary=NASTY)
+    knowledge = dataclasses.replace(
+        KB, articles=tuple(nasty_article if a.id == "not-showing" else a for a in KB.articles)
+    )
     ans = dataclasses.replace(
         answer(
             [
-                finding(
-                    "sync.push_late", Severity.WARNING, f"Summary {NASTY}", hint=NASTY, evidence={"n": NASTY}
-                )
+                finding("sync.x", Severity.INFO, f"Summary {NASTY}", hint=NASTY, evidence={"n": NASTY}),
+                *HEALTHY,
             ],
-            articles=[shown("not-showing", matched=True, article=nasty_article)],
             question=f"why {NASTY}",
-            verdict=f"Verdict {NASTY}",
+            knowledge=knowledge,
         ),
         user_name=f"Name {NASTY}",
         user="a&b<x>@example.com",
     )
     escaped = "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;@U123&gt; &lt;!channel&gt;"
     for for_agent in (False, True):
-        message = answer_message(ans, for_agent=for_agent)
+        message = answer_message(ans, for_agent=for_agent, knowledge=knowledge)
         assert_valid(message)
         mrkdwn = "\n".join(t for t in texts(message.blocks) if "<script>" in t or "&lt;script" in t)
         assert escaped in mrkdwn
-        assert f"Verdict {escaped}" in message.text
+        assert f"Summary {escaped}" in message.text
     # Headers are plain text: shown literally, so not escaped (Slack parses no markup there).
-    headers = [b["text"]["text"] for b in answer_message(ans).blocks if b["type"] == "header"]
+    ans = answer(HEALTHY, question=f"why {NASTY}", knowledge=knowledge)
+    headers = [
+        b["text"]["text"] for b in answer_message(ans, knowledge=knowledge).blocks if b["type"] == "header"
+    ]
     assert headers == [f"Title {NASTY}"]
 
 
@@ -557,40 +627,41 @@ def huge_answer() -> Answer:
             hint="Do this & that " * 50,
             evidence={f"key{j}": "v&<>" * 200 for j in range(20)},
             provider="google",
+            connection_id=i,
         )
         for i in range(40)
     ]
-    articles = [shown(article.id, matched=i == 5) for i, article in enumerate(KB.articles)]
+    findings.append(
+        finding("connection.revoked", Severity.ERROR, "V " * 5_000, provider="google", connection_id=99)
+    )
+    findings.append(finding("connection.expired", Severity.ERROR, provider="microsoft", connection_id=98))
     return answer(
         findings,
-        articles=articles,
-        actions=(reconnect("google"), reconnect("microsoft"), SUPPORT),
+        matched=[article.id for article in KB.articles],
         question='why?! “quotes” " \\ 😀 ' * 1_000,
-        verdict="V " * 5_000,
         ambiguous=True,
-        alternatives=(("duplicates", 0.5),),
+        alternatives=(("duplicates", 0.5), ("not-showing", 0.4)),
     )
 
 
 @pytest.mark.parametrize("for_agent", [False, True], ids=["rep", "agent"])
-def test_a_huge_answer_stays_within_the_limits_and_keeps_verdict_and_actions(for_agent: bool) -> None:
+def test_a_huge_answer_stays_within_the_limits_and_keeps_the_headline_and_actions(for_agent: bool) -> None:
     ans = huge_answer()
     message = answer_message(ans, for_agent=for_agent, report_url=REPORT)
     assert_valid(message)
     assert len(message.blocks) <= MAX_MESSAGE_BLOCKS
     assert all(len(t) <= MAX_TEXT for t in texts(message.blocks))
     assert len(message.text) <= 3000
-    verdict = next(b for b in message.blocks if b["type"] == "section")
-    assert verdict["text"]["text"].startswith("❌ *V V") and verdict["text"]["text"].endswith("…")
+    headline = next(b for b in message.blocks if b["type"] == "section")
+    assert headline["text"]["text"].startswith("❌ *") and headline["text"]["text"].endswith("…")
     assert "…" in all_text(message)  # something was cut, and it says so
-    assert any(b["type"] == "header" and "Not Showing Up" in b["text"]["text"] for b in message.blocks)
-    assert "#0 A very long summary" in all_text(message)  # the worst findings lead
     assert message.blocks[-1]["type"] == "actions"
     ids = {base_action_id(b["action_id"]) for b in buttons(message.blocks)}
     if for_agent:
         assert {ACTION_SEND_RECONNECT_LINK, ACTION_OPEN_REPORT} <= ids
+        assert "#0 A very long summary" in all_text(message)  # the worst findings lead
     else:
-        assert {ACTION_RECONNECT, ACTION_CHECK_AGAIN, ACTION_HELPED, ACTION_TALK_TO_SUPPORT} <= ids
+        assert {ACTION_RECONNECT, ACTION_DETAILS, ACTION_CHECK_AGAIN, ACTION_HELPED} <= ids
     for button in buttons(message.blocks):
         assert len(button.get("value", "")) <= MAX_BUTTON_VALUE
         assert len(button["text"]["text"]) <= 75
@@ -598,7 +669,13 @@ def test_a_huge_answer_stays_within_the_limits_and_keeps_verdict_and_actions(for
 
 def test_button_values_fit_with_a_question_full_of_escapes() -> None:
     question = '\x01"' * 3_000  # each character is 2-6 characters once JSON-encoded
-    ans = answer(HEALTHY, question=question, ambiguous=True, alternatives=(("duplicates", 0.5),))
+    ans = answer(
+        HEALTHY,
+        question=question,
+        ambiguous=True,
+        alternatives=(("not-showing", 0.5), ("duplicates", 0.5)),
+        matched=("not-showing", "duplicates"),
+    )
     message = answer_message(ans)
     assert_valid(message)
     for button in by_action(message.blocks, ACTION_CHECK_AGAIN) + by_action(
@@ -669,12 +746,12 @@ def test_home_healthy_shows_each_row_with_its_mark_and_check_again_only() -> Non
 
 
 def test_home_revoked_shows_the_problem_and_reconnect() -> None:
-    view = home_view(dataclasses.replace(REVOKED_ANSWER, question=None), name="Carla")
+    view = home_view(answer(REVOKED, question=None, matched=()), name="Carla")
     valid_view(view)
     text = all_text(view)
     assert "❌ *Connection*: Google Calendar refused our access: it was revoked." in text
     assert "→ _Reconnect Google Calendar._" in text
-    assert "❔ *Calendar*" in text and "⚠️ *Last sync*" in text
+    assert "❔ *Calendar*" in text and "❌ *Last sync*" in text
     assert [b["action_id"] for b in buttons(view["blocks"])] == [ACTION_RECONNECT, ACTION_CHECK_AGAIN]
     assert "invalid_grant" not in json.dumps(view)
 
@@ -686,6 +763,7 @@ def test_home_with_missing_rows_and_other_problems() -> None:
             finding("duplicates.found", Severity.WARNING, "Some meetings show up twice <&>."),
         ],
         question=None,
+        matched=(),
     )
     view = home_view(ans)
     valid_view(view)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -12,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from markupsafe import Markup
 
-from calsync.diagnostics.answer import Action, Answer
+from calsync.diagnostics.answer import compose
 from calsync.diagnostics.findings import Finding, Severity
+from calsync.knowledge.loader import load_articles
 from calsync.render.blocks import answer_message, escape_mrkdwn
 from calsync.render.html import button_html, mrkdwn_to_html, plain_to_html, render_blocks, safe_url
 
@@ -197,21 +199,17 @@ def test_a_whole_answer_renders_with_its_data_escaped() -> None:
         hint="Reconnect *now*",
         provider="google",
     )
-    answer = Answer(
+    answer = compose(
+        load_articles(),
         user="rep@example.com",
+        user_name="",
         question=XSS,
-        article=None,
-        findings=(finding,),
-        articles=(),
-        actions=(
-            Action(
-                "reconnect", "Reconnect Google Calendar", "google", "https://app.example/connect/google?t=1"
-            ),
-        ),
-        verdict=finding.summary,
+        findings=[finding],
         checked_at=datetime(2026, 11, 24, 15, 0, tzinfo=UTC),
-        diagnosis_id="42",
+        checks_run=("connection",),
+        reconnect_url=lambda provider: "https://app.example/connect/google?t=1",
     )
+    answer = dataclasses.replace(answer, diagnosis_id="42")
     rendered = str(render_blocks(answer_message(answer).blocks))
     assert "<script" not in rendered and "<img" not in rendered
     assert "Access to &lt;script&gt;" in rendered

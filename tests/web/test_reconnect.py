@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import html
 import json
 from collections.abc import Mapping
 from datetime import timedelta
@@ -21,8 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import make_engine, make_session_factory, transaction
 from calsync.links import LinkSigner
+from calsync.render.words import first_sync_note
 from calsync.syncbackend import migrate
 from calsync.syncbackend.crypto import TokenCipher, generate_key
+from calsync.syncbackend.engine import CycleResult
 from calsync.syncbackend.models import AuditEntry, CalendarConnection, OAuthSession, User
 from calsync.syncbackend.providers.base import Authorization, Calendar, ProviderName
 from calsync.syncbackend.reconnect import Begun, Failure, Outcome, Problem, ReconnectLinks, ReconnectService
@@ -86,6 +89,11 @@ def test_carla_reconnects_google(web: WebHarness) -> None:
 
     assert page.status_code == 200, page.text
     assert "connected again" in page.text and "close this tab" in page.text
+    # The first cycle ran (through the engine) before the page: what was waiting is on the calendar.
+    assert "‘Tasting demo for Wonka’ is on your calendar now." in html.unescape(page.text)
+    assert [e.title for e in sandbox.world.find_events(appointment_id="carla-wonka")] == [
+        "Tasting demo for Wonka"
+    ]
     assert page.headers["cache-control"] == "no-store"
     after = connection(sandbox, CARLA, "google")
     assert (after.status, after.status_code, after.status_reason) == ("connected", None, None)
@@ -502,5 +510,77 @@ def test_wrong_account_changes_nothing(
         with sessions() as session:
             row = session.scalars(select(CalendarConnection)).one()
             assert (row.status, row.refresh_token_encrypted) == ("error", None)
+    finally:
+        engine.dispose()
+
+
+def cycle(titles: tuple[str, ...] = (), status: str = "ok") -> CycleResult:
+    return CycleResult(1, "google", CARLA, status, pushed_titles=titles)  # type: ignore[arg-type]
+
+
+# (what the first cycle did, what the rep reads)
+FIRST_SYNC = [
+    pytest.param(
+        cycle(("Tasting demo for Wonka",)),
+        "\u2018Tasting demo for Wonka\u2019 is on your calendar now.",
+        id="one",
+    ),
+    pytest.param(cycle(("A", "B", "C")), "\u2018A\u2019 and 2 others are on your calendar now.", id="three"),
+    pytest.param(
+        cycle(), "Everything is in sync: your calendar has all your upcoming appointments.", id="nothing"
+    ),
+    pytest.param(cycle(status="error"), "The first sync didn't get through just now", id="error"),
+    pytest.param(cycle(status="busy"), "The first sync is running", id="busy"),
+]
+
+
+@pytest.mark.parametrize(("result", "says"), FIRST_SYNC)
+async def test_the_first_sync_runs_before_the_page_and_the_page_says_what_it_did(
+    tables: tuple[str, TokenCipher, LinkSigner], clock: FrozenClock, result: CycleResult, says: str
+) -> None:
+    url, cipher, signer = tables
+    svc, engine, _ = service(url, cipher, signer, clock)
+    ran: list[int] = []
+
+    async def first_sync(connection_id: int) -> CycleResult:
+        ran.append(connection_id)
+        return result
+
+    svc.sync = first_sync
+    try:
+        begun = await svc.begin(
+            ReconnectLinks(signer, "https://calsync.test")(CARLA, "google").partition("?t=")[2], "google"
+        )
+        outcome = await svc.complete("google", {"state": _state_of(begun), "code": "c"})
+        assert isinstance(outcome, Outcome) and ran == [outcome.connection_id]
+        assert first_sync_note(outcome.first_sync).startswith(says)
+    finally:
+        engine.dispose()
+
+
+async def test_a_slow_first_sync_goes_on_after_the_page_which_says_it_is_running(
+    tables: tuple[str, TokenCipher, LinkSigner], clock: FrozenClock
+) -> None:
+    url, cipher, signer = tables
+    svc, engine, _ = service(url, cipher, signer, clock)
+    release, finished = asyncio.Event(), asyncio.Event()
+
+    async def first_sync(connection_id: int) -> CycleResult:
+        await release.wait()
+        finished.set()
+        return cycle(("Late one",))
+
+    svc.sync, svc.first_sync_wait = first_sync, 0.05
+    try:
+        begun = await svc.begin(
+            ReconnectLinks(signer, "https://calsync.test")(CARLA, "google").partition("?t=")[2], "google"
+        )
+        outcome = await svc.complete("google", {"state": _state_of(begun), "code": "c"})
+        assert isinstance(outcome, Outcome) and outcome.first_sync is None
+        assert first_sync_note(outcome.first_sync).startswith(
+            "The first sync is running — expect your upcoming"
+        )
+        release.set()
+        await asyncio.wait_for(finished.wait(), 5)  # not cancelled with the request: it finished
     finally:
         engine.dispose()

@@ -13,7 +13,7 @@ The root cause comes from where the copies are:
 
 A calendar that can't be read means no verdict, never a false "no duplicates": a dead grant
 propagates to the runner; a transient failure becomes the runner's `unknown` finding for that
-connection (built with `runner.provider_failure`, so it merges with the other checks' one).
+connection (built with `runner.failure`, so it merges with the other checks' one).
 That two connections are active at all is a database fact the `connection` check reports on its
 own (`connection.multiple_active`), so it survives an outage there.
 """
@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from calsync.diagnostics.check import Check, CheckContext
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.diagnostics.humanize import clock_time
-from calsync.diagnostics.runner import provider_failure
+from calsync.diagnostics.runner import failure
 from calsync.diagnostics.state import ConnectionState, RepState, evidence_time
 from calsync.syncbackend.models import CALENDAR_LABELS
 from calsync.syncbackend.providers.base import PROVIDER_LABELS, Event, GrantError, ProviderError
@@ -258,7 +258,7 @@ def _failures(
         if isinstance(result, GrantError):
             raise result
         if isinstance(result, ProviderError):
-            failures.append(provider_failure(DUPLICATES, result, connection))
+            failures.append(failure(DUPLICATES, result, connection))
         elif isinstance(result, BaseException):
             raise result
     return failures

@@ -28,7 +28,7 @@ from typing import Any
 from calsync.diagnostics.check import Check, CheckContext
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.diagnostics.humanize import ago, clock_time, within
-from calsync.diagnostics.mentions import Mention, find_appointment, parse_mention
+from calsync.diagnostics.mentions import Mention, find_appointment, parse_mention, score_appointments
 from calsync.diagnostics.state import (
     AppointmentState,
     ConnectionState,
@@ -499,7 +499,26 @@ def _not_identified(context: CheckContext, mention: Mention) -> Finding:
         for appointment in context.rep.appointments
         if appointment.status == "booked" and appointment.end > context.now
     ][:UPCOMING_LISTED]
-    if upcoming:
+    # The name is not the rep's, but the time may be: say what is then (the rep may call the
+    # client something else), without claiming it is the one they mean.
+    at_that_time = (
+        next(
+            (
+                match.appointment
+                for match in score_appointments(replace(mention, words=(), pointed=()), upcoming, context.now)
+                if match.time_match
+            ),
+            None,
+        )
+        if mention.has_time
+        else None
+    )
+    if at_that_time is not None:
+        summary = (
+            f"I couldn't find an appointment matching \u201c{mention.describe()}\u201d; at "
+            f"{clock_time(at_that_time.start, context.now)} you have '{at_that_time.title}'."
+        )
+    elif upcoming:
         first = upcoming[0]
         summary = (
             f"I couldn't find an appointment matching \u201c{mention.describe()}\u201d; your next one is "
