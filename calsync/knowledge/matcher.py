@@ -106,6 +106,7 @@ _SLACK_REF = re.compile(r"<[@#!][^>]*>")
 _URL = re.compile(r"\b(?:https?://|www\.)\S+")
 _EMOJI_CODE = re.compile(r":[a-z0-9_+\-]+:")
 _TOKEN = re.compile(r"[^\W_]+")
+_AADSTS = re.compile(r"^aadsts\d+$")  # AADSTS700082, AADSTS65001 ...: one word, whatever the code
 _CONTRACTIONS = (
     (re.compile(r"\bcan'?t\b", re.IGNORECASE), "can not"),
     (re.compile(r"\bwon'?t\b", re.IGNORECASE), "will not"),
@@ -333,7 +334,7 @@ def tokenize(question: str) -> list[str]:
     for pattern, replacement in _CONTRACTIONS:
         text = pattern.sub(replacement, text)
     text = text.replace("'", "")
-    words = [w.lower() for w in _TOKEN.findall(text)]
+    words = [_AADSTS.sub("aadsts", w.lower()) for w in _TOKEN.findall(text)]
     titled = _titled_words(text, words)
     expanded: list[str] = []
     titled_after: set[int] = set()
@@ -455,6 +456,10 @@ _CONCEPT_GROUPS: Mapping[str, str] = {
     "window": "popup window windows login signin screen box prompt",
     "connection": "connected disconnected connection connect reconnect linked unlinked link "
     "authorize reauthorize authorization expired revoked access permission permissions token",
+    # What identity providers and IT say when a grant stops working (OAuth error names, AADSTS codes
+    # — `aadsts` stands for every `AADSTS12345` — consent and approval screens, MFA).
+    "signin_error": "aadsts invalid grant interaction consent approval approve admin administrator "
+    "mfa multifactor verification unauthorized sso conditional",
     "person": "client clients customer customers lead leads prospect prospects",
     "switch": "switch switching switched swap migrate migrating migrated moving transfer",
 }
