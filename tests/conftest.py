@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,6 +77,9 @@ def pytest_configure(config: pytest.Config) -> None:
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
     socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = _guarded_getaddrinfo
+    # The trained matcher is cached per session (the CLI subprocesses inherit it), never in $HOME.
+    if "CALSYNC_CACHE_DIR" not in os.environ:
+        os.environ["CALSYNC_CACHE_DIR"] = tempfile.mkdtemp(prefix="calsync-test-cache-")
 
 
 # -- clock ----------------------------------------------------------------------------------------

@@ -33,15 +33,20 @@ Nothing here is a module-level model: `Matcher.build` returns an immutable, thre
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
+import json
 import math
+import os
 import re
 import unicodedata
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -523,10 +528,20 @@ class _TfidfBlock:
         for features in documents:
             df.update(set(features))
         kept = sorted(f for f, count in df.items() if count >= min_df)
-        self.index: dict[str, int] = {f: offset + i for i, f in enumerate(kept)}
         n = len(documents)
-        self.idf: list[float] = [math.log((1 + n) / (1 + df[f])) + 1.0 for f in kept]
+        self._set(kept, [math.log((1 + n) / (1 + df[f])) + 1.0 for f in kept], offset)
+
+    def _set(self, kept: Sequence[str], idf: list[float], offset: int) -> None:
+        self.index: dict[str, int] = {f: offset + i for i, f in enumerate(kept)}
+        self.idf: list[float] = idf
         self.offset = offset
+
+    @classmethod
+    def restore(cls, kept: Sequence[str], idf: list[float], offset: int) -> _TfidfBlock:
+        """A block as `_save` stored it (its features in column order)."""
+        block = cls.__new__(cls)
+        block._set(kept, [float(value) for value in idf], int(offset))
+        return block
 
     @property
     def size(self) -> int:
@@ -668,6 +683,29 @@ class MatcherConfig:
     max_iterations: int = 300
 
 
+# Bump when the features or the model change: a cached model of another version is never used.
+MODEL_VERSION = 3
+
+
+def default_cache_dir() -> Path:
+    """Where trained models are kept: `CALSYNC_CACHE_DIR`, else `$XDG_CACHE_HOME/calsync`, else
+    `~/.cache/calsync`."""
+    if os.environ.get("CALSYNC_CACHE_DIR"):
+        return Path(os.environ["CALSYNC_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "calsync"
+
+
+def _model_key(
+    questions: Sequence[str], labels: Sequence[str], article_ids: Sequence[str], config: MatcherConfig
+) -> str:
+    digest = hashlib.sha256()
+    payload = {"v": MODEL_VERSION, "q": list(questions), "l": list(labels), "a": list(article_ids)}
+    digest.update(json.dumps(payload, ensure_ascii=False).encode())
+    digest.update(repr(config).encode())
+    return digest.hexdigest()[:24]
+
+
 def load_training(path: Path) -> dict[str, list[str]]:
     """`{article_id or "off_topic": [questions]}` from a training YAML file."""
     try:
@@ -740,12 +778,61 @@ class Matcher:
 
     @classmethod
     def build(
-        cls, kb: KnowledgeBase, training: Path | None = None, config: MatcherConfig | None = None
+        cls,
+        kb: KnowledgeBase,
+        training: Path | None = None,
+        config: MatcherConfig | None = None,
+        *,
+        cache: Path | Literal[False] | None = None,
     ) -> Matcher:
-        """Train on the articles' examples plus the training file (default: training.yaml)."""
+        """Train on the articles' examples plus the training file (default: training.yaml).
+
+        Training takes seconds, so the trained model is kept in `cache` (default: the user's cache
+        directory, `default_cache_dir()`; False: none), under a key of everything it is trained
+        from: the articles' ids and examples, the training file, the config and this code's model
+        version. An admin who edits an article or the training file gets a freshly trained model on
+        the next start; a cache that cannot be read or written is simply not used."""
         data = load_training(training if training is not None else DEFAULT_TRAINING_PATH)
         questions, labels = _training_set(kb, data)
-        return cls.train(questions, labels, kb.ids, config)
+        config = config or MatcherConfig()
+        directory = default_cache_dir() if cache is None else cache
+        path = (
+            directory / f"matcher-{_model_key(questions, labels, kb.ids, config)}.npz" if directory else None
+        )
+        if path is not None:
+            with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile):
+                return cls._load(path, config)
+        matcher = cls.train(questions, labels, kb.ids, config)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                matcher._save(path)
+        return matcher
+
+    # -- the cached model (arrays and JSON only: nothing executable is ever loaded) ---------------
+
+    def _save(self, path: Path) -> None:
+        speller = dict(self._speller.known) if self._speller is not None else None
+        meta = {
+            "classes": list(self.classes),
+            "blocks": [[list(b.index), b.idf, b.offset] for b in (self._words, self._chars, self._concepts)],
+            "speller": speller,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with partial.open("wb") as handle:
+            np.savez(handle, coef=self._coef, intercept=self._intercept, meta=np.array(json.dumps(meta)))
+        os.replace(partial, path)  # whole or not at all, whoever writes at the same time
+
+    @classmethod
+    def _load(cls, path: Path, config: MatcherConfig) -> Matcher:
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            coef, intercept = stored["coef"], stored["intercept"]
+        words, chars, concepts = (
+            _TfidfBlock.restore(features, idf, offset) for features, idf, offset in meta["blocks"]
+        )
+        speller = _Speller(Counter(meta["speller"])) if meta["speller"] is not None else None
+        return cls(tuple(meta["classes"]), speller, words, chars, concepts, coef, intercept, config)
 
     @classmethod
     def train(

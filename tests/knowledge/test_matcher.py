@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from calsync.knowledge.loader import ARTICLE_IDS, KnowledgeBase, load_articles
@@ -369,3 +370,21 @@ def test_bad_training_files_are_refused(
     path.write_text(content)
     with pytest.raises(TrainingError, match=message):
         Matcher.build(kb, path)
+
+
+def test_the_trained_model_is_cached_and_retrained_when_what_it_learns_from_changes(tmp_path: Path) -> None:
+    kb = load_articles()
+    cache = tmp_path / "cache"
+    trained = Matcher.build(kb, cache=cache)
+    (stored,) = cache.iterdir()
+    loaded = Matcher.build(kb, cache=cache)
+    questions = ["my calendar is broken", "every appt shows up twice", "reset my password", "AADSTS700082"]
+    assert np.allclose(trained.probabilities(questions), loaded.probabilities(questions))
+    assert trained.classes == loaded.classes
+    # Another training file (an admin's edit): another key, a fresh model; a broken file is ignored.
+    edited = tmp_path / "training.yaml"
+    edited.write_text(DEFAULT_TRAINING_PATH.read_text() + "  - one more vague complaint about sync\n")
+    Matcher.build(kb, edited, cache=cache)
+    assert len(list(cache.iterdir())) == 2
+    stored.write_bytes(b"not a model")
+    assert Matcher.build(kb, cache=cache).match("every appt shows up twice").article == "duplicates"
