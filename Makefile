@@ -43,6 +43,8 @@ test: lint typecheck chromium pytest
 
 bench: setup
 	$(BIN)/python benchmarks/matcher_bench.py
+	$(BIN)/python benchmarks/route_bench.py
+	$(BIN)/python benchmarks/answer_size_bench.py
 	$(BIN)/python benchmarks/diagnosis_bench.py
 	$(BIN)/python benchmarks/duplicates_bench.py
 	$(BIN)/python benchmarks/ack_bench.py
