@@ -57,7 +57,7 @@ def answer_buttons(slack: SlackHarness) -> tuple[str, str, dict[str, str]]:
     )
     values = {
         element["action_id"]: element.get("value", "")
-        for block in message.blocks
+        for block in message.blocks or []
         if block["type"] == "actions"
         for element in block["elements"]
     }
