@@ -110,7 +110,10 @@ def create_web_app(
 
     if bolt_app is not None and slack_verifier is None:
         raise ValueError("serving /slack/events needs a SlackVerifier (SLACK_SIGNING_SECRET)")
+    from calsync.web import hardening
+
     app = FastAPI(title="calsync", docs_url=None, redoc_url=None)
+    hardening.install(app)  # security headers on every response; 503/500 pages
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in routers:
         app.include_router(router)
