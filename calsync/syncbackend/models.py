@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
@@ -140,13 +141,25 @@ class User(Base):
 class CalendarConnection(Base):
     """One OAuth grant from a user to Google Calendar or Outlook, and the calendar appointments go to.
 
-    The product allows one active connection per user; more than one is a state the diagnostics
-    report (every meeting shows up twice), so the schema deliberately does not forbid it.
+    The product allows one active connection per user; more than one (two providers, or two accounts
+    of one provider) is a state the diagnostics report (every meeting shows up twice), so the schema
+    does not forbid it. One account connected twice, though, is never right and only ever came from
+    two sign-ins racing: a partial unique index allows one active connection per user, provider and
+    account (migration 0005).
     """
 
     __tablename__ = "calendar_connections"
     __table_args__ = (
         Index("ix_calendar_connections_user_active", "user_id", "active"),
+        Index(
+            "uq_calendar_connections_active_account",
+            "user_id",
+            "provider",
+            "account_email",
+            unique=True,
+            postgresql_where=text("active"),
+            sqlite_where=text("active"),
+        ),
         Index("ix_calendar_connections_due", "status", "active", "next_sync_at"),
         one_of("provider", ProviderName),
         one_of("status", ConnectionStatus),
