@@ -336,14 +336,17 @@ class ReconnectService:
         except (ProviderError, KeyError):
             log.warning("listing %s calendars after reconnecting %s failed", provider, rep[0])
             calendars = None
-        connect = (self._connect, state, pending, provider, account_email, auth, calendars)
+
+        def connect() -> Outcome | Failure:
+            return self._connect(state, pending, provider, account_email, auth, calendars)
+
         try:
-            outcome = await asyncio.to_thread(*connect)
+            outcome = await asyncio.to_thread(connect)
         except IntegrityError:
             # The unique index on active connections stopped a double that the rep's row lock did not
             # keep out (a writer that does not take the lock): the other one is in place now, use it.
             log.warning("a concurrent connection for %s was created first; completing on it", rep[0])
-            outcome = await asyncio.to_thread(*connect)
+            outcome = await asyncio.to_thread(connect)
         if isinstance(outcome, Failure):
             return outcome
         if self.diagnose is not None:

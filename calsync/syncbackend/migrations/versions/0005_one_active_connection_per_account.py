@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -66,7 +67,7 @@ def resolve_doubles(bind: sa.engine.Connection) -> int:
             connections.c.created_at,
         ).where(connections.c.active == sa.true())
     ).all()
-    groups: dict[tuple[int, str, str], list[sa.Row[tuple[object, ...]]]] = {}
+    groups: dict[tuple[int, str, str], list[Any]] = {}
     for row in rows:
         groups.setdefault((row.user_id, row.provider, row.account_email.lower()), []).append(row)
     now = datetime.now(UTC)
