@@ -170,7 +170,7 @@ def build_troubleshooter(services: Services) -> Troubleshooter:
     knowledge = load_articles()
     return Troubleshooter(
         sessions=services.sessions,
-        providers=services.providers,
+        providers=quota_providers(services),
         cipher=services.cipher,
         knowledge=knowledge,
         matcher=Matcher.build(knowledge),
@@ -286,14 +286,22 @@ def build_sync_policy(settings: Settings) -> SyncPolicy:
     )
 
 
+def quota_providers(services: Services) -> dict[str, CalendarProvider]:
+    """The providers, each call counted against its account's quota in the shared database, so every
+    instance together stays inside Google's and Microsoft's per-account limits."""
+    from calsync.syncbackend.quota import DatabaseLimiter, QuotaProvider
+
+    limiter = DatabaseLimiter(services.sessions)
+    return {name: QuotaProvider(provider, limiter) for name, provider in services.providers.items()}
+
+
 def build_sync_engine(services: Services, notify: DisconnectNotifier | None = None) -> SyncEngine:
     """The sync engine over the same providers the diagnostics use, each kept inside its quota."""
     from calsync.syncbackend.engine import SyncEngine
-    from calsync.syncbackend.quota import QuotaProvider
 
     return SyncEngine(
         sessions=services.sessions,
-        providers={name: QuotaProvider(provider) for name, provider in services.providers.items()},
+        providers=quota_providers(services),
         cipher=services.cipher,
         clock=services.clock,
         policy=build_sync_policy(services.settings),

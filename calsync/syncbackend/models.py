@@ -19,6 +19,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -450,6 +451,31 @@ class ProcessedEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class QuotaKey(Base):
+    """One provider account's quota (`google:ann@acme.com`): the row every instance locks while it
+    decides whether a call may start (see `calsync.syncbackend.quota.DatabaseLimiter`)."""
+
+    __tablename__ = "quota_keys"
+    __repr_fields__ = ("key", "touched_at")
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    touched_at: Mapped[float] = mapped_column(Float)  # epoch seconds of the last decision
+
+
+class QuotaCall(Base):
+    """One provider call that started: counted against its key's window while `started_at` is inside
+    it, and against the concurrency bound until `busy_until` (cleared when the call ends)."""
+
+    __tablename__ = "quota_calls"
+    __table_args__ = (Index("ix_quota_calls_key_started", "key", "started_at"),)
+    __repr_fields__ = ("id", "key", "started_at", "busy_until")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))
+    started_at: Mapped[float] = mapped_column(Float)
+    busy_until: Mapped[float | None] = mapped_column(Float)
+
+
 class Feedback(Base):
     """A "did this help?" answer on an article or a diagnosis."""
 
@@ -476,6 +502,8 @@ __all__ = [
     "MissingTokenError",
     "OAuthSession",
     "ProcessedEvent",
+    "QuotaCall",
+    "QuotaKey",
     "SyncRun",
     "User",
 ]

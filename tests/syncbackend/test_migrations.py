@@ -32,8 +32,10 @@ PRODUCT_TABLES = {
     "feedback",
     "oauth_sessions",
     "cancellation_holds",
+    "quota_keys",
+    "quota_calls",
 }
-HEAD = "0005"
+HEAD = "0006"
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -75,8 +77,9 @@ def test_0002_adds_and_removes_only_oauth_sessions(database_url: str, engine: En
     assert "oauth_sessions" in table_names(engine)
     migrate.downgrade(database_url, "0001")
     assert migrate.current(database_url) == "0001"
-    assert table_names(engine) >= PRODUCT_TABLES - {"oauth_sessions", "cancellation_holds"}
-    assert not {"oauth_sessions", "cancellation_holds"} & table_names(engine)
+    later = {"oauth_sessions", "cancellation_holds", "quota_keys", "quota_calls"}  # 0002 and after
+    assert table_names(engine) >= PRODUCT_TABLES - later
+    assert not later & table_names(engine)
 
 
 def test_no_drift_between_models_and_migrations(database_url: str, engine: Engine) -> None:
