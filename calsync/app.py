@@ -170,7 +170,7 @@ def build_troubleshooter(services: Services) -> Troubleshooter:
     knowledge = load_articles()
     return Troubleshooter(
         sessions=services.sessions,
-        providers=services.providers,
+        providers=quota_providers(services),
         cipher=services.cipher,
         knowledge=knowledge,
         matcher=Matcher.build(knowledge),
@@ -291,14 +291,22 @@ def build_sync_policy(settings: Settings) -> SyncPolicy:
     )
 
 
+def quota_providers(services: Services) -> dict[str, CalendarProvider]:
+    """The providers, each call counted against its account's quota in the shared database, so every
+    instance together stays inside Google's and Microsoft's per-account limits."""
+    from calsync.syncbackend.quota import DatabaseLimiter, QuotaProvider
+
+    limiter = DatabaseLimiter(services.sessions)
+    return {name: QuotaProvider(provider, limiter) for name, provider in services.providers.items()}
+
+
 def build_sync_engine(services: Services, notify: DisconnectNotifier | None = None) -> SyncEngine:
     """The sync engine over the same providers the diagnostics use, each kept inside its quota."""
     from calsync.syncbackend.engine import SyncEngine
-    from calsync.syncbackend.quota import QuotaProvider
 
     return SyncEngine(
         sessions=services.sessions,
-        providers={name: QuotaProvider(provider) for name, provider in services.providers.items()},
+        providers=quota_providers(services),
         cipher=services.cipher,
         clock=services.clock,
         policy=build_sync_policy(services.settings),
@@ -372,7 +380,7 @@ def build_bolt_app(services: Services, bot: SlackBot) -> AsyncApp | None:
     if settings.slack_bot_token is None:
         return None
     token = settings.slack_bot_token.get_secret_value()
-    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    secret = signing_secret(settings)
     app = AsyncApp(
         signing_secret=secret,
         client=AsyncWebClient(token=token, base_url=settings.slack_api_url),  # Bolt takes the token from it
@@ -431,11 +439,35 @@ def build_web_app(
     """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
     flow is always served; with `bot` it also tells the rep in Slack afterwards."""
     from calsync.web.app import create_web_app, database_is_up
+    from calsync.web.slack_verify import SlackVerifier
 
     routers: list[APIRouter] = [build_reconnect(services, bot, troubleshooter)]
     if troubleshooter is not None:
         routers.append(build_pages(services, troubleshooter, sandbox=sandbox))
-    return create_web_app(bolt_app=bolt_app, healthy=database_is_up(services.engine), routers=routers)
+    secret = signing_secret(services.settings)
+    return create_web_app(
+        bolt_app=bolt_app,
+        healthy=database_is_up(services.engine),
+        routers=routers,
+        slack_verifier=SlackVerifier(secret) if bolt_app is not None and secret else None,
+    )
+
+
+def signing_secret(settings: Settings) -> str | None:
+    """`SLACK_SIGNING_SECRET`, None when unset or blank."""
+    secret = settings.slack_signing_secret.get_secret_value().strip() if settings.slack_signing_secret else ""
+    return secret or None
+
+
+def refuse_unverifiable_http(settings: Settings) -> None:
+    """Fail closed: a bot token served over HTTP without a signing secret would take unsigned requests
+    (a forged `/calsync diagnose` with a foreign response_url would receive a diagnosis)."""
+    if settings.slack_bot_token is not None and not settings.slack_app_token and not signing_secret(settings):
+        _note(
+            "calsync serve: SLACK_SIGNING_SECRET is not set, so requests to /slack/events cannot be "
+            "verified; set it (Basic Information → Signing Secret) or use Socket Mode (SLACK_APP_TOKEN)."
+        )
+        raise typer.Exit(2)
 
 
 def make_http_server(web: FastAPI, host: str, port: int) -> uvicorn.Server:
@@ -943,8 +975,10 @@ def serve_command(
     """Serve Slack (HTTP at /slack/events, or Socket Mode when SLACK_APP_TOKEN is set) and /healthz."""
     import asyncio
 
+    refuse_unverifiable_http(Settings())
     with open_services() as services:
         settings = services.settings
+        refuse_unverifiable_http(settings)  # the sandbox brings its own Slack secret, or none at all
         troubleshooter = build_troubleshooter(services)
         sync_engine = build_sync_engine(services)
         bot = build_slack_bot(services, troubleshooter, sync_engine)

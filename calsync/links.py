@@ -118,12 +118,19 @@ class LinkSigner:
             body.encode("ascii")
         except (binascii.Error, ValueError):
             raise LinkInvalid("not a link") from None
+        # One valid spelling per link: decoding ignores the unused low bits of the last character and
+        # drops characters outside the alphabet, so anything but the canonical encoding is refused.
+        if not hmac.compare_digest(_b64encode(given).encode("ascii"), signature.encode("ascii", "replace")):
+            raise LinkInvalid("not a link")
         if not hmac.compare_digest(given, self._sign(body)):
             raise LinkInvalid("the link's signature does not match")
         try:
-            payload = json.loads(_b64decode(body))
+            decoded = _b64decode(body)
+            payload = json.loads(decoded)
         except (binascii.Error, ValueError):
             raise LinkInvalid("the link's payload is unreadable") from None
+        if _b64encode(decoded) != body:  # signed as we made it, so canonical; checked all the same
+            raise LinkInvalid("the link's payload is unreadable")
         link = _parse(payload)
         if not hmac.compare_digest(link.kind.encode("utf-8"), kind.encode("utf-8")):
             raise LinkInvalid(f"not a {kind} link")

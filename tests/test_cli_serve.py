@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.bot.conftest import wait_for
 
@@ -64,3 +65,36 @@ def test_serve_in_sandbox_mode_answers_health_and_the_playground(tmp_path: Path)
     assert "using the sandbox emulators" in notes
     assert "loaded the demo scenario" in notes
     assert f"http://127.0.0.1:{port}/playground" in notes
+
+
+@pytest.mark.parametrize("secret", [None, "", "   "], ids=["unset", "empty", "blank"])
+def test_serve_with_a_bot_token_and_no_signing_secret_refuses_to_start(
+    tmp_path: Path, secret: str | None
+) -> None:
+    """Fail closed: unverifiable HTTP would accept forged commands. One sentence, no traceback."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GOOGLE_", "MICROSOFT_", "SLACK_"))
+    }
+    env.update(
+        {
+            "CALSYNC_STATE_DIR": str(tmp_path),
+            "SLACK_BOT_TOKEN": "xoxb-refuse-test",
+            "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing listens: no call could leave anyway
+        }
+    )
+    if secret is not None:
+        env["SLACK_SIGNING_SECRET"] = secret
+    done = subprocess.run(
+        [CALSYNC, "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SLACK_SIGNING_SECRET is not set" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr

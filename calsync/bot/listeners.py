@@ -8,12 +8,20 @@ how much of it runs at once so a burst of questions cannot starve the event loop
 next request. The Web API client shares one HTTP connection pool (`share_http_session`) instead of
 opening a connection per call. Messages that are not questions (bot messages, edits, deletions, joins — any subtype) and
 messages outside DMs (channels are served through @mentions) are ignored.
+
+Slack signs a request, not an occasion: a click or a command replayed within the five minutes the
+signature stays valid would be acted on again. So every click and command is claimed once, like an
+event id, in `processed_events` (`once`), after the ack and before any work: the key is a digest of
+the whole payload, which differs for every real click (its `trigger_id` and `action_ts`) and is the
+same for a replay, whichever instance it reaches.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
@@ -29,6 +37,26 @@ async def ack_at_once(ack: AsyncAck, next: Callable[[], Awaitable[None]]) -> Non
     """Listener middleware: ack before the listener starts (see the module's docstring)."""
     await ack()
     await next()
+
+
+def interaction_key(body: dict[str, Any]) -> str:
+    """The claim of one signed click or command: a digest of its whole payload."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "interaction:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+async def once(bot: SlackBot, body: dict[str, Any], work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` in turn (`SlackBot.in_turn`) unless this very payload was claimed before (a
+    replay), in any instance sharing the database."""
+    try:
+        claimed = await bot.claim(interaction_key(body))
+    except BaseException:
+        work.close()
+        raise
+    if claimed:
+        await bot.in_turn(work)
+    else:
+        work.close()  # a replay's work never starts
 
 
 def share_http_session(app: AsyncApp) -> Callable[..., Awaitable[None]]:
@@ -110,20 +138,19 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
 
     @app.command("/calsync", middleware=[ack_at_once])
     async def on_calsync(command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
-        await bot.in_turn(
-            bot.command(client, respond, slack_user_id=command["user_id"], text=command.get("text"))
-        )
+        work = bot.command(client, respond, slack_user_id=command["user_id"], text=command.get("text"))
+        await once(bot, command, work)
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_CHECK_AGAIN], middleware=[ack_at_once])
     async def on_check_again(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
         if (body.get("view") or {}).get("type") == "home":
-            await bot.in_turn(bot.publish_home(client, body["user"]["id"]))
+            await once(bot, body, bot.publish_home(client, body["user"]["id"]))
         else:
-            await bot.in_turn(bot.check_again(client, respond, body))
+            await once(bot, body, bot.check_again(client, respond, body))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_SYNC_NOW], middleware=[ack_at_once])
     async def on_sync_now(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
-        await bot.in_turn(bot.sync_now(client, respond, body))
+        await once(bot, body, bot.sync_now(client, respond, body))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_DETAILS], middleware=[ack_at_once])
     async def on_details(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
@@ -131,33 +158,33 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_DID_YOU_MEAN], middleware=[ack_at_once])
     async def on_did_you_mean(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
-        await bot.in_turn(bot.did_you_mean(client, respond, body))
+        await once(bot, body, bot.did_you_mean(client, respond, body))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_HELPED], middleware=[ack_at_once])
     async def on_helped(body: dict[str, Any], respond: AsyncRespond) -> None:
-        await bot.in_turn(bot.feedback(respond, body, helpful=True))
+        await once(bot, body, bot.feedback(respond, body, helpful=True))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_NOT_HELPED], middleware=[ack_at_once])
     async def on_not_helped(body: dict[str, Any], respond: AsyncRespond) -> None:
-        await bot.in_turn(bot.feedback(respond, body, helpful=False))
+        await once(bot, body, bot.feedback(respond, body, helpful=False))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_TALK_TO_SUPPORT], middleware=[ack_at_once])
     async def on_talk_to_support(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
-        await bot.in_turn(bot.talk_to_support(client, respond, body))
+        await once(bot, body, bot.talk_to_support(client, respond, body))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_SEND_RECONNECT_LINK], middleware=[ack_at_once])
     async def on_send_reconnect_link(
         body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
-        await bot.in_turn(bot.send_reconnect_link(client, respond, body))
+        await once(bot, body, bot.send_reconnect_link(client, respond, body))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_HOLD_CANCEL], middleware=[ack_at_once])
     async def on_hold_cancel(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
-        await bot.in_turn(bot.decide_hold(client, respond, body, "cancel"))
+        await once(bot, body, bot.decide_hold(client, respond, body, "cancel"))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_HOLD_KEEP], middleware=[ack_at_once])
     async def on_hold_keep(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
-        await bot.in_turn(bot.decide_hold(client, respond, body, "keep"))
+        await once(bot, body, bot.decide_hold(client, respond, body, "keep"))
 
     # Link buttons (reconnect, open report) still send an action: ack it, the browser does the rest.
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_RECONNECT], middleware=[ack_at_once])

@@ -2,8 +2,8 @@
 
 With no Google/Microsoft settings, calsync runs against these in-process emulators; `calsync
 sandbox serve` runs them for other processes. Google's emulator speaks plain HTTP; the Microsoft
-identity platform and Graph are served over TLS with a CA generated at start, because msal accepts
-only https authorities. The Slack Web API emulator speaks plain HTTP, with a bot token and a signing
+identity platform and Graph are served over TLS with a CA generated once into the state dir (and
+shared by every process using it), because msal accepts only https authorities. The Slack Web API emulator speaks plain HTTP, with a bot token and a signing
 secret generated at start.
 """
 
@@ -142,7 +142,8 @@ class SandboxRuntime:
         microsoft_secret = secrets.token_urlsafe(24)
         slack_bot_token = "xoxb-sandbox-" + secrets.token_hex(12)
         slack_signing_secret = secrets.token_hex(16)
-        tls = TLSFiles.generate((self.state_dir / "sandbox-tls").resolve())
+        # One CA per state dir, made once: every process (a serve, a CLI command) trusts the same one.
+        tls = TLSFiles.load_or_create((self.state_dir / "sandbox-tls").resolve())
         google = BackgroundServer(
             build_google_app(
                 self.world, client_id=GOOGLE_CLIENT_ID, client_secret=google_secret, clock=self.clock

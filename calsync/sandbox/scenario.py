@@ -398,12 +398,21 @@ def _check_references(path: Path, scenario: Scenario, lines: dict[tuple[Any, ...
             problem(("users", index, "slack_user_id"), f"{slack_id} is used by two users")
     appointment_ids: set[str] = set()
     for user_index, user in enumerate(scenario.users):
+        active: set[tuple[str, str]] = set()
         for index, connection in enumerate(user.connections):
             if (connection.provider, connection.account.lower()) not in accounts:
                 problem(
                     ("users", user_index, "connections", index, "account"),
                     f"no {connection.provider} account {connection.account} in `accounts`",
                 )
+            if connection.active and (connection.provider, connection.account.lower()) in active:
+                problem(
+                    ("users", user_index, "connections", index, "account"),
+                    f"{connection.account} is already an active {connection.provider} connection of this "
+                    "user (one active connection per account)",
+                )
+            if connection.active:
+                active.add((connection.provider, connection.account.lower()))
         for index, appointment in enumerate(user.appointments):
             if appointment.id in appointment_ids:
                 problem(("users", user_index, "appointments", index, "id"), f"{appointment.id} is used twice")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import socket
+import ssl
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +18,8 @@ from typing import Any
 import anyio.to_thread
 import trustme
 import uvicorn
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 
 @dataclass(frozen=True)
@@ -24,19 +31,74 @@ class TLSFiles:
     key_path: Path
 
     @classmethod
-    def generate(cls, directory: Path) -> TLSFiles:
-        directory.mkdir(parents=True, exist_ok=True)
-        ca = trustme.CA()
-        server_cert = ca.issue_cert("127.0.0.1", "localhost")
-        files = cls(
+    def at(cls, directory: Path) -> TLSFiles:
+        return cls(
             directory / "sandbox-ca.pem", directory / "sandbox-cert.pem", directory / "sandbox-key.pem"
         )
-        ca.cert_pem.write_to_path(str(files.ca_path))
-        server_cert.cert_chain_pems[0].write_to_path(str(files.cert_path))
-        for extra in server_cert.cert_chain_pems[1:]:
-            extra.write_to_path(str(files.cert_path), append=True)
-        server_cert.private_key_pem.write_to_path(str(files.key_path))
+
+    @classmethod
+    def generate(cls, directory: Path) -> TLSFiles:
+        """A fresh CA and certificate, written over whatever `directory` held (tests' throwaway dirs)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        files = cls.at(directory)
+        files._write(trustme.CA())
         return files
+
+    @classmethod
+    def load_or_create(cls, directory: Path) -> TLSFiles:
+        """The CA and certificate under `directory`, made only when they are missing or unusable.
+
+        Every process on one state dir uses the same files: a running `calsync serve` keeps trusting
+        its own emulator's certificate while a CLI command starts and stops its emulators (a new CA
+        each time made the serve's Microsoft calls fail TLS, a false outage). An exclusive lock on
+        `.lock` makes "check, else create" one step across processes; each file is written to a
+        temporary name and renamed, so a reader never sees half a file.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        files = cls.at(directory)
+        with (directory / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not files.usable():
+                    files._write(trustme.CA())
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return files
+
+    def usable(self) -> bool:
+        """All three files are there, the key matches the certificate, and the CA signed it."""
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(self.cert_path), str(self.key_path))
+            ca = x509.load_pem_x509_certificate(self.ca_path.read_bytes())
+            leaf = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+            leaf.verify_directly_issued_by(ca)
+        except (OSError, ssl.SSLError, ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
+    def _write(self, ca: trustme.CA) -> None:
+        server_cert = ca.issue_cert("127.0.0.1", "localhost")
+        chain = b"".join(pem.bytes() for pem in server_cert.cert_chain_pems)
+        # The key first and the CA last: a reader checking the set sees a CA only once the rest is in place.
+        _write_atomically(self.key_path, server_cert.private_key_pem.bytes(), mode=0o600)
+        _write_atomically(self.cert_path, chain)
+        _write_atomically(self.ca_path, ca.cert_pem.bytes())
+
+
+def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """`data` at `path` via a temporary file in the same directory and a rename."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 class _ThreadServer(uvicorn.Server):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
@@ -140,13 +142,25 @@ class User(Base):
 class CalendarConnection(Base):
     """One OAuth grant from a user to Google Calendar or Outlook, and the calendar appointments go to.
 
-    The product allows one active connection per user; more than one is a state the diagnostics
-    report (every meeting shows up twice), so the schema deliberately does not forbid it.
+    The product allows one active connection per user; more than one (two providers, or two accounts
+    of one provider) is a state the diagnostics report (every meeting shows up twice), so the schema
+    does not forbid it. One account connected twice, though, is never right and only ever came from
+    two sign-ins racing: a partial unique index allows one active connection per user, provider and
+    account (migration 0005).
     """
 
     __tablename__ = "calendar_connections"
     __table_args__ = (
         Index("ix_calendar_connections_user_active", "user_id", "active"),
+        Index(
+            "uq_calendar_connections_active_account",
+            "user_id",
+            "provider",
+            "account_email",
+            unique=True,
+            postgresql_where=text("active"),
+            sqlite_where=text("active"),
+        ),
         Index("ix_calendar_connections_due", "status", "active", "next_sync_at"),
         one_of("provider", ProviderName),
         one_of("status", ConnectionStatus),
@@ -437,6 +451,31 @@ class ProcessedEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class QuotaKey(Base):
+    """One provider account's quota (`google:ann@acme.com`): the row every instance locks while it
+    decides whether a call may start (see `calsync.syncbackend.quota.DatabaseLimiter`)."""
+
+    __tablename__ = "quota_keys"
+    __repr_fields__ = ("key", "touched_at")
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    touched_at: Mapped[float] = mapped_column(Float)  # epoch seconds of the last decision
+
+
+class QuotaCall(Base):
+    """One provider call that started: counted against its key's window while `started_at` is inside
+    it, and against the concurrency bound until `busy_until` (cleared when the call ends)."""
+
+    __tablename__ = "quota_calls"
+    __table_args__ = (Index("ix_quota_calls_key_started", "key", "started_at"),)
+    __repr_fields__ = ("id", "key", "started_at", "busy_until")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))
+    started_at: Mapped[float] = mapped_column(Float)
+    busy_until: Mapped[float | None] = mapped_column(Float)
+
+
 class Feedback(Base):
     """A "did this help?" answer on an article or a diagnosis."""
 
@@ -463,6 +502,8 @@ __all__ = [
     "MissingTokenError",
     "OAuthSession",
     "ProcessedEvent",
+    "QuotaCall",
+    "QuotaKey",
     "SyncRun",
     "User",
 ]

@@ -1,24 +1,48 @@
-"""Staying inside the providers' per-user quotas.
+"""Staying inside the providers' quotas, across every calsync instance.
 
-Google Calendar allows about 600 requests a minute per user; Microsoft Graph 4 concurrent requests
-per mailbox (the Microsoft provider already holds each mailbox to 4 at a time). `QuotaProvider`
-wraps any `CalendarProvider` and spaces one account's calls so a minute never holds more than its
-share; a call that would exceed it waits rather than being refused with a 429.
+Google Calendar allows 600 requests a minute per user; Microsoft Graph 10 000 requests per 10 minutes
+per app and mailbox, and 4 concurrent requests per mailbox. `QuotaProvider` wraps any
+`CalendarProvider` and asks a `Limiter` before each call; a call that would exceed the budget waits
+rather than being refused with a 429.
 
-The budget is per process: two workers each keep their own. They never work on one connection at
-the same time (the lease), so one account's calls come from one process at a time.
+`DatabaseLimiter` is what `calsync serve` and `calsync worker` use: the budget lives in the database
+every instance already shares, so two serves and three workers together stay inside one account's
+quota. Admitting a call is one short transaction: lock the account's `quota_keys` row (`SELECT …
+FOR UPDATE` on PostgreSQL; on SQLite the transaction's first statement is a write, which takes the
+database's write lock), drop the calls that left the window, count those inside it (and those
+still running), and insert this one — or answer how long to wait. When the call ends its row stops
+counting as running. A process that dies mid-call frees its slot when `busy_until` passes.
+
+Why not a library: the maintained limiters with shared backends (`limits`, `pyrate-limiter`) offer
+Redis, Memcached or MongoDB, and pyrate-limiter's SQL buckets keep a table per bucket (a table per
+rep's account here) and refuse on lock contention instead of waiting; none bounds concurrency. A
+Redis limiter would add a service that the embedded SQLite default must not need. The window is
+the exact sliding log the per-process limiter always used, so the figures are the same.
+
+`ProcessLimiter` keeps the budget in this process only (one process at a time per account): for
+tools and tests that have no shared database.
+
+Timestamps are this machine's wall clock (instances on several machines need NTP, as Slack's
+signatures already do).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from calsync.db import transaction
+from calsync.syncbackend.models import QuotaCall, QuotaKey
 from calsync.syncbackend.providers.base import (
     Authorization,
     Calendar,
@@ -30,15 +54,41 @@ from calsync.syncbackend.providers.base import (
     ProviderName,
 )
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
-# Requests per minute per user, below the provider's published limit.
-PER_USER_PER_MINUTE: dict[str, int] = {"google": 600, "microsoft": 10_000}
+
+@dataclass(frozen=True)
+class Budget:
+    """At most `limit` calls start in any `window` seconds, and at most `concurrent` run at once."""
+
+    limit: int
+    window: float
+    concurrent: int | None = None
+
+
+# Each provider's published per-account limits.
+BUDGETS: dict[str, Budget] = {
+    "google": Budget(limit=600, window=60.0),
+    "microsoft": Budget(limit=10_000, window=600.0, concurrent=4),
+}
+DEFAULT_BUDGET = Budget(limit=600, window=60.0)
+
+
+class Permit(Protocol):
+    async def release(self) -> None: ...
+
+
+class Limiter(Protocol):
+    async def acquire(self, key: str, budget: Budget) -> Permit:
+        """Wait until a call for `key` may start within `budget`; release the permit when it ends."""
+        ...
 
 
 @dataclass
 class SlidingWindow:
-    """At most `limit` starts in any `window` seconds."""
+    """At most `limit` starts in any `window` seconds (in this process)."""
 
     limit: int
     window: float = 60.0
@@ -57,36 +107,162 @@ class SlidingWindow:
             await self.sleep(self.window - (now - self._starts[0]))
 
 
-class QuotaProvider:
-    """A `CalendarProvider` that keeps each account inside its per-minute request budget."""
+class _Nothing:
+    async def release(self) -> None:
+        return None
+
+
+class ProcessLimiter:
+    """The rate budget kept in this process; concurrency is left to the provider clients."""
 
     def __init__(
         self,
-        inner: CalendarProvider,
-        per_minute: int | None = None,
         *,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.inner = inner
-        self.name: ProviderName = inner.name
-        self.per_minute = per_minute or PER_USER_PER_MINUTE.get(inner.name, 600)
         self._monotonic = monotonic
         self._sleep = sleep
         self._windows: dict[str, SlidingWindow] = {}
 
-    def window(self, auth: Authorization) -> SlidingWindow:
-        key = (auth.account_email or "").lower()
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = SlidingWindow(
-                self.per_minute, monotonic=self._monotonic, sleep=self._sleep
+    def window(self, key: str, budget: Budget) -> SlidingWindow:
+        found = self._windows.get(key)
+        if found is None:
+            found = self._windows[key] = SlidingWindow(
+                budget.limit, budget.window, monotonic=self._monotonic, sleep=self._sleep
             )
-        return window
+        return found
+
+    async def acquire(self, key: str, budget: Budget) -> Permit:
+        await self.window(key, budget).acquire()
+        return _Nothing()
+
+
+@dataclass
+class CallPermit:
+    """An admitted call: its row, and when it was admitted (epoch seconds)."""
+
+    limiter: DatabaseLimiter
+    call_id: int
+    started_at: float
+    running: bool
+
+    async def release(self) -> None:
+        if self.running:
+            await asyncio.to_thread(self.limiter.finish, self.call_id)
+
+
+class DatabaseLimiter:
+    """The budget in the shared database (see the module's docstring)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        busy_ttl: float = 120.0,
+        poll: float = 0.05,
+    ) -> None:
+        """`busy_ttl`: how long a call counts as running if its process never says it ended;
+        `poll`: how often a call waiting for a concurrency slot looks again."""
+        self.sessions = sessions
+        self._now = now
+        self._sleep = sleep
+        self.busy_ttl = busy_ttl
+        self.poll = poll
+
+    async def acquire(self, key: str, budget: Budget) -> CallPermit:
+        while True:
+            admitted, when = await asyncio.to_thread(self.try_start, key, budget)
+            if admitted is not None:
+                return CallPermit(self, admitted, when, running=budget.concurrent is not None)
+            await self._sleep(max(0.001, when))
+
+    def try_start(self, key: str, budget: Budget) -> tuple[int | None, float]:
+        """(the call's id, its start) when it may start now, else (None, seconds to wait)."""
+        with transaction(self.sessions) as session:
+            self._lock(session, key, self._now())
+            now = self._now()  # read once the lock is held: a waiting instance must not count stale time
+            since = now - budget.window
+            session.execute(
+                delete(QuotaCall).where(
+                    QuotaCall.key == key,
+                    QuotaCall.started_at <= since,
+                    or_(QuotaCall.busy_until.is_(None), QuotaCall.busy_until <= now),
+                )
+            )
+            count, oldest = session.execute(
+                select(func.count(), func.min(QuotaCall.started_at)).where(
+                    QuotaCall.key == key, QuotaCall.started_at > since
+                )
+            ).one()
+            if count >= budget.limit:
+                return None, float(oldest) + budget.window - now
+            if budget.concurrent is not None:
+                running = session.scalar(
+                    select(func.count()).where(
+                        and_(
+                            QuotaCall.key == key,
+                            QuotaCall.busy_until.is_not(None),
+                            QuotaCall.busy_until > now,
+                        )
+                    )
+                )
+                if (running or 0) >= budget.concurrent:
+                    return None, self.poll
+            busy_until = now + self.busy_ttl if budget.concurrent is not None else None
+            call_id = session.scalar(
+                insert(QuotaCall)
+                .values(key=key, started_at=now, busy_until=busy_until)
+                .returning(QuotaCall.id)
+            )
+            assert call_id is not None
+            return int(call_id), now
+
+    def finish(self, call_id: int) -> None:
+        with transaction(self.sessions) as session:
+            session.execute(update(QuotaCall).where(QuotaCall.id == call_id).values(busy_until=None))
+
+    @staticmethod
+    def _lock(session: Session, key: str, now: float) -> None:
+        """Hold `key`'s row until the transaction ends; create it the first time."""
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            session.execute(
+                postgresql.insert(QuotaKey).values(key=key, touched_at=now).on_conflict_do_nothing()
+            )
+            session.execute(select(QuotaKey.key).where(QuotaKey.key == key).with_for_update())
+        else:  # SQLite: a write first takes the database's write lock for the whole transaction
+            session.execute(
+                sqlite.insert(QuotaKey)
+                .values(key=key, touched_at=now)
+                .on_conflict_do_update(index_elements=[QuotaKey.key], set_={"touched_at": now})
+            )
+
+
+def quota_key(provider: str, auth: Authorization) -> str:
+    return f"{provider}:{(auth.account_email or '').strip().lower()}"
+
+
+class QuotaProvider:
+    """A `CalendarProvider` that keeps each account inside its provider's budget."""
+
+    def __init__(self, inner: CalendarProvider, limiter: Limiter, budget: Budget | None = None) -> None:
+        self.inner = inner
+        self.name: ProviderName = inner.name
+        self.limiter = limiter
+        self.budget = budget or BUDGETS.get(inner.name, DEFAULT_BUDGET)
 
     async def _call(self, auth: Authorization, call: Callable[[], Awaitable[T]]) -> T:
-        await self.window(auth).acquire()
-        return await call()
+        permit = await self.limiter.acquire(quota_key(self.name, auth), self.budget)
+        try:
+            return await call()
+        finally:
+            try:
+                await permit.release()
+            except Exception:  # the slot frees itself when busy_until passes
+                log.warning("releasing a %s quota slot failed", self.name, exc_info=True)
 
     async def check_grant(self, auth: Authorization) -> GrantInfo:
         return await self._call(auth, lambda: self.inner.check_grant(auth))
@@ -124,3 +300,17 @@ class QuotaProvider:
 
     async def changes(self, auth: Authorization, calendar_id: str, cursor: str | None) -> Changes:
         return await self._call(auth, lambda: self.inner.changes(auth, calendar_id, cursor))
+
+
+__all__ = [
+    "BUDGETS",
+    "Budget",
+    "CallPermit",
+    "DatabaseLimiter",
+    "Limiter",
+    "Permit",
+    "ProcessLimiter",
+    "QuotaProvider",
+    "SlidingWindow",
+    "quota_key",
+]

@@ -5,7 +5,9 @@
 `oauth_sessions.link_nonce` makes "once" hold across processes), stores a random `state` with the
 encrypted PKCE verifier / msal flow, and answers the provider's authorize URL.
 `ReconnectService.complete(provider, query_params)` checks the state (known, unexpired, unused, same
-provider), redeems the code, checks the signed-in account is the rep's, stores the tokens encrypted,
+provider), redeems the code, checks the signed-in account is the rep's, stores the tokens encrypted
+(holding a lock on the rep's row, so two sign-ins finishing at once leave one connection; a partial
+unique index keeps active connections one per rep, provider and account in any case),
 marks the connection connected (keeping the selected calendar when it still exists, else the
 primary one), switches provider when the link was for another one (the old connection deactivated
 only after the new one is in place), audits, re-runs the diagnosis and tells the rep in Slack.
@@ -345,9 +347,17 @@ class ReconnectService:
         except (ProviderError, KeyError):
             log.warning("listing %s calendars after reconnecting %s failed", provider, rep[0])
             calendars = None
-        outcome = await asyncio.to_thread(
-            self._connect, state, pending, provider, account_email, auth, calendars
-        )
+
+        def connect() -> Outcome | Failure:
+            return self._connect(state, pending, provider, account_email, auth, calendars)
+
+        try:
+            outcome = await asyncio.to_thread(connect)
+        except IntegrityError:
+            # The unique index on active connections stopped a double that the rep's row lock did not
+            # keep out (a writer that does not take the lock): the other one is in place now, use it.
+            log.warning("a concurrent connection for %s was created first; completing on it", rep[0])
+            outcome = await asyncio.to_thread(connect)
         if isinstance(outcome, Failure):
             return outcome
         outcome = await self._first_sync(outcome)
@@ -440,7 +450,9 @@ class ReconnectService:
     ) -> Outcome | Failure:
         now = self.clock()
         with transaction(self.sessions) as session:
-            user = session.get(User, pending.user_id)
+            # Two sign-ins completing at once must not both add a connection: the rep's row is locked
+            # until this transaction ends, so the second one waits and then finds the first's.
+            user = lock_user(session, pending.user_id)
             if user is None:
                 return Failure(Problem.UNKNOWN_USER, provider, pending.rep_email, pending.rep_name)
             same = [
@@ -597,6 +609,22 @@ class ReconnectService:
                     result=problem.value,
                 )
             )
+
+
+def lock_user(session: Session, user_id: int) -> User | None:
+    """The user, row-locked until the session's transaction ends: `SELECT … FOR UPDATE` on
+    PostgreSQL. SQLite has no row locks; a write as the transaction's first statement takes the
+    database's write lock (waiting out the busy timeout), which serializes the same way."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(id=User.id)
+            .execution_options(synchronize_session=False)
+        )
+    return session.scalars(
+        select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+    ).first()
 
 
 def _where(link: SignedLink) -> dict[str, str]:

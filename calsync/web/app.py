@@ -1,5 +1,6 @@
-"""The HTTP app: Slack's events, commands and interactivity at `POST /slack/events` (Bolt's FastAPI
-adapter verifies each request's signature and age), and `GET /healthz`."""
+"""The HTTP app: Slack's events, commands and interactivity at `POST /slack/events` (each request's
+size, age and signature verified on the raw bytes before anything parses it, `slack_verify.py`; then
+Bolt), and `GET /healthz`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+
+from calsync.web.slack_verify import Refusal, SlackVerifier
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +98,52 @@ def database_is_up(engine: Engine) -> Callable[[], bool]:
 
 
 def create_web_app(
-    *, bolt_app: AsyncApp | None, healthy: Callable[[], bool], routers: Sequence[APIRouter] = ()
+    *,
+    bolt_app: AsyncApp | None,
+    healthy: Callable[[], bool],
+    routers: Sequence[APIRouter] = (),
+    slack_verifier: SlackVerifier | None = None,
 ) -> FastAPI:
-    """The app; `routers` add the pages (reconnect, reports, playground) built by the composition root."""
+    """The app; `routers` add the pages (reconnect, reports, playground) built by the composition root.
+    With `bolt_app`, `slack_verifier` is required: no request reaches Bolt unverified."""
     from calsync.web.templating import STATIC_DIR
 
+    if bolt_app is not None and slack_verifier is None:
+        raise ValueError("serving /slack/events needs a SlackVerifier (SLACK_SIGNING_SECRET)")
+    from calsync.web import hardening
+
     app = FastAPI(title="calsync", docs_url=None, redoc_url=None)
+    hardening.install(app)  # security headers on every response; 503/500 pages
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in routers:
         app.include_router(router)
 
-    if bolt_app is not None:
-        handler = AsyncSlackRequestHandler(bolt_app)
+    if bolt_app is not None and slack_verifier is not None:
+        verifier = slack_verifier
+
+        def refused(refusal: Refusal) -> Response:
+            # Connection: close, so uvicorn drops an oversized body instead of reading it to the end.
+            headers = {"Connection": "close"} if refusal.status == 413 else None
+            return PlainTextResponse(refusal.text, status_code=refusal.status, headers=headers)
 
         @app.post("/slack/events", include_in_schema=False)
         async def slack_events(request: Request) -> Response:
-            problem = slack_body_problem(await request.body(), request.headers.get("content-type", ""))
+            refusal = verifier.check_headers(request.headers)
+            if refusal is not None:
+                return refused(refusal)
+            body = await verifier.read_body(request.stream())
+            if isinstance(body, Refusal):
+                return refused(body)
+            refusal = verifier.check_signature(request.headers, body)
+            if refusal is not None:
+                return refused(refusal)
+            problem = slack_body_problem(body, request.headers.get("content-type", ""))
             if problem is not None:
                 return PlainTextResponse(f"not a Slack request: {problem}", status_code=400)
             try:
-                return await handler.handle(request)
+                return to_starlette_response(
+                    await bolt_app.async_dispatch(to_async_bolt_request(request, body))
+                )
             except Exception:  # Bolt could not read the request (listeners run after the ack, elsewhere)
                 log.warning("a request to /slack/events could not be read", exc_info=True)
                 return PlainTextResponse("not a Slack request", status_code=400)

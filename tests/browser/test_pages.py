@@ -197,3 +197,31 @@ def test_a_hostile_question_is_shown_as_text(site: Site, page: Page) -> None:
     expect(page.locator("#q")).to_have_value(hostile)
     assert page.title() != "pwned" and dialogs == []
     assert page.locator("main img").count() == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(lambda site: "/playground", id="playground"),
+        pytest.param(lambda site: site.report_link(CARLA).removeprefix(site.url), id="report"),
+    ],
+)
+def test_pages_keep_to_their_content_security_policy_and_refuse_frames(
+    site: Site, page: Page, path: Any
+) -> None:
+    """No CSP violation on our own pages (styles load, nothing inline is blocked), and a page framed by
+    another origin is not shown (frame-ancestors 'none')."""
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security" in message.text else None,
+    )
+    page.goto(f"{site.url}{path(site)}")
+    assert page.evaluate("getComputedStyle(document.body).fontFamily") != ""
+    assert page.evaluate("document.styleSheets.length") >= 1
+    assert violations == []
+
+    page.set_content(f'<iframe id="f" src="{site.url}/playground" width="400" height="300"></iframe>')
+    page.wait_for_timeout(500)
+    frame = page.frame_locator("#f")
+    expect(frame.locator("#rep")).to_have_count(0)

@@ -663,3 +663,44 @@ def test_a_rep_gets_a_plain_sentence_while_the_database_is_unreachable(
     assert leaks(said) == [], said
     assert "Checking your calendar connection" not in said
     assert [call.method for call in database_down.sandbox.world.slack_calls() if not call.ok] == []
+
+
+def _page_paths(slack: SlackHarness) -> list[str]:
+    """A page of each kind, with a genuine link where one is needed (the sandbox's link secret)."""
+    from datetime import timedelta
+
+    from calsync.links import LinkSigner, load_or_create_link_secret
+
+    sandbox = slack.sandbox
+    settings = Settings(_env_file=None, CALSYNC_STATE_DIR=sandbox.tmp_dir)  # type: ignore[call-arg]
+    signer = LinkSigner(load_or_create_link_secret(settings, sandbox=True), sandbox.clock)
+    report = signer.make("report", {"agent": "U0DEMOSAM", "rep": ANA}, timedelta(minutes=15))
+    reconnect = signer.make("reconnect", {"rep": ANA, "provider": "google"}, timedelta(minutes=30))
+    return [
+        "/playground",
+        f"/playground/ask?rep={ANA}&q=why+isnt+my+appointment+showing",
+        f"/reports/{report}",
+        f"/connect/google?t={reconnect}",
+        "/oauth/google/callback?state=some-state&code=some-code",
+    ]
+
+
+def test_pages_answer_503_with_a_plain_sentence_while_the_database_is_unreachable(
+    database_down: SlackHarness,
+) -> None:
+    from calsync.web.hardening import CONTENT_SECURITY_POLICY
+
+    for path in _page_paths(database_down):
+        response = httpx.get(f"{database_down.url}{path}", timeout=30, follow_redirects=False)
+        assert response.status_code == 503, (path, response.text[:300])
+        assert response.headers["content-type"].startswith("text/html")
+        assert all(words in response.text.lower() for words in DATABASE_DOWN_WORDS), path
+        assert response.headers["retry-after"] == "30"
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        expected = "same-origin" if path.startswith("/playground") else "no-referrer"
+        assert response.headers["referrer-policy"] == expected, path
+        assert leaks(response.text) == [], path
+        for word in ("Traceback", "OperationalError", "sqlite", "psycopg", "Internal Server Error"):
+            assert word not in response.text, (path, word)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from calsync.db import make_engine
 from calsync.sandbox.world import SandboxBase
@@ -31,8 +32,10 @@ PRODUCT_TABLES = {
     "feedback",
     "oauth_sessions",
     "cancellation_holds",
+    "quota_keys",
+    "quota_calls",
 }
-HEAD = "0004"
+HEAD = "0006"
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -74,8 +77,9 @@ def test_0002_adds_and_removes_only_oauth_sessions(database_url: str, engine: En
     assert "oauth_sessions" in table_names(engine)
     migrate.downgrade(database_url, "0001")
     assert migrate.current(database_url) == "0001"
-    assert table_names(engine) >= PRODUCT_TABLES - {"oauth_sessions", "cancellation_holds"}
-    assert not {"oauth_sessions", "cancellation_holds"} & table_names(engine)
+    later = {"oauth_sessions", "cancellation_holds", "quota_keys", "quota_calls"}  # 0002 and after
+    assert table_names(engine) >= PRODUCT_TABLES - later
+    assert not later & table_names(engine)
 
 
 def test_no_drift_between_models_and_migrations(database_url: str, engine: Engine) -> None:
@@ -121,6 +125,7 @@ def test_sandbox_tables_are_ignored_and_left_alone(database_url: str, engine: En
         ("cancellation_holds", "check", "ck_cancellation_holds_status"),
         ("cancellation_holds", "index", "ix_cancellation_holds_connection_status"),
         ("sync_runs", "check", "ck_sync_runs_status"),
+        ("calendar_connections", "index", "uq_calendar_connections_active_account"),
     ],
     ids=lambda value: str(value),
 )
@@ -159,6 +164,89 @@ def test_0004_lets_a_sync_run_be_held_and_downgrades_held_runs_to_errors(
     with engine.connect() as connection:
         assert [row[0] for row in connection.exec_driver_sql("SELECT status FROM sync_runs")] == ["error"]
     assert "cancellation_holds" not in table_names(engine)
+    migrate.upgrade(database_url)
+    assert migrate.current(database_url) == HEAD
+
+
+# (id, provider, account, active, authorized_at, created_at): one rep's connections before 0005
+DOUBLES = [
+    (1, "microsoft", "ben@x.example", True, "2026-10-01 09:00:00", "2026-10-01 09:00:00"),
+    (2, "microsoft", "ben@x.example", True, "2026-11-20 09:00:00", "2026-11-20 09:00:00"),  # newest
+    (3, "microsoft", "ben@x.example", True, None, "2026-11-21 09:00:00"),  # never authorized
+    (4, "microsoft", "ben@x.example", False, "2026-11-22 09:00:00", "2026-11-22 09:00:00"),  # inactive
+    (5, "google", "ben@x.example", True, "2026-09-01 09:00:00", "2026-09-01 09:00:00"),  # another provider
+    (6, "microsoft", "ben.private@x.example", True, "2026-09-01 09:00:00", "2026-09-01 09:00:00"),
+    (7, "google", "cy@x.example", True, "2026-11-01 09:00:00", "2026-11-01 09:00:00"),  # the tie: same times
+    (8, "google", "cy@x.example", True, "2026-11-01 09:00:00", "2026-11-01 09:00:00"),
+]
+
+
+def test_0005_keeps_the_newest_of_each_double_and_then_forbids_doubles(
+    database_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(database_url, "0004")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO users (id, email, name, role, created_at) VALUES (1, 'ben@x.example', '', 'rep',"
+            " '2026-01-01'), (2, 'cy@x.example', '', 'rep', '2026-01-01')"
+        )
+        for id_, provider, account, active, authorized, created in DOUBLES:
+            connection.execute(
+                text(
+                    "INSERT INTO calendar_connections (id, user_id, provider, account_email, status, scopes,"
+                    " active, authorized_at, created_at, sync_failures) VALUES (:id, :user, :provider,"
+                    " :account, 'connected', '', :active, :authorized, :created, 0)"
+                ),
+                {
+                    "id": id_,
+                    "user": 2 if account.startswith("cy") else 1,
+                    "provider": provider,
+                    "account": account,
+                    "active": active,
+                    "authorized": authorized,
+                    "created": created,
+                },
+            )
+
+    migrate.upgrade(database_url)
+
+    with engine.connect() as connection:
+        rows = {
+            row[0]: tuple(row[1:])
+            for row in connection.exec_driver_sql(
+                "SELECT id, active, status, status_code, status_reason FROM calendar_connections ORDER BY id"
+            )
+        }
+    assert {id_ for id_, row in rows.items() if row[0]} == {2, 5, 6, 8}
+    for resolved, kept in ((1, 2), (3, 2), (7, 8)):
+        assert rows[resolved][1:3] == ("disconnected", "duplicate")
+        assert f"connection {kept} is kept" in rows[resolved][3]
+    assert rows[4][1:3] == ("connected", None)  # was inactive already: untouched
+    assert rows[5][1:3] == ("connected", None)
+
+    with (
+        pytest.raises(
+            IntegrityError,
+            match=r"uq_calendar_connections_active_account|UNIQUE constraint failed: "
+            r"calendar_connections\.user_id",
+        ),
+        engine.begin() as connection,
+    ):  # the backstop holds
+        connection.exec_driver_sql(
+            "INSERT INTO calendar_connections (id, user_id, provider, account_email, status, scopes, active,"
+            " created_at, sync_failures) VALUES (100, 1, 'microsoft', 'ben@x.example', 'connected', '', true,"
+            " '2026-12-01', 0)"
+        )
+    with engine.begin() as connection:  # an inactive one more is fine
+        connection.exec_driver_sql(
+            "INSERT INTO calendar_connections (id, user_id, provider, account_email, status, scopes, active,"
+            " created_at, sync_failures) VALUES (101, 1, 'microsoft', 'ben@x.example', 'disconnected', '',"
+            " false, '2026-12-01', 0)"
+        )
+
+    migrate.downgrade(database_url, "0004")
+    index_names = {index["name"] for index in inspect(engine).get_indexes("calendar_connections")}
+    assert "uq_calendar_connections_active_account" not in index_names
     migrate.upgrade(database_url)
     assert migrate.current(database_url) == HEAD
 

@@ -22,6 +22,8 @@ from calsync.syncbackend.models import (
     Feedback,
     OAuthSession,
     ProcessedEvent,
+    QuotaCall,
+    QuotaKey,
     SyncRun,
     User,
 )
@@ -208,6 +210,18 @@ def build_cancellation_hold(session: Session) -> Base:
     return hold
 
 
+def build_quota_key(session: Session) -> Base:
+    row = QuotaKey(key="google:ann@x.example", touched_at=1_800_000_000.25)
+    session.add(row)
+    return row
+
+
+def build_quota_call(session: Session) -> Base:
+    row = QuotaCall(key="microsoft:mo@x.example", started_at=1_800_000_000.5, busy_until=1_800_000_120.5)
+    session.add(row)
+    return row
+
+
 @dataclass(frozen=True)
 class TableCase:
     model: type[Base]
@@ -234,6 +248,8 @@ TABLE_CASES = {
     "cancellation_holds": TableCase(
         CancellationHold, build_cancellation_hold, {"status": "kept", "appointment_ids": ["a1"]}
     ),
+    "quota_keys": TableCase(QuotaKey, build_quota_key, {"touched_at": 1_800_000_060.75}),
+    "quota_calls": TableCase(QuotaCall, build_quota_call, {"busy_until": None}),
 }
 
 

@@ -184,3 +184,31 @@ def test_real_providers_require_the_setting(tmp_path: Path) -> None:
         load_or_create_link_secret(
             settings.model_copy(update={"link_secret": SecretStr("too-short")}), sandbox=False
         )
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _unpadded(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_a_link_has_exactly_one_valid_spelling(signer: LinkSigner) -> None:
+    """Before, a changed last character of the signature was accepted: a 32-byte HMAC is 43 base64
+    characters, and the last one carries two bits that decoding ignores."""
+    token = signer.make("reconnect", {"rep": "carla@northwind.example"}, TTL)
+    body, _, signature = token.partition(".")
+    last = _ALPHABET.index(signature[-1])
+    twins = [signature[:-1] + _ALPHABET[last ^ bits] for bits in (0b01, 0b10, 0b11)]
+    assert all(_unpadded(twin) == _unpadded(signature) for twin in twins)  # the same signature bytes
+    others = [
+        *(f"{body}.{twin}" for twin in twins),
+        f"{body}.{signature}=",  # padding
+        f"{body}.{signature[:10]}!{signature[10:]}",  # a character decoding drops
+        f"{body}.{signature[:10]}\n{signature[10:]}",
+        f"{body}=.{signature}",
+    ]
+    for other in others:
+        with pytest.raises(LinkInvalid):
+            signer.read(other, "reconnect")
+    assert signer.read(token, "reconnect").subject == {"rep": "carla@northwind.example"}

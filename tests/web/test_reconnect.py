@@ -11,7 +11,9 @@ import base64
 import hashlib
 import html
 import json
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -584,3 +586,75 @@ async def test_a_slow_first_sync_goes_on_after_the_page_which_says_it_is_running
         await asyncio.wait_for(finished.wait(), 5)  # not cancelled with the request: it finished
     finally:
         engine.dispose()
+
+
+class RacingFlow(FakeFlow):
+    """Redeems the code only once every racer has got this far, so the completions that follow
+    reach the database at the same moment."""
+
+    def __init__(self, provider: ProviderName, barrier: threading.Barrier) -> None:
+        super().__init__(provider)
+        self.barrier = barrier
+
+    async def exchange(
+        self, secrets: Mapping[str, Any], query_params: Mapping[str, str]
+    ) -> tuple[Authorization, str]:
+        await asyncio.to_thread(self.barrier.wait, 20)
+        return await super().exchange(secrets, query_params)
+
+
+@pytest.mark.parametrize("trial", range(4))
+@pytest.mark.parametrize(
+    "backstop",
+    [pytest.param(True, id="lock-and-index"), pytest.param(False, id="lock-alone")],
+)
+@pytest.mark.parametrize(
+    "provider",
+    [pytest.param("microsoft", id="switch-to-outlook"), pytest.param("google", id="reconnect-google")],
+)
+def test_sign_ins_completing_at_the_same_moment_leave_one_active_connection(
+    tables: tuple[str, TokenCipher, LinkSigner],
+    clock: FrozenClock,
+    provider: ProviderName,
+    backstop: bool,
+    trial: int,
+) -> None:
+    """The issue's race: on PostgreSQL, 3 of 4 trials left two active Outlook connections. Each racer
+    is its own instance (service, engine, connection pool) in its own thread. `lock-alone` takes
+    the schema back to before the unique index: the rep's row lock by itself keeps one connection."""
+    url, cipher, signer = tables
+    if not backstop:
+        migrate.downgrade(url, "0004")
+    racers = 3
+    barrier = threading.Barrier(racers)
+    engines = [make_engine(url) for _ in range(racers)]
+    try:
+        instances = [
+            ReconnectService(
+                sessions=make_session_factory(engine),
+                cipher=cipher,
+                signer=signer,
+                flows={provider: RacingFlow(provider, barrier)},
+                providers={"google": FakeProvider()},  # type: ignore[dict-item]
+                clock=clock,
+            )
+            for engine in engines
+        ]
+        links = ReconnectLinks(signer, "https://calsync.test")
+        states = [_state_of(_begin(svc, links(CARLA, provider), provider)) for svc in instances]
+
+        def complete(n: int) -> Outcome | Failure:
+            return asyncio.run(instances[n].complete(provider, {"state": states[n], "code": f"code-{n}"}))
+
+        with ThreadPoolExecutor(racers) as pool:
+            outcomes = list(pool.map(complete, range(racers)))
+
+        assert all(isinstance(outcome, Outcome) for outcome in outcomes), outcomes
+        with make_session_factory(engines[0])() as session:
+            active = session.scalars(select(CalendarConnection).where(CalendarConnection.active)).all()
+            everything = session.scalars(select(CalendarConnection)).all()
+        assert [(c.provider, c.account_email) for c in active] == [(provider, CARLA)]
+        assert len([c for c in everything if c.provider == provider]) == 1, "the racers found one another's"
+    finally:
+        for engine in engines:
+            engine.dispose()

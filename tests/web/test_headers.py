@@ -1,0 +1,121 @@
+"""Every response carries nosniff and X-Frame-Options; every HTML page a CSP with frame-ancestors
+'none' and a referrer policy (no-referrer where the URL carries a token). The real app, on loopback."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from calsync.app import build_troubleshooter, build_web_app
+from calsync.links import LinkSigner
+from calsync.sandbox.server import BackgroundServer
+from calsync.settings import Settings
+from calsync.syncbackend.reconnect import ReconnectLinks
+from calsync.web.hardening import CONTENT_SECURITY_POLICY
+from tests.harness import LateApp, Sandbox
+
+DEMO = Path(__file__).parents[2] / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
+CARLA = "carla@northwind.example"
+
+
+@dataclass
+class Pages:
+    url: str
+    signer: LinkSigner
+    links: ReconnectLinks
+
+
+@pytest.fixture(scope="module")
+def pages_server(sandbox_session: Sandbox) -> Iterator[Pages]:
+    late = LateApp()
+    secret = secrets.token_urlsafe(32)
+    with BackgroundServer(late) as server:
+        settings = sandbox_session.endpoints.apply(
+            Settings(_env_file=None).model_copy(  # type: ignore[call-arg]
+                update={
+                    "public_url": server.url,
+                    "link_secret": SecretStr(secret),
+                    "state_dir": sandbox_session.tmp_dir,
+                }
+            )
+        )
+        services = sandbox_session.services(settings)
+        late.app = build_web_app(services, None, build_troubleshooter(services), sandbox=True)
+        signer = LinkSigner(secret.encode(), sandbox_session.clock)
+        yield Pages(server.url, signer, ReconnectLinks(signer, server.url))
+
+
+@pytest.fixture
+def pages(pages_server: Pages, sandbox: Sandbox) -> Pages:
+    sandbox.load_file(DEMO)
+    return pages_server
+
+
+def _report(pages: Pages) -> str:
+    token = pages.signer.make("report", {"agent": "U0DEMOSAM", "rep": CARLA}, timedelta(minutes=15))
+    return f"/reports/{token}"
+
+
+# (method, path, form, the referrer policy an HTML answer must have)
+ROWS = [
+    pytest.param("GET", lambda p: "/playground", None, "same-origin", id="playground"),
+    pytest.param(
+        "GET",
+        lambda p: f"/playground/ask?rep={CARLA}&q=why+isnt+it+showing",
+        None,
+        "same-origin",
+        id="ask-get",
+    ),
+    pytest.param(
+        "POST", lambda p: "/playground/ask", {"rep": CARLA, "q": "duplicates"}, "same-origin", id="ask-post"
+    ),
+    pytest.param("GET", _report, None, "no-referrer", id="report"),
+    pytest.param("GET", lambda p: "/reports/not-a-token", None, "no-referrer", id="report-refused"),
+    pytest.param("GET", lambda p: "/connect/google?t=garbage", None, "no-referrer", id="reconnect-refused"),
+    pytest.param(
+        "GET",
+        lambda p: "/oauth/google/callback?state=unknown&code=x",
+        None,
+        "no-referrer",
+        id="callback-refused",
+    ),
+    pytest.param("GET", lambda p: "/no-such-page", None, None, id="not-found"),
+    pytest.param("GET", lambda p: "/healthz", None, None, id="healthz"),
+    pytest.param("GET", lambda p: "/static/calsync.css", None, None, id="stylesheet"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "form", "referrer"), ROWS)
+def test_every_response_carries_the_security_headers(
+    pages: Pages,
+    method: str,
+    path: Callable[[Pages], str],
+    form: dict[str, str] | None,
+    referrer: str | None,
+) -> None:
+    response = httpx.request(method, pages.url + path(pages), data=form, timeout=30, follow_redirects=False)
+    assert response.status_code < 500, response.text
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    html = response.headers.get("content-type", "").startswith("text/html")
+    assert html == (referrer is not None), response.headers.get("content-type")
+    if html:
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["referrer-policy"] == referrer
+
+
+def test_a_reconnect_redirect_carries_no_referrer(pages: Pages) -> None:
+    """The link's token is in the URL the browser leaves for the provider's consent page."""
+    link = pages.links(CARLA, "google")
+    response = httpx.get(link, timeout=30, follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-frame-options"] == "DENY"
