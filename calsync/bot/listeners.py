@@ -161,12 +161,12 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
         await once(bot, body, bot.did_you_mean(client, respond, body))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_HELPED], middleware=[ack_at_once])
-    async def on_helped(body: dict[str, Any], respond: AsyncRespond) -> None:
-        await once(bot, body, bot.feedback(respond, body, helpful=True))
+    async def on_helped(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        await once(bot, body, bot.feedback(client, respond, body, helpful=True))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_NOT_HELPED], middleware=[ack_at_once])
-    async def on_not_helped(body: dict[str, Any], respond: AsyncRespond) -> None:
-        await once(bot, body, bot.feedback(respond, body, helpful=False))
+    async def on_not_helped(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        await once(bot, body, bot.feedback(client, respond, body, helpful=False))
 
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_TALK_TO_SUPPORT], middleware=[ack_at_once])
     async def on_talk_to_support(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
@@ -186,8 +186,14 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
     async def on_hold_keep(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
         await once(bot, body, bot.decide_hold(client, respond, body, "keep"))
 
-    # Link buttons (reconnect, open report) still send an action: ack it, the browser does the rest.
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_RECONNECT], middleware=[ack_at_once])
+    async def on_reconnect(body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
+        """A link button (in private) only needs its ack; one in a channel carries no link."""
+        action = (body.get("actions") or [{}])[0]
+        if not action.get("url"):
+            await once(bot, body, bot.reconnect_in_channel(client, respond, body))
+
+    # Link buttons (open report) still send an action: ack it, the browser does the rest.
     @app.action(blocks.ACTION_PATTERNS[blocks.ACTION_OPEN_REPORT], middleware=[ack_at_once])
     async def on_link_button() -> None:
         return None  # acked by the middleware; the browser does the rest

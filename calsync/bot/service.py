@@ -85,6 +85,18 @@ def _value(body: dict[str, Any]) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def is_private(channel: str | None) -> bool:
+    """A DM (channel ids starting with D): only the rep sees what is posted there."""
+    return bool(channel) and str(channel).startswith("D")
+
+
+def _clicked_privately(body: dict[str, Any]) -> bool:
+    """Whether the clicked message is one only the clicker sees (ephemeral, or in their DM)."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    return bool(container.get("is_ephemeral")) or is_private(channel)
+
+
 def strip_mentions(text: str) -> str:
     """The question without the bot's @mention (and any other user mention markup)."""
     import re
@@ -239,7 +251,12 @@ class SlackBot:
         if small_talk(question) is None:
             placeholder = await self._post(client, channel, blocks.checking_message(), thread_ts)
         message = await self._answer_message(
-            person, question, actor=slack_user_id, channel=channel, thread_ts=thread_ts
+            person,
+            question,
+            actor=slack_user_id,
+            channel=channel,
+            thread_ts=thread_ts,
+            private=is_private(channel),
         )
         await self._replace(client, channel, placeholder, message, thread_ts)
 
@@ -252,6 +269,7 @@ class SlackBot:
         article: str | None = None,
         channel: str | None = None,
         thread_ts: str | None = None,
+        private: bool = True,
     ) -> blocks.Message:
         assert person.email is not None
         try:
@@ -263,7 +281,7 @@ class SlackBot:
         except Exception:
             log.exception("answering %s failed", person.slack_user_id)
             return blocks.error_message(SOMETHING_WENT_WRONG)
-        return blocks.answer_message(answer)
+        return blocks.answer_message(answer, private=private)
 
     def _not_a_user(self) -> blocks.Message:
         return blocks.error_message(
@@ -415,24 +433,78 @@ class SlackBot:
 
     # -- buttons ---------------------------------------------------------------------------------
 
-    async def check_again(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
+    async def _owners_click(
+        self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]
+    ) -> tuple[Person, dict[str, Any]] | None:
+        """The clicker and the button's value, when the clicker is the one the answer was made for.
+        Anyone else is answered privately (`_someone_elses`) and None comes back: a click never acts
+        on, or edits, another rep's answer."""
         value = _value(body)
         person = await self.person(client, body["user"]["id"])
         if person.email is None:
-            await self._respond(respond, self._not_a_user())
+            await self._respond(respond, self._not_a_user(), replace_original=False)
+            return None
+        owner = await asyncio.to_thread(self._owner_of, value.get("diagnosis"))
+        if owner is not None and owner.user_id != person.user_id:
+            await self._someone_elses(client, respond, person, owner, value)
+            return None
+        return person, value
+
+    def _owner_of(self, diagnosis: Any) -> Person | None:
+        """The rep an answer was made for: the subject of its diagnosis (the audit entry)."""
+        try:
+            entry_id = int(str(diagnosis))
+        except ValueError:
+            return None
+        with self.sessions() as session:
+            entry = session.get(AuditEntry, entry_id)
+            user = session.get(User, entry.subject_user_id) if entry and entry.subject_user_id else None
+            if user is None:
+                return None
+            return Person(user.slack_user_id or "", user.email, user.name, user.role, user.id)
+
+    async def _someone_elses(
+        self, client: AsyncWebClient, respond: Respond, clicker: Person, owner: Person, value: dict[str, Any]
+    ) -> None:
+        """A click on another rep's answer: an agent gets the agent view of that rep, anyone else
+        their own answer — both privately; the clicked message stays as it was."""
+        assert clicker.email is not None and owner.email is not None
+        whose = f"<@{owner.slack_user_id}>" if owner.slack_user_id else "someone else"
+        if await self.is_agent(client, clicker):
+            answer = await self.troubleshooter.diagnose(owner.email, actor=clicker.slack_user_id)
+            report = self.report_url(clicker.slack_user_id, owner.email) if self.report_url else None
+            message = blocks.answer_message(answer, for_agent=True, report_url=report)
+        else:
+            question = value.get("question") if isinstance(value.get("question"), str) else None
+            article = (
+                value.get("article") if value.get("article") in self.troubleshooter.knowledge.ids else None
+            )
+            answer = await self.troubleshooter.answer(
+                clicker.email, question, actor=clicker.slack_user_id, article=article
+            )
+            preface = f"That answer is for {whose}, so I left it alone. Here is what I found for you:"
+            message = blocks.answer_message(answer, preface=preface)
+        await self._respond(respond, message, replace_original=False)
+
+    async def check_again(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
+        clicked = await self._owners_click(client, respond, body)
+        if clicked is None:
             return
+        person, value = clicked
         question = value.get("question") if isinstance(value.get("question"), str) else None
         article = value.get("article") if isinstance(value.get("article"), str) else None
-        message = await self._answer_message(person, question, actor=person.slack_user_id, article=article)
+        message = await self._answer_message(
+            person, question, actor=person.slack_user_id, article=article, private=_clicked_privately(body)
+        )
         await self._update_clicked(client, respond, body, message)
 
     async def sync_now(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
         """Run a sync cycle for the rep now, then answer again with what it did on top."""
-        value = _value(body)
-        person = await self.person(client, body["user"]["id"])
-        if person.email is None:
-            await self._respond(respond, self._not_a_user())
+        clicked = await self._owners_click(client, respond, body)
+        if clicked is None:
             return
+        person, value = clicked
+        assert person.email is not None
         if self.sync_now_for is None:
             await self._respond(respond, blocks.error_message("Syncing on request isn't available here."))
             return
@@ -445,15 +517,16 @@ class SlackBot:
         answer = await self.troubleshooter.answer(
             person.email, question, actor=person.slack_user_id, article=article
         )
-        await self._update_clicked(client, respond, body, blocks.answer_message(answer, preface=preface))
+        message = blocks.answer_message(answer, preface=preface, private=_clicked_privately(body))
+        await self._update_clicked(client, respond, body, message)
 
     async def details(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
         """Every finding behind the answer, for the rep who clicked (ephemeral: the answer stays)."""
-        value = _value(body)
-        person = await self.person(client, body["user"]["id"])
-        if person.email is None:
-            await self._respond(respond, self._not_a_user())
+        clicked = await self._owners_click(client, respond, body)
+        if clicked is None:
             return
+        person, value = clicked
+        assert person.email is not None
         question = value.get("question") if isinstance(value.get("question"), str) else None
         article = value.get("article") if isinstance(value.get("article"), str) else None
         if article not in self.troubleshooter.knowledge.ids:
@@ -468,17 +541,46 @@ class SlackBot:
         await self._respond(respond, blocks.details_message(answer), replace_original=False)
 
     async def did_you_mean(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
-        value = _value(body)
-        person = await self.person(client, body["user"]["id"])
-        if person.email is None:
-            await self._respond(respond, self._not_a_user())
+        clicked = await self._owners_click(client, respond, body)
+        if clicked is None:
             return
+        person, value = clicked
         article = value.get("article") if isinstance(value.get("article"), str) else None
         question = value.get("question") if isinstance(value.get("question"), str) else None
         if article not in self.troubleshooter.knowledge.ids:
             article = None
-        message = await self._answer_message(person, question, actor=person.slack_user_id, article=article)
+        message = await self._answer_message(
+            person, question, actor=person.slack_user_id, article=article, private=_clicked_privately(body)
+        )
         await self._update_clicked(client, respond, body, message)
+
+    async def reconnect_in_channel(
+        self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]
+    ) -> None:
+        """A Reconnect button in a channel carries no link: its owner gets theirs privately (bound to
+        the thread, so the result is posted there); anyone else is told whose it is."""
+        value = _value(body)
+        person = await self.person(client, body["user"]["id"])
+        owner = await asyncio.to_thread(self._owner_of, value.get("diagnosis"))
+        provider = str(value.get("provider") or "")
+        if owner is None or owner.email is None or provider not in CALENDAR_PRODUCTS:
+            await self._respond(
+                respond, blocks.error_message("I can't tell whose calendar that was."), replace_original=False
+            )
+            return
+        if owner.user_id != person.user_id:
+            whose = f"<@{owner.slack_user_id}>" if owner.slack_user_id else "another rep"
+            note = blocks.markup_message(
+                f"This Reconnect button is for {whose}'s calendar. Ask me about yours in a DM.",
+                fallback="This Reconnect button is for another rep's calendar.",
+            )
+            await self._respond(respond, note, replace_original=False)
+            return
+        container = body.get("container") or {}
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+        thread_ts = (body.get("message") or {}).get("thread_ts") or container.get("message_ts")
+        url = self.troubleshooter.reconnect_url(owner.email, provider, channel=channel, thread_ts=thread_ts)
+        await self._respond(respond, blocks.reconnect_message({provider: url}), replace_original=False)
 
     async def _update_clicked(
         self, client: AsyncWebClient, respond: Respond, body: dict[str, Any], message: blocks.Message
@@ -491,8 +593,13 @@ class SlackBot:
             return
         await self._replace(client, channel, ts, message, None)
 
-    async def feedback(self, respond: Respond, body: dict[str, Any], *, helpful: bool) -> None:
-        value = _value(body)
+    async def feedback(
+        self, client: AsyncWebClient, respond: Respond, body: dict[str, Any], *, helpful: bool
+    ) -> None:
+        clicked = await self._owners_click(client, respond, body)
+        if clicked is None:
+            return
+        _, value = clicked
         diagnosis = str(value.get("diagnosis") or "")[:64] or None
         article = value.get("article") if isinstance(value.get("article"), str) else None
         if diagnosis is not None:  # a malformed click records nothing (the person is still thanked)
@@ -520,10 +627,11 @@ class SlackBot:
             )
 
     async def talk_to_support(self, client: AsyncWebClient, respond: Respond, body: dict[str, Any]) -> None:
-        person = await self.person(client, body["user"]["id"])
-        if person.email is None:
-            await self._respond(respond, self._not_a_user())
+        clicked = await self._owners_click(client, respond, body)
+        if clicked is None:
             return
+        person, _ = clicked
+        assert person.email is not None
         if not self.support_channel:
             await self._respond(
                 respond,

@@ -480,32 +480,50 @@ def _did_you_mean(
         _button(
             title,
             ids(ACTION_DID_YOU_MEAN, numbered=True),
-            value=_json_value({"article": article_id, "question": answer.question or ""}, "question"),
+            value=_json_value(
+                {"article": article_id, "question": answer.question or "", "diagnosis": answer.diagnosis_id},
+                "question",
+            ),
         )
         for article_id, title in candidates
     ]
     return [_section(prompt.format(titles=titles)), *_actions(buttons)]
 
 
-def _check_again_button(ids: _ActionIds, article: str | None, question: str | None) -> dict[str, Any]:
-    value = _json_value({"article": article, "question": question}, "question")
-    return _button("🔄 Check again", ids(ACTION_CHECK_AGAIN), value=value)
+def _question_value(answer: Answer | None) -> str:
+    """What a button that asks again carries: the article, the question, and the diagnosis it came
+    from (whose subject is the answer's owner: a click by anyone else never acts on it)."""
+    if answer is None:
+        return _json_value({"article": None, "question": None})
+    payload = {"article": answer.article, "question": answer.question, "diagnosis": answer.diagnosis_id}
+    return _json_value(payload, shrink="question")
 
 
-def _reconnect_buttons(answer: Answer, ids: _ActionIds) -> list[dict[str, Any]]:
-    return [
-        _button(
-            action.label, ids(ACTION_RECONNECT), value=action.provider or "", url=action.url, style="primary"
-        )
-        for action in answer.actions
-        if action.kind == "reconnect" and action.url
-    ]
+def _check_again_button(ids: _ActionIds, answer: Answer | None) -> dict[str, Any]:
+    return _button("🔄 Check again", ids(ACTION_CHECK_AGAIN), value=_question_value(answer))
 
 
-def _rep_buttons(answer: Answer, ids: _ActionIds, *, details: bool = True) -> list[dict[str, Any]]:
+def _reconnect_buttons(answer: Answer, ids: _ActionIds, *, private: bool = True) -> list[dict[str, Any]]:
+    """Reconnect per provider. In private (a DM, an ephemeral reply, App Home) the button is the
+    signed link itself; in a channel it carries no link — a click gives the owner theirs, privately."""
+    buttons = []
+    for action in answer.actions:
+        if action.kind != "reconnect" or not action.url:
+            continue
+        if private:
+            value, url = action.provider or "", action.url
+        else:
+            value, url = _json_value({"diagnosis": answer.diagnosis_id, "provider": action.provider}), None
+        buttons.append(_button(action.label, ids(ACTION_RECONNECT), value=value, url=url, style="primary"))
+    return buttons
+
+
+def _rep_buttons(
+    answer: Answer, ids: _ActionIds, *, details: bool = True, private: bool = True
+) -> list[dict[str, Any]]:
     """The fix first (Reconnect or Sync now), then Details, Check again, feedback; Talk to support
     only when the rep has no fix of their own to make."""
-    buttons = _reconnect_buttons(answer, ids)
+    buttons = _reconnect_buttons(answer, ids, private=private)
     if answer.kind == "declined":  # the fix of a broken calendar, if any; else where to go
         if not answer.has_rep_fix:
             buttons.append(
@@ -516,12 +534,12 @@ def _rep_buttons(answer: Answer, ids: _ActionIds, *, details: bool = True) -> li
                 )
             )
         return buttons
-    question_value = _json_value({"article": answer.article, "question": answer.question}, shrink="question")
+    question_value = _question_value(answer)
     if any(action.kind == "sync_now" for action in answer.actions):
         buttons.append(_button("⚡ Sync now", ids(ACTION_SYNC_NOW), value=question_value, style="primary"))
     if details and answer.findings:
         buttons.append(_button("Details", ids(ACTION_DETAILS), value=question_value))
-    buttons.append(_check_again_button(ids, answer.article, answer.question))
+    buttons.append(_check_again_button(ids, answer))
     if answer.diagnosis_id is not None:
         feedback = _json_value({"diagnosis": answer.diagnosis_id, "article": answer.article})
         buttons.append(_button("👍 Helped", ids(ACTION_HELPED), value=feedback))
@@ -745,6 +763,7 @@ def _body(answer: Answer, kb: KnowledgeBase, ids: _ActionIds) -> list[list[dict[
 def answer_message(
     answer: Answer,
     *,
+    private: bool = True,
     for_agent: bool = False,
     report_url: str | None = None,
     knowledge: KnowledgeBase | None = None,
@@ -753,6 +772,9 @@ def answer_message(
     """The answer as a Slack message: for the rep who asked — the headline, the fix with its steps,
     and the buttons, on one phone screen — or (`for_agent`) for a support agent, with the causes
     and every finding's code and evidence, and the agent's actions.
+
+    `private`: only the rep sees it (a DM, an ephemeral reply); in a channel (False) the Reconnect
+    button carries no link, so nobody else can open it first.
 
     `preface`: one mrkdwn line put first (e.g. "Support request from <@U123>"), written on purpose by
     the caller, who escapes any data in it; the block budget accounts for it."""
@@ -802,7 +824,7 @@ def answer_message(
 
     tail = [
         _context(_slack_date(answer.checked_at, "Checked {time}", "Checked ")),
-        *_actions(_rep_buttons(answer, ids)),
+        *_actions(_rep_buttons(answer, ids, private=private)),
     ]
     more = "there is more than fits here — tap Details, or talk to support."
     blocks = _fit(head, _body(answer, kb, ids), tail, limit=MAX_MESSAGE_BLOCKS, more_note=more)
@@ -820,7 +842,7 @@ def details_message(answer: Answer) -> Message:
     )
     tail = [
         _context(_slack_date(answer.checked_at, "Checked {time}", "Checked ")),
-        *_actions([_check_again_button(ids, answer.article, answer.question), support]),
+        *_actions([_check_again_button(ids, answer), support]),
     ]
     body = [[_section(text) for text in _pack(lines)]]
     blocks = _fit(head, body, tail, limit=MAX_MESSAGE_BLOCKS, more_note="more in a diagnosis by support.")
@@ -889,7 +911,7 @@ def home_view(answer: Answer | None, *, name: str = "", not_a_user: bool = False
         blocks.extend(_section(text) for text in _pack(lines)[:5])
     blocks.append(_context(_slack_date(answer.checked_at, "Checked {date_short_pretty} {time}", "Checked ")))
     buttons = _reconnect_buttons(answer, ids)
-    buttons.append(_check_again_button(ids, None, None))
+    buttons.append(_check_again_button(ids, None))
     blocks.extend(_actions(buttons))
     blocks.append(_divider())
     blocks.append(_context(_ASK_LINE))

@@ -340,6 +340,9 @@ def test_reconnect_is_a_primary_url_button_per_provider(provider: str, label: st
     assert button["style"] == "primary"
     assert button["value"] == provider
     assert blocks[-1]["type"] == "actions"  # the actions row ends the message
+    # In a channel the same button carries no link, only whose and which it is.
+    [public] = by_action(answer_message(ans, private=False).blocks, ACTION_RECONNECT)
+    assert "url" not in public and json.loads(public["value"]) == {"diagnosis": "1234", "provider": provider}
     assert by_action(blocks, ACTION_TALK_TO_SUPPORT) == [], "the rep has a fix of their own"
 
 
@@ -400,7 +403,8 @@ def blocks_message(blocks: list[dict[str, Any]]) -> Message:
 
 def test_button_values_are_the_contract() -> None:
     blocks = answer_message(VARIANTS["healthy"]).blocks
-    question = {"article": "not-showing", "question": "why isn't my appointment showing"}
+    # Each carries the diagnosis it came from: its subject is the answer's owner (issue 15).
+    question = {"article": "not-showing", "question": "why isn't my appointment showing", "diagnosis": "1234"}
     [check] = by_action(blocks, ACTION_CHECK_AGAIN)
     [details] = by_action(blocks, ACTION_DETAILS)
     assert json.loads(check["value"]) == json.loads(details["value"]) == question
@@ -420,7 +424,7 @@ def test_button_values_are_the_contract() -> None:
 def test_a_diagnosis_without_a_question_checks_again_with_nulls() -> None:
     blocks = answer_message(VARIANTS["diagnose"]).blocks
     [check] = by_action(blocks, ACTION_CHECK_AGAIN)
-    assert json.loads(check["value"]) == {"article": None, "question": None}
+    assert json.loads(check["value"]) == {"article": None, "question": None, "diagnosis": "1234"}
 
 
 def test_no_feedback_buttons_without_a_diagnosis_id() -> None:
@@ -439,8 +443,12 @@ def test_ambiguous_question_with_nothing_wrong_offers_did_you_mean_and_both_arti
     guesses = by_action(message.blocks, ACTION_DID_YOU_MEAN)
     assert [b["action_id"] for b in guesses] == ["did_you_mean_0", "did_you_mean_1"]
     assert [json.loads(b["value"]) for b in guesses] == [
-        {"article": "not-showing", "question": "why isn't my appointment showing"},
-        {"article": "changes-not-syncing", "question": "why isn't my appointment showing"},
+        {"article": "not-showing", "question": "why isn't my appointment showing", "diagnosis": "1234"},
+        {
+            "article": "changes-not-syncing",
+            "question": "why isn't my appointment showing",
+            "diagnosis": "1234",
+        },
     ]
 
 
