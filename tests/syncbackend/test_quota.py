@@ -90,23 +90,32 @@ class Recorder:
 
     name = "google"
 
-    async def check_grant(self, auth: Authorization) -> GrantInfo:
+    async def list_calendars(self, auth: Authorization) -> list[object]:
         self.calls.append(auth.account_email or "")
+        return []
+
+    async def check_grant(self, auth: Authorization) -> GrantInfo:
+        self.calls.append(f"refresh {auth.account_email}")
         return GrantInfo(account_email=auth.account_email, expires_at=None)
 
 
-async def test_quota_provider_counts_every_call_per_account(sessions: sessionmaker[Session]) -> None:
+async def test_quota_provider_counts_every_calendar_call_per_account(sessions: sessionmaker[Session]) -> None:
     clock = FakeTime()
     inner = Recorder([])
     limiter = DatabaseLimiter(sessions, now=clock.time, sleep=clock.sleep)
     provider = QuotaProvider(inner, limiter, Budget(2, 60.0))  # type: ignore[arg-type]
     auth = Authorization(refresh_token="rt", account_email="Ann@X.example")
     for _ in range(3):
-        await provider.check_grant(auth)
+        await provider.list_calendars(auth)
     assert inner.calls == ["Ann@X.example"] * 3
     assert clock.slept and clock.slept[0] == pytest.approx(60.0)
     assert quota_key("google", auth) == "google:ann@x.example"
     assert BUDGETS["google"] == Budget(600, 60.0) and BUDGETS["microsoft"] == Budget(10_000, 600.0, 4)
+    # A token refresh is the identity endpoint's, not the Calendar API's: never counted, never waits.
+    slept = len(clock.slept)
+    for _ in range(5):
+        await provider.check_grant(auth)
+    assert len(clock.slept) == slept and inner.calls[-5:] == ["refresh Ann@X.example"] * 5
 
 
 # -- two processes, one account ---------------------------------------------------------------------
