@@ -724,11 +724,13 @@ def demo_command() -> None:
 def _print_cycles(results: list[CycleResult], *, as_json: bool) -> None:
     import json
 
+    from calsync.render.words import cycle_summary
+
     if as_json:
         typer.echo(json.dumps([result.as_dict() for result in results], indent=2))
         return
     for result in results:
-        typer.echo(result.summary())
+        typer.echo(cycle_summary(result))
 
 
 @cli.command("sync")

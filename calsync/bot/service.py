@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.bot.commands import Diagnose, Help, Reconnect, Unknown, parse_command
 from calsync.db import transaction
-from calsync.diagnostics.answer import CALENDAR_PRODUCTS, Answer
+from calsync.diagnostics.answer import Answer
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
+from calsync.knowledge.matcher import MAX_QUESTION_CHARS
 from calsync.knowledge.smalltalk import small_talk
-from calsync.render import blocks
-from calsync.render.words import first_sync_note
+from calsync.render import blocks, labels
+from calsync.render.words import cycle_summary, first_sync_note
 from calsync.syncbackend.engine import CycleResult, Disconnection
 from calsync.syncbackend.holds import Decision, Hold, Holds, UnknownHold
 from calsync.syncbackend.models import AuditEntry, Feedback, ProcessedEvent, User
@@ -47,7 +48,6 @@ SUPPORT_THREAD_DAYS = 7
 # next requests wait behind them (benchmarks/ack_bench.py); each piece already runs its checks in
 # parallel, so a few at a time keep the machine busy.
 MAX_CONCURRENT_WORK = 8
-MAX_QUESTION = 2000  # characters of a message we pass on; Slack allows 40 000
 # A disconnected grant's cause (`GrantCause`) in the rep's words: "... stopped syncing: {words}".
 DISCONNECT_CAUSES = {
     "revoked": "its access was revoked",
@@ -245,7 +245,7 @@ class SlackBot:
         if person.email is None:
             await self._post(client, channel, self._not_a_user(), thread_ts)
             return
-        question = strip_mentions(text)[:MAX_QUESTION]
+        question = strip_mentions(text)[:MAX_QUESTION_CHARS]
         # A greeting or a thank-you is answered at once; anything else is diagnosed (a few seconds).
         placeholder = None
         if small_talk(question) is None:
@@ -509,7 +509,7 @@ class SlackBot:
             await self._respond(respond, blocks.error_message("Syncing on request isn't available here."))
             return
         results = await self.sync_now_for(person.email)
-        preface = "\n".join(f"⚡ {blocks.escape_mrkdwn(result.summary())}" for result in results) or (
+        preface = "\n".join(f"⚡ {blocks.escape_mrkdwn(cycle_summary(result))}" for result in results) or (
             "⚡ You have no calendar connected, so there is nothing to sync."
         )
         question = value.get("question") if isinstance(value.get("question"), str) else None
@@ -563,7 +563,7 @@ class SlackBot:
         person = await self.person(client, body["user"]["id"])
         owner = await asyncio.to_thread(self._owner_of, value.get("diagnosis"))
         provider = str(value.get("provider") or "")
-        if owner is None or owner.email is None or provider not in CALENDAR_PRODUCTS:
+        if owner is None or owner.email is None or provider not in labels.CALENDAR_PRODUCTS:
             await self._respond(
                 respond, blocks.error_message("I can't tell whose calendar that was."), replace_original=False
             )
@@ -700,12 +700,12 @@ class SlackBot:
         provider = str(value.get("provider") or "")
         rep = await asyncio.to_thread(self._user_by_email, "", rep_email, "")
         slack_id = await asyncio.to_thread(self._slack_id_of, rep_email)
-        if rep.email is None or provider not in CALENDAR_PRODUCTS or slack_id is None:
+        if rep.email is None or provider not in labels.CALENDAR_PRODUCTS or slack_id is None:
             await self._respond(
                 respond, blocks.error_message("I can't reach that rep in Slack to send the link.")
             )
             return
-        product = CALENDAR_PRODUCTS[provider]
+        product = labels.product(provider)
         url = self.troubleshooter.reconnect_url(rep.email, provider)
         opened = await client.conversations_open(users=slack_id)
         channel = (opened.get("channel") or {}).get("id")
@@ -792,7 +792,7 @@ class SlackBot:
                 return False
         if slack_id is None:
             return False
-        product = CALENDAR_PRODUCTS.get(disconnection.provider, disconnection.provider)
+        product = labels.product(disconnection.provider)
         opened = await client.conversations_open(users=slack_id)
         channel = str((opened.get("channel") or {}).get("id") or "")
         if not channel:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from calsync.diagnostics.causes import CALENDAR_PRODUCTS, Cause, find_causes
+from calsync.diagnostics.causes import Cause, find_causes
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.knowledge.loader import Article, KnowledgeBase, Step
+from calsync.render import labels
 
 __all__ = [
-    "CALENDAR_PRODUCTS",
     "Action",
     "Answer",
     "AnswerKind",
@@ -233,7 +233,7 @@ def actions_for(causes: Sequence[Cause], reconnect_url: Callable[[str], str | No
     for cause in causes:
         provider = cause.fix.provider
         if cause.fix.kind == "reconnect" and provider and all(a.provider != provider for a in actions):
-            product = CALENDAR_PRODUCTS.get(provider, provider)
+            product = labels.product(provider)
             actions.append(Action("reconnect", f"Reconnect {product}", provider, reconnect_url(provider)))
     if not actions and any(cause.fix.cycle_helps for cause in causes):
         actions.append(Action("sync_now", "Sync now"))

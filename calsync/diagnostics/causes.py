@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from calsync.diagnostics.findings import Finding, Severity
+from calsync.render import labels
 from calsync.render.words import appointments_phrase
 
 FixKind = Literal[
@@ -37,8 +38,6 @@ REP_FIXES: frozenset[FixKind] = frozenset(
     {"reconnect", "connect", "choose_calendar", "choose_account", "turn_off", "sync_now", "book_again"}
 )
 
-CALENDAR_PRODUCTS = {"google": "Google Calendar", "microsoft": "Outlook"}
-PROVIDER_NAMES = {"google": "Google", "microsoft": "Microsoft"}
 
 # Codes a cause of one connection explains on that connection (prefix match with a trailing dot).
 SYNC_CONSEQUENCES = (
@@ -379,7 +378,7 @@ def _summary(rule: _Rule | None, root: Finding, folded: Sequence[Finding]) -> st
 
 
 def _fix(rule: _Rule | None, root: Finding) -> Fix:
-    product = CALENDAR_PRODUCTS.get(root.provider or "", "your calendar")
+    product = labels.product(root.provider, "your calendar")
     if rule is None:
         kind = _LEFTOVER_FIX.get(root.severity, "nothing")
         return Fix(kind, root.hint or "", provider=root.provider)

@@ -6,7 +6,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+
+class _Connection(Protocol):
+    """What a finding records of the connection it is about (a `ConnectionState`)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def provider(self) -> str: ...
 
 
 class Severity(enum.StrEnum):
@@ -45,6 +55,29 @@ class Finding:
     evidence: Mapping[str, Any] = field(default_factory=dict, hash=False)
     provider: str | None = None  # the calendar service this is about, when it is about one
     connection_id: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        check: str,
+        code: str,
+        severity: Severity,
+        summary: str,
+        hint: str,
+        evidence: Mapping[str, Any],
+        connection: _Connection | None = None,
+    ) -> Finding:
+        """A finding of `check`, about `connection` (its provider and id) when there is one."""
+        return cls(
+            check=check,
+            code=code,
+            severity=severity,
+            summary=summary,
+            hint=hint,
+            evidence=evidence,
+            provider=connection.provider if connection else None,
+            connection_id=connection.id if connection else None,
+        )
 
     @property
     def is_problem(self) -> bool:

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Sequence
 from calsync.diagnostics.check import Check, CheckContext
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.diagnostics.state import ConnectionState
+from calsync.render import labels
 from calsync.syncbackend.providers.base import (
-    PROVIDER_LABELS,
     GrantError,
     MalformedResponse,
     NotFound,
@@ -29,7 +29,7 @@ DEFAULT_BUDGET = 6.0  # seconds per check
 
 def provider_failure(check: Check, error: ProviderError, connection: ConnectionState | None) -> Finding:
     """An `unknown` finding for a provider we could not get a straight answer from."""
-    name = PROVIDER_LABELS.get(error.provider, error.provider)
+    name = labels.provider_name(error.provider)
     evidence: dict[str, object] = {"error": type(error).__name__, "detail": error.message}
     if isinstance(error, RateLimited):
         code, what = "provider.rate_limited", f"{name} asked us to slow down (rate limited)"

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from calsync.render import labels
 from calsync.syncbackend.models import (
     Appointment,
     CalendarConnection,
@@ -135,7 +136,7 @@ def _connection(row: CalendarConnection) -> ConnectionState:
         id=row.id,
         provider=row.provider,
         account_email=row.account_email,
-        label=row.label,
+        label=labels.connection_label(row.provider, row.account_email),
         status=row.status,
         status_reason=row.status_reason,
         status_code=row.status_code,

@@ -70,7 +70,7 @@ __all__ = [
 
 OFF_TOPIC = "off_topic"
 GENERAL = "general"  # about calendar sync, but no one article: the diagnosis leads
-MAX_QUESTION_CHARS = 2000
+MAX_QUESTION_CHARS = 2000  # how much of a question is read (the bot, the pages, the CLI); Slack allows 40 000
 DEFAULT_TRAINING_PATH = Path(__file__).resolve().with_name("training.yaml")
 
 FloatArray = npt.NDArray[np.float64]

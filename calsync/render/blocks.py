@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from calsync.diagnostics.answer import CALENDAR_PRODUCTS, Answer, MarkedStep, ShownArticle
+from calsync.diagnostics.answer import Answer, MarkedStep, ShownArticle
 from calsync.diagnostics.causes import Cause
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.knowledge.loader import KnowledgeBase, load_articles
+from calsync.render import labels
 from calsync.render.text import help_topics
 from calsync.syncbackend.holds import Decided, Hold
 
@@ -136,7 +137,7 @@ MAX_BLOCK_ID = 255
 MAX_FALLBACK_TEXT = 3000
 MAX_ACTIONS_ELEMENTS = 25
 MAX_CONTEXT_ELEMENTS = 10
-MAX_QUESTION = 500  # how much of the rep's question travels in a button value
+QUOTED_QUESTION_CHARS = 500  # how much of the rep’s question an answer quotes or a button carries
 MAX_DID_YOU_MEAN = 2
 MAX_EVIDENCE_VALUE = 300
 MAX_EVIDENCE_LINES = 12
@@ -239,7 +240,7 @@ def _divider() -> dict[str, Any]:
 def _json_value(payload: dict[str, Any], shrink: str | None = None) -> str:
     """`payload` as JSON within the button value limit; `shrink` names a text field cut to fit."""
     if shrink is not None and isinstance(payload.get(shrink), str):
-        payload = {**payload, shrink: _truncate(payload[shrink], MAX_QUESTION)}
+        payload = {**payload, shrink: _truncate(payload[shrink], QUOTED_QUESTION_CHARS)}
     value = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     while shrink is not None and _slack_len(value) > MAX_BUTTON_VALUE and payload.get(shrink):
         text = payload[shrink]
@@ -324,10 +325,6 @@ def _default_knowledge() -> KnowledgeBase:
 
 def _worst(findings: Sequence[Finding]) -> Severity | None:
     return max((finding.severity for finding in findings), key=lambda severity: severity.rank, default=None)
-
-
-def _product(provider: str | None) -> str:
-    return CALENDAR_PRODUCTS.get(provider or "", provider or "calendar")
 
 
 # -- the pieces of an answer ------------------------------------------------------------------------
@@ -560,7 +557,7 @@ def _agent_buttons(answer: Answer, ids: _ActionIds, report_url: str | None) -> l
     for provider in providers:
         label = "Send reconnect link to rep"
         if len(providers) > 1:
-            label = f"Send {_product(provider)} reconnect link to rep"
+            label = f"Send {labels.product(provider)} reconnect link to rep"
         value = _json_value({"rep": answer.user, "provider": provider})
         buttons.append(_button(label, ids(ACTION_SEND_RECONNECT_LINK), value=value, style="primary"))
     if report_url:
@@ -616,7 +613,11 @@ def reconnect_message(links: Mapping[str, str | None]) -> Message:
     ids = _ActionIds()
     buttons = [
         _button(
-            f"Reconnect {_product(provider)}", ids(ACTION_RECONNECT), value=provider, url=url, style="primary"
+            f"Reconnect {labels.product(provider)}",
+            ids(ACTION_RECONNECT),
+            value=provider,
+            url=url,
+            style="primary",
         )
         for provider, url in links.items()
         if url
@@ -644,7 +645,7 @@ def hold_message(hold: Hold) -> Message:
     """What the support channel is asked when a sync held back many cancellations at once."""
     count = len(hold.appointments)
     who = escape_mrkdwn(hold.user_name or hold.user_email)
-    where = f"{_product(hold.provider)} ({escape_mrkdwn(hold.account_email)})"
+    where = f"{labels.product(hold.provider)} ({escape_mrkdwn(hold.account_email)})"
     text = (
         f"Held {count} cancellation{'s' if count != 1 else ''} for {hold.user_name or hold.user_email}: "
         "their events disappeared from the calendar at once. Nothing was cancelled."
@@ -790,7 +791,9 @@ def answer_message(
         head.append(_header(f"🔎 {_who(answer)}"))
         notes = []
         if answer.question is not None:
-            notes.append(f"Q: _{escape_mrkdwn(_truncate(' '.join(answer.question.split()), MAX_QUESTION))}_")
+            notes.append(
+                f"Q: _{escape_mrkdwn(_truncate(' '.join(answer.question.split()), QUOTED_QUESTION_CHARS))}_"
+            )
         notes.append(_slack_date(answer.checked_at, "Checked {date_short_pretty} {time}", "Checked "))
         if answer.diagnosis_id is not None:
             notes.append(f"diagnosis {escape_mrkdwn(answer.diagnosis_id)}")

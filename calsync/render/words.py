@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from calsync.render.labels import FAILURE_WORDS, PULL_WORDS, PUSH_WORDS, SKIP_WORDS, product
+
 if TYPE_CHECKING:
     from calsync.syncbackend.engine import CycleResult
 
@@ -32,3 +34,30 @@ def first_sync_note(result: CycleResult | None) -> str:
     return appointments_phrase(
         result.pushed_titles, singular="is on your calendar now.", plural="are on your calendar now."
     )
+
+
+def cycle_summary(result: CycleResult) -> str:
+    """One line for the rep or the operator: what a sync cycle did."""
+    name = product(result.provider)
+    where = f"{name} ({result.account_email})" if result.account_email else name
+    if result.status == "busy":
+        return f"{where}: a sync is already running; it will be done in a moment."
+    if result.status == "skipped":
+        why = SKIP_WORDS.get(result.error_code or "", result.error_code or "nothing to sync")
+        return f"{where}: not synced — {why}."
+    if result.status == "held":
+        held = result.pulled.get("held", 0)
+        return (
+            f"{where}: {held} appointment{'s' if held != 1 else ''} deleted in the calendar at once — "
+            "none cancelled; a support agent decides whether to cancel them or put them back."
+        )
+    if result.status == "error":
+        why = FAILURE_WORDS.get(result.error_code or "", result.error_message or "an unknown error")
+        return f"{where}: the sync did not get through — {why.format(provider=name)}."
+    parts = [
+        words.format(n=counts[key], s="" if counts[key] == 1 else "s")
+        for counts, table in ((result.pushed, PUSH_WORDS), (result.pulled, PULL_WORDS))
+        for key, words in table
+        if counts.get(key)
+    ]
+    return f"{where}: synced just now — " + ("; ".join(parts) if parts else "already up to date") + "."

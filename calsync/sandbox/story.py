@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from calsync.diagnostics.humanize import clock_time
+from calsync.render import labels
+from calsync.render.words import cycle_summary
 from calsync.sandbox.world import World
 from calsync.syncbackend.appointments import Appointments
 from calsync.syncbackend.engine import SyncEngine
-from calsync.syncbackend.models import CALENDAR_LABELS
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,13 @@ async def sync_story(
     title: str,
 ) -> list[Step]:
     steps: list[Step] = []
-    product = CALENDAR_LABELS.get(provider, provider)
+    product = labels.product(provider)
     start = (clock() + timedelta(days=1)).replace(hour=16, minute=0, second=0, microsecond=0)
     appointment_id = appointments.book(rep_email, title=title, start=start, description="Booked by the demo")
     steps.append(Step("SalesPartner", f"{rep_email} books “{title}” for {_when(start)}."))
     steps.append(Step(product, _calendar_holds(world, appointment_id)))
 
-    steps.extend(Step("sync", result.summary()) for result in await engine.sync_user(rep_email))
+    steps.extend(Step("sync", cycle_summary(result)) for result in await engine.sync_user(rep_email))
     steps.append(Step(product, _calendar_holds(world, appointment_id)))
 
     moved = start + timedelta(hours=1, minutes=30)
@@ -54,7 +55,7 @@ async def sync_story(
     world.edit_event(event.event_id, {"start": moved, "end": moved + (event.end - event.start)}, clock())
     steps.append(Step(product, f"The rep drags it to {_when(moved)} in {product}."))
 
-    steps.extend(Step("sync", result.summary()) for result in await engine.sync_user(rep_email))
+    steps.extend(Step("sync", cycle_summary(result)) for result in await engine.sync_user(rep_email))
     now_at = appointments.get(appointment_id)
     steps.append(Step("SalesPartner", f"“{now_at.title}” is now at {_when(now_at.start)} ({now_at.status})."))
     return steps

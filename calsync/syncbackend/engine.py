@@ -42,7 +42,6 @@ from calsync.syncbackend import holds
 from calsync.syncbackend.appointments import DELETED_IN_CALENDAR, cancel_deleted_in_calendar
 from calsync.syncbackend.crypto import TokenCipher, TokenDecryptError
 from calsync.syncbackend.models import (
-    CALENDAR_LABELS,
     Appointment,
     CalendarConnection,
     EventLink,
@@ -84,36 +83,6 @@ CycleStatus = Literal["ok", "error", "busy", "skipped", "held"]
 # How many linked events a full read lacks are looked up at once (Graph allows 4 per mailbox).
 LOOKUPS_AT_ONCE = 4
 
-PUSH_WORDS = (
-    ("created", "{n} appointment{s} sent to the calendar"),
-    ("recovered", "{n} appointment{s} found already in the calendar"),
-    ("updated", "{n} change{s} sent to the calendar"),
-    ("deleted", "{n} cancelled appointment{s} removed from the calendar"),
-    ("cancelled", "{n} appointment{s} cancelled (deleted in the calendar)"),
-)
-PULL_WORDS = (
-    ("recovered", "{n} appointment{s} found already in the calendar"),
-    ("updated", "{n} calendar edit{s} brought back to SalesPartner"),
-    ("cancelled", "{n} appointment{s} cancelled (deleted in the calendar)"),
-)
-SKIP_WORDS = {
-    "inactive": "this connection is switched off",
-    "disconnected": "the calendar is disconnected; reconnect it first",
-    "no_calendar_selected": "no calendar is selected",
-    "provider_not_configured": "this calendar provider is not configured here",
-    "no_such_connection": "the connection no longer exists",
-}
-FAILURE_WORDS = {
-    "invalid_grant": "the calendar's authorization no longer works; reconnect it",
-    "rate_limited": "{provider} asked us to slow down; the next try is in a few minutes",
-    "provider_unavailable": "{provider} is having trouble right now; the next try is in a few minutes",
-    "timeout": "{provider} did not answer in time; the next try is in a few minutes",
-    "malformed_response": "{provider} sent an answer we could not read; the next try is in a few minutes",
-    "not_found": "the selected calendar was not found; select the calendar you use",
-    "permission_denied": "we may not write to the selected calendar; select one you can edit",
-}
-
-
 # -- what a cycle reports ----------------------------------------------------------------------------
 
 
@@ -129,33 +98,6 @@ class CycleResult:
     error_message: str | None = None
     next_sync_at: datetime | None = None
     pushed_titles: tuple[str, ...] = ()  # appointments this cycle put on the calendar
-
-    def summary(self) -> str:
-        """One line for the rep or the operator: what this cycle did."""
-        product = CALENDAR_LABELS.get(self.provider, self.provider or "calendar")
-        where = f"{product} ({self.account_email})" if self.account_email else product
-        if self.status == "busy":
-            return f"{where}: a sync is already running; it will be done in a moment."
-        if self.status == "skipped":
-            why = SKIP_WORDS.get(self.error_code or "", self.error_code or "nothing to sync")
-            return f"{where}: not synced — {why}."
-        if self.status == "held":
-            held = self.pulled.get("held", 0)
-            return (
-                f"{where}: {held} appointment{'s' if held != 1 else ''} deleted in the calendar at once — "
-                "none cancelled; a support agent decides whether to cancel them or put them back."
-            )
-        if self.status == "error":
-            why = FAILURE_WORDS.get(self.error_code or "", self.error_message or "an unknown error")
-            return f"{where}: the sync did not get through — {why.format(provider=product)}."
-        parts = []
-        for key, words in PUSH_WORDS:
-            if self.pushed.get(key):
-                parts.append(words.format(n=self.pushed[key], s="" if self.pushed[key] == 1 else "s"))
-        for key, words in PULL_WORDS:
-            if self.pulled.get(key):
-                parts.append(words.format(n=self.pulled[key], s="" if self.pulled[key] == 1 else "s"))
-        return f"{where}: synced just now — " + ("; ".join(parts) if parts else "already up to date") + "."
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -34,7 +34,7 @@ from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from calsync.db import UTCDateTime
-from calsync.syncbackend.providers.base import PROVIDER_LABELS, Authorization, ProviderName
+from calsync.syncbackend.providers.base import Authorization, ProviderName
 
 if TYPE_CHECKING:
     from calsync.syncbackend.crypto import TokenCipher
@@ -47,9 +47,6 @@ SyncDirection = Literal["push", "pull", "health"]
 # "held": the cycle stopped before cancelling many appointments at once (see CancellationHold).
 SyncStatus = Literal["running", "ok", "error", "held"]
 HoldStatus = Literal["open", "cancelled", "kept"]
-
-# How the calendar products are called in the help center and in answers.
-CALENDAR_LABELS: dict[str, str] = {"google": "Google Calendar", "microsoft": "Outlook"}
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -213,12 +210,6 @@ class CalendarConnection(Base):
     @validates("account_email")
     def _lowercase_account_email(self, _key: str, value: str) -> str:
         return value.strip().lower()
-
-    @property
-    def label(self) -> str:
-        """How an answer names this connection: "Google Calendar (ann@acme.com)"."""
-        product = CALENDAR_LABELS.get(self.provider) or PROVIDER_LABELS.get(self.provider, self.provider)
-        return f"{product} ({self.account_email})"
 
     @property
     def scope_list(self) -> tuple[str, ...]:

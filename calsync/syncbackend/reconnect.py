@@ -33,8 +33,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import transaction
 from calsync.links import LinkExpired, LinkInvalid, LinkSigner, SignedLink
+from calsync.render.labels import product
 from calsync.syncbackend.crypto import TokenCipher, TokenDecryptError
-from calsync.syncbackend.models import CALENDAR_LABELS, AuditEntry, CalendarConnection, OAuthSession, User
+from calsync.syncbackend.models import AuditEntry, CalendarConnection, OAuthSession, User
 from calsync.syncbackend.oauth import OAuthError, OAuthFlow
 from calsync.syncbackend.providers.base import Authorization, Calendar, CalendarProvider, ProviderError
 
@@ -120,7 +121,7 @@ class Failure:
 
     @property
     def product(self) -> str:
-        return CALENDAR_LABELS.get(self.provider or "", "your calendar")
+        return product(self.provider, "your calendar")
 
 
 @dataclass(frozen=True)
@@ -150,11 +151,11 @@ class Outcome:
 
     @property
     def product(self) -> str:
-        return CALENDAR_LABELS.get(self.provider, self.provider)
+        return product(self.provider)
 
     @property
     def switched_from_product(self) -> str | None:
-        return CALENDAR_LABELS.get(self.switched_from, self.switched_from) if self.switched_from else None
+        return product(self.switched_from) if self.switched_from else None
 
     @property
     def headline(self) -> str:
@@ -493,7 +494,7 @@ class ReconnectService:
             target.selected_calendar_name = chosen_name
             session.flush()  # the new connection is in place before anything is switched off
             switched_from: str | None = None
-            label = CALENDAR_LABELS.get(provider, provider)
+            label = product(provider)
             for other in user.connections:
                 if other is target or not other.active or other.provider == provider:
                     continue

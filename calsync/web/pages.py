@@ -38,6 +38,7 @@ from calsync.db import transaction
 from calsync.diagnostics.findings import Finding
 from calsync.diagnostics.state import RepState, find_user, load_rep_state
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
+from calsync.knowledge.matcher import MAX_QUESTION_CHARS
 from calsync.links import LinkExpired, LinkInvalid, LinkSigner
 from calsync.render import blocks
 from calsync.render.html import button_html, render_blocks
@@ -50,7 +51,6 @@ REPORT_KIND = "report"
 CLAIM_KIND = "report-claim"  # the cookie of the browser that opened a report link first
 CLAIM_PREFIX = "report-claim:"  # processed_events ids of claimed report links
 COOKIE_PREFIX = "calsync_report_"
-MAX_QUESTION = 2000  # as the bot
 MAX_EVIDENCE_VALUE = 2000
 _SECRET_KEY = re.compile(r"token|secret|password", re.IGNORECASE)
 _NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
@@ -341,21 +341,25 @@ def create_pages_router(
     async def ask_get(
         request: Request,
         rep: str = Query("", max_length=320),
-        q: str = Query("", max_length=MAX_QUESTION * 2),
+        q: str = Query("", max_length=MAX_QUESTION_CHARS * 2),
         article: str = Query("", max_length=64),
         details: str = Query("", max_length=1),
     ) -> Response:
-        return await playground_page(request, rep.strip(), q[:MAX_QUESTION], article.strip(), details == "1")
+        return await playground_page(
+            request, rep.strip(), q[:MAX_QUESTION_CHARS], article.strip(), details == "1"
+        )
 
     @router.post("/playground/ask", response_class=HTMLResponse)
     async def ask_post(
         request: Request,
         rep: str = Form("", max_length=320),
-        q: str = Form("", max_length=MAX_QUESTION * 2),
+        q: str = Form("", max_length=MAX_QUESTION_CHARS * 2),
         article: str = Form("", max_length=64),
         details: str = Form("", max_length=1),
     ) -> Response:
-        return await playground_page(request, rep.strip(), q[:MAX_QUESTION], article.strip(), details == "1")
+        return await playground_page(
+            request, rep.strip(), q[:MAX_QUESTION_CHARS], article.strip(), details == "1"
+        )
 
     return router
 

@@ -42,7 +42,11 @@ def carla_asks_in_the_channel(slack: SlackHarness) -> Any:
         "text": "<@U0CALSYNC> why isnt my apointment showing??",
     }
     assert slack.event(event).status_code == 200
-    return final_message(slack, HELP_CHANNEL, "revoked")
+    message = final_message(slack, HELP_CHANNEL, "revoked")
+    # The emulator changes the message before it logs the chat.update call: wait for the log too, so
+    # a test counting updates from here on does not count the answer's own.
+    wait_for(lambda: updates_of(slack, message.ts) >= 1, what="the answer's chat.update in the log")
+    return message
 
 
 def test_a_reconnect_button_in_a_channel_carries_no_link(slack: SlackHarness) -> None:

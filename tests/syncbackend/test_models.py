@@ -507,16 +507,6 @@ def test_json_counts_track_in_place_changes(sessions: sessionmaker[Session]) -> 
         assert session.get_one(SyncRun, run_id).counts == {"created": 2}
 
 
-@pytest.mark.parametrize(
-    ("provider", "label"),
-    [("google", "Google Calendar (ann@acme.com)"), ("microsoft", "Outlook (ann@acme.com)")],
-    ids=["google", "microsoft"],
-)
-def test_connection_label(provider: str, label: str) -> None:
-    connection = CalendarConnection(provider=provider, account_email="Ann@acme.com")
-    assert connection.label == label
-
-
 def test_repr_is_readable() -> None:
     user = User(id=7, email="ann@acme.com", role="rep")
     assert repr(user) == "User(id=7, email='ann@acme.com', role='rep', slack_user_id=None)"

@@ -75,21 +75,12 @@ def _finding(
     hint: str,
     evidence: dict[str, Any],
 ) -> Finding:
-    return Finding(
-        check=NAME,
-        code=code,
-        severity=severity,
-        summary=summary,
-        hint=hint,
-        evidence={
-            "connection_id": connection.id,
-            "label": connection.label,
-            "account_email": connection.account_email,
-            **evidence,
-        },
-        provider=connection.provider,
-        connection_id=connection.id,
-    )
+    ids = {
+        "connection_id": connection.id,
+        "label": connection.label,
+        "account_email": connection.account_email,
+    }
+    return Finding.of(NAME, code, severity, summary, hint, {**ids, **evidence}, connection)
 
 
 def _calendar_evidence(calendar: Calendar) -> dict[str, Any]:

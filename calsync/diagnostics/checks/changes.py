@@ -27,7 +27,8 @@ from calsync.diagnostics.check import Check, CheckContext
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.diagnostics.humanize import ago, clock_time, duration
 from calsync.diagnostics.state import AppointmentState, ConnectionState, SyncRunState, evidence_time
-from calsync.syncbackend.models import CALENDAR_LABELS
+from calsync.render import labels
+from calsync.syncbackend.appointments import DELETED_IN_CALENDAR
 from calsync.syncbackend.providers.base import Event
 
 NAME = "changes"
@@ -35,7 +36,6 @@ TITLE = "Calendar changes"
 
 CANCELLED_WINDOW = timedelta(days=14)
 PICKUP_DEADLINE = timedelta(minutes=35)  # the help center's 15–30 minutes, plus a little slack
-DELETED_IN_CALENDAR = "deleted in calendar"
 MAX_LISTED = 5
 
 TIMING = "SalesPartner picks up calendar edits within 15–30 minutes"
@@ -49,10 +49,9 @@ DIRECT_EVENTS = (
 
 
 def _cancelled_by_delete(appointment: AppointmentState, now: datetime) -> bool:
-    reason = " ".join((appointment.cancellation_reason or "").casefold().split())
     return (
         appointment.status == "cancelled"
-        and DELETED_IN_CALENDAR in reason
+        and appointment.cancellation_reason == DELETED_IN_CALENDAR
         and appointment.updated_at >= now - CANCELLED_WINDOW
     )
 
@@ -76,7 +75,7 @@ async def _run_rep(context: CheckContext) -> Sequence[Finding]:
 
     places = {where(a) for a in cancelled}
     place = next(iter(places)) if len(places) == 1 else None
-    calendar = f"your {_calendar_of(place.provider)}" if place else "your calendar"
+    calendar = f"your {labels.calendar_noun(place.provider)}" if place else "your calendar"
     if len(cancelled) == 1:
         (appointment,) = cancelled
         summary = (
@@ -281,7 +280,7 @@ def _pending(context: CheckContext, connection: ConnectionState, edits: Sequence
     else:
         titles = _and([f"'{e.appointment.title}'" for e in edits[:MAX_LISTED]])
         summary = (
-            f"You changed {len(edits)} appointments in {_product(connection.provider)} ({titles}) "
+            f"You changed {len(edits)} appointments in {labels.product(connection.provider)} ({titles}) "
             f"in the last {_minutes(edits[0], now)}; {TIMING}."
         )
     return _edit_finding(
@@ -309,7 +308,7 @@ def _not_picked_up(
     else:
         titles = _and([f"'{e.appointment.title}'" for e in edits[:MAX_LISTED]])
         summary = (
-            f"{len(edits)} changes you made in {_product(connection.provider)} ({titles}) should have been "
+            f"{len(edits)} changes you made in {labels.product(connection.provider)} ({titles}) should have been "
             "picked up by now (calendar edits sync within 15–30 minutes), but SalesPartner still shows "
             "the old versions."
         )
@@ -328,7 +327,7 @@ def _not_picked_up(
 
 def _picked_up(context: CheckContext, connection: ConnectionState, checked: int) -> Finding:
     last = _last_pickup(context, connection)
-    product = _product(connection.provider)
+    product = labels.product(connection.provider)
     if last is not None:
         summary = f"SalesPartner is up to date with your edits in {product} (last picked up {_ago(last, context.now)})."
     else:
@@ -428,7 +427,7 @@ def is_about_direct_events(question: str) -> bool:
 
 def _direct_events(context: CheckContext, connection: ConnectionState, events: Sequence[Event]) -> Finding:
     own = [e for e in events if not e.appointment_id and e.status != "cancelled"]
-    calendar = _calendar_of(connection.provider)
+    calendar = labels.calendar_noun(connection.provider)
     summary = DIRECT_EVENTS
     if len(own) == 1:
         first = own[0]
@@ -472,15 +471,6 @@ def _direct_events(context: CheckContext, connection: ConnectionState, events: S
 
 
 # -- words ----------------------------------------------------------------------------------------
-
-
-def _product(provider: str) -> str:
-    return CALENDAR_LABELS.get(provider, provider)
-
-
-def _calendar_of(provider: str) -> str:
-    """What follows "your": "Google Calendar", "Outlook calendar"."""
-    return "Outlook calendar" if provider == "microsoft" else _product(provider)
 
 
 def _and(items: Sequence[str]) -> str:

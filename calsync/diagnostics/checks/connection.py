@@ -19,8 +19,8 @@ from calsync.diagnostics.findings import Finding, Severity
 from calsync.diagnostics.humanize import ago
 from calsync.diagnostics.runner import DEFAULT_BUDGET, provider_failure
 from calsync.diagnostics.state import ConnectionState, evidence_time
+from calsync.render import labels
 from calsync.syncbackend.providers.base import (
-    PROVIDER_LABELS,
     GrantCause,
     GrantError,
     GrantInfo,
@@ -126,8 +126,7 @@ BACKEND_DOWN_WAIT = DEFAULT_BUDGET / 2
 
 def calendar_phrase(connection: ConnectionState) -> str:
     """ "your Google Calendar (ana@acme.com)" / "your Outlook calendar (ben@acme.com)"."""
-    product = "Google Calendar" if connection.provider == "google" else "Outlook calendar"
-    return f"your {product} ({connection.account_email})"
+    return f"your {labels.calendar_noun(connection.provider)} ({connection.account_email})"
 
 
 def _finding(
@@ -138,16 +137,7 @@ def _finding(
     hint: str,
     evidence: dict[str, Any],
 ) -> Finding:
-    return Finding(
-        check=NAME,
-        code=code,
-        severity=severity,
-        summary=summary,
-        hint=hint,
-        evidence=evidence,
-        provider=connection.provider,
-        connection_id=connection.id,
-    )
+    return Finding.of(NAME, code, severity, summary, hint, evidence, connection)
 
 
 def _connection_evidence(connection: ConnectionState) -> dict[str, Any]:
@@ -240,7 +230,7 @@ def _disconnected(context: CheckContext, connection: ConnectionState, **extra: A
     summary = f"{calendar_phrase(connection)[0].upper()}{calendar_phrase(connection)[1:]} {verb}{when}"
     summary += f": {reason}." if reason else "."
     if extra.get("live_grant") == "ok":
-        provider = PROVIDER_LABELS.get(connection.provider, connection.provider)
+        provider = labels.provider_name(connection.provider)
         summary += f" {provider} still accepts our access, but SalesPartner has stopped syncing it."
     return _finding(
         connection,
@@ -254,7 +244,7 @@ def _disconnected(context: CheckContext, connection: ConnectionState, **extra: A
 
 def _grant_failed(connection: ConnectionState, error: GrantError) -> Finding:
     code, template = _CAUSES.get(error.cause, _CAUSES[GrantCause.UNKNOWN])
-    provider = PROVIDER_LABELS.get(error.provider, error.provider)
+    provider = labels.provider_name(error.provider)
     summary = template.format(
         provider=provider,
         calendar=calendar_phrase(connection),
@@ -276,7 +266,7 @@ def _grant_failed(connection: ConnectionState, error: GrantError) -> Finding:
 
 
 def _granted(context: CheckContext, connection: ConnectionState, info: GrantInfo) -> Finding:
-    provider = PROVIDER_LABELS.get(connection.provider, connection.provider)
+    provider = labels.provider_name(connection.provider)
     phrase = calendar_phrase(connection)
     return _finding(
         connection,

@@ -32,8 +32,8 @@ from calsync.diagnostics.findings import Finding, Severity
 from calsync.diagnostics.humanize import clock_time
 from calsync.diagnostics.runner import failure
 from calsync.diagnostics.state import ConnectionState, RepState, evidence_time
-from calsync.syncbackend.models import CALENDAR_LABELS
-from calsync.syncbackend.providers.base import PROVIDER_LABELS, Event, GrantError, ProviderError
+from calsync.render import labels
+from calsync.syncbackend.providers.base import Event, GrantError, ProviderError
 
 NAME = "duplicates"
 TITLE = "Duplicate appointments"
@@ -288,10 +288,10 @@ def _duplicates(
     connection_id: int | None = None
     if code == OLD_PROVIDER:
         old, new = involved[0], involved[-1]
-        old_product, new_product = _product(old.provider), _product(new.provider)
+        old_product, new_product = labels.product(old.provider), labels.product(new.provider)
         summary = (
             f"Every appointment reaches both {old_product} and {new_product}: the old "
-            f"{PROVIDER_LABELS.get(old.provider, old.provider)} connection ({old.account_email}) is still "
+            f"{labels.provider_name(old.provider)} connection ({old.account_email}) is still "
             f"active after you switched. {how_many}, "
             f"like {example}. {DONT_DELETE_BOTH}"
         )
@@ -301,7 +301,7 @@ def _duplicates(
         )
         provider, connection_id = old.provider, old.id
     elif code == TWO_CONNECTIONS:
-        product = _product(involved[0].provider)
+        product = labels.product(involved[0].provider)
         accounts = _and([c.account_email for c in involved])
         summary = (
             f"Your appointments reach two {product} accounts, {accounts}: both connections are "
@@ -311,7 +311,7 @@ def _duplicates(
         provider = involved[0].provider
     elif code == SAME_ACCOUNT:
         first = involved[0]
-        product = _product(first.provider)
+        product = labels.product(first.provider)
         summary = (
             f"Your {product} account {first.account_email} is connected twice, so each appointment "
             f"is added twice. {how_many}, like {example}. {DONT_DELETE_BOTH}"
@@ -323,7 +323,7 @@ def _duplicates(
         provider, connection_id = first.provider, involved[-1].id
     else:
         severity = Severity.WARNING
-        where = _and(sorted({_calendar_of(copy.provider) for g in groups for copy in g.copies}))
+        where = _and(sorted({labels.calendar_noun(copy.provider) for g in groups for copy in g.copies}))
         summary = f"{how_many} on your {where}, like {example}. {DONT_DELETE_BOTH}"
         hint = (
             f"{DELETE_WARNING} Duplicates that keep appearing may indicate a sync conflict: "
@@ -351,7 +351,7 @@ def _duplicates(
 
 
 def _none(context: CheckContext, readable: Sequence[ConnectionState], checked: int) -> Finding:
-    where = _and([_calendar_of(c.provider) for c in readable])
+    where = _and([labels.calendar_noun(c.provider) for c in readable])
     events = "1 event" if checked == 1 else f"{checked} events"
     return Finding(
         check=NAME,
@@ -389,15 +389,6 @@ def _connection_evidence(connection: ConnectionState) -> dict[str, Any]:
         "calendar_id": connection.selected_calendar_id,
         "connected_at": evidence_time(_connected_at(connection)),
     }
-
-
-def _product(provider: str) -> str:
-    return CALENDAR_LABELS.get(provider, provider)
-
-
-def _calendar_of(provider: str) -> str:
-    """What follows "on your": "Google Calendar", "Outlook calendar"."""
-    return "Outlook calendar" if provider == "microsoft" else _product(provider)
 
 
 def _and(items: Iterable[str]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from calsync.diagnostics.check import Check, CheckContext
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.diagnostics.state import AppointmentState, ConnectionState, RepState, evidence_time
-from calsync.syncbackend.models import CALENDAR_LABELS
+from calsync.render import labels
 
 NAME = "provider_switch"
 TITLE = "Calendar provider switch"
@@ -72,7 +72,7 @@ async def _run(context: CheckContext) -> Sequence[Finding]:
                 check=NAME,
                 code="provider_switch.none",
                 severity=Severity.OK,
-                summary=f"You've only used {_product(provider)}.",
+                summary=f"You've only used {labels.product(provider)}.",
                 evidence={"connections": [_connection_evidence(c, rep, now) for c in rep.connections]},
                 provider=provider,
             )
@@ -124,15 +124,11 @@ def _switched(context: CheckContext, old: Sequence[ConnectionState]) -> Finding:
 # -- words ----------------------------------------------------------------------------------------
 
 
-def _product(provider: str) -> str:
-    return CALENDAR_LABELS.get(provider, provider)
-
-
 def _calendar(connection: ConnectionState, other: ConnectionState | None) -> str:
     """The product name ("Google Calendar"), with the account when both sides are one provider."""
     if other is not None and other.provider == connection.provider:
-        return f"{_product(connection.provider)} ({connection.account_email})"
-    return _product(connection.provider)
+        return f"{labels.product(connection.provider)} ({connection.account_email})"
+    return labels.product(connection.provider)
 
 
 def _connected_at(connection: ConnectionState) -> datetime:

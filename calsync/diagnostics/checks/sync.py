@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from calsync.diagnostics.check import Check, CheckContext
@@ -36,7 +37,8 @@ from calsync.diagnostics.state import (
     SyncRunState,
     evidence_time,
 )
-from calsync.syncbackend.providers.base import PROVIDER_LABELS, Event
+from calsync.render import labels
+from calsync.syncbackend.providers.base import Event
 
 NAME = "sync"
 TITLE = "Recent syncs"
@@ -50,7 +52,6 @@ VERY_LATE = timedelta(hours=2)  # late turns from a warning into an error
 UPCOMING_LISTED = 5
 MESSAGE_CHARS = 200
 
-CALENDAR_PRODUCTS = {"google": "Google Calendar", "microsoft": "Outlook"}
 DIRECTION_WORDS = {"push": "to your calendar", "pull": "from your calendar"}
 
 RECONNECT_HINT = (
@@ -102,10 +103,6 @@ _FAILURES: dict[str, tuple[str, str]] = {
 # -- small helpers -------------------------------------------------------------------------------------
 
 
-def _product(connection: ConnectionState) -> str:
-    return CALENDAR_PRODUCTS.get(connection.provider, connection.provider)
-
-
 def _when(run: SyncRunState) -> datetime:
     """When a run happened: its start (what was booked before it started, it carried)."""
     return run.started_at
@@ -123,7 +120,7 @@ def _failure_words(run: SyncRunState, connection: ConnectionState) -> str:
     """What went wrong in a failed run, in plain words."""
     known = _FAILURES.get(run.error_code or "")
     if known:
-        return known[0].format(provider=PROVIDER_LABELS.get(connection.provider, connection.provider))
+        return known[0].format(provider=labels.provider_name(connection.provider))
     message = (run.error_message or run.error_code or "an unknown error").strip()
     if len(message) > MESSAGE_CHARS:
         message = message[: MESSAGE_CHARS - 1] + "…"
@@ -146,7 +143,7 @@ def _push_cause(context: CheckContext, connection: ConnectionState) -> str:
     """ " The last sync to your calendar failed 40 minutes ago: ..." when it did, else ""."""
     if connection.status != "connected":
         reason = f" ({connection.status_reason})" if connection.status_reason else ""
-        return f" Your {_product(connection)} connection is {connection.status}{reason}."
+        return f" Your {labels.product(connection.provider)} connection is {connection.status}{reason}."
     newest = next(iter(_finished_runs(context.rep.runs_for(connection.id, "push"))), None)
     if newest is not None and newest.status == "error":
         return (
@@ -211,24 +208,7 @@ def _event_evidence(event: Event) -> dict[str, Any]:
     }
 
 
-def _finding(
-    code: str,
-    severity: Severity,
-    summary: str,
-    hint: str,
-    evidence: dict[str, Any],
-    connection: ConnectionState | None = None,
-) -> Finding:
-    return Finding(
-        check=NAME,
-        code=code,
-        severity=severity,
-        summary=summary,
-        hint=hint,
-        evidence=evidence,
-        provider=connection.provider if connection else None,
-        connection_id=connection.id if connection else None,
-    )
+_finding = partial(Finding.of, NAME)
 
 
 # -- timings and failed runs ---------------------------------------------------------------------------
@@ -672,7 +652,7 @@ async def trace_live(context: CheckContext, connection: ConnectionState) -> list
     calendar_id = link.calendar_id or connection.selected_calendar_id or ""
     events = await context.live.appointment_events(connection, calendar_id, appointment.id)
     now = context.now
-    product = _product(connection)
+    product = labels.product(connection.provider)
     selected = calendar_id == connection.selected_calendar_id
     name = (connection.selected_calendar_name if selected else None) or calendar_id
     where = f"your calendar '{name}' ({product})"

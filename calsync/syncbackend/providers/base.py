@@ -17,7 +17,6 @@ ProviderName = Literal["google", "microsoft"]
 AccessRole = Literal["owner", "writer", "reader", "freeBusyReader"]
 EventStatus = Literal["confirmed", "tentative", "cancelled"]
 
-PROVIDER_LABELS: dict[str, str] = {"google": "Google", "microsoft": "Microsoft"}
 # The start and end of an event the provider reports only as deleted (no times left to tell).
 NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
