@@ -259,36 +259,12 @@ def build_reconnect(
 
 def build_sync_policy(settings: Settings) -> SyncPolicy:
     """The schedule from settings; a malformed value is a clear error at start-up, not later."""
-    from datetime import time, timedelta
-    from zoneinfo import ZoneInfo
+    from calsync.syncbackend.schedule import policy_from_settings
 
-    from calsync.syncbackend.schedule import SyncPolicy
-
-    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     try:
-        start_text, end_text = settings.business_hours.split("-")
-        start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
-        business_days = frozenset(
-            days.index(day.strip().lower()[:3]) for day in settings.business_days.split(",") if day.strip()
-        )
-        zone = ZoneInfo(settings.business_time_zone)
-    except (ValueError, KeyError) as error:
-        raise typer.BadParameter(
-            f"CALSYNC_BUSINESS_HOURS / _DAYS / _TIME_ZONE: {error} (e.g. 08:00-18:00, mon,tue,wed,thu,fri, "
-            "Europe/Berlin)"
-        ) from None
-    return SyncPolicy(
-        interval=timedelta(minutes=settings.sync_interval_minutes),
-        business_interval=timedelta(minutes=settings.sync_business_interval_minutes),
-        business_start=start,
-        business_end=end,
-        business_days=business_days,
-        time_zone=zone,
-        jitter=settings.sync_jitter,
-        health_interval=timedelta(minutes=settings.health_interval_minutes),
-        mass_cancel_count=settings.mass_cancel_count,
-        mass_cancel_share=settings.mass_cancel_share,
-    )
+        return policy_from_settings(settings)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 def quota_providers(services: Services) -> dict[str, CalendarProvider]:
