@@ -20,6 +20,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import make_engine, make_session_factory
+from calsync.sandbox.demo import DEMO_QUESTIONS, DEMO_SCENARIO, demo_sync_story, load_demo_if_empty
+from calsync.sandbox.demo import demo_problems as _demo_problems
 from calsync.settings import Settings
 
 if TYPE_CHECKING:
@@ -389,21 +391,6 @@ def build_pages(
     )
 
 
-def _demo_problems() -> dict[str, str]:
-    """Each demo rep's one-line problem, from the demo scenario (for the playground's rep list)."""
-    import yaml
-
-    try:
-        users = (yaml.safe_load(DEMO_SCENARIO.read_text(encoding="utf-8")) or {}).get("users") or []
-    except (OSError, yaml.YAMLError):
-        return {}
-    return {
-        str(user["email"]).lower(): str(user["problem"])
-        for user in users
-        if isinstance(user, dict) and user.get("email") and user.get("problem")
-    }
-
-
 def build_web_app(
     services: Services,
     bolt_app: AsyncApp | None,
@@ -461,28 +448,6 @@ def make_http_server(web: FastAPI, host: str, port: int) -> uvicorn.Server:
     gc.collect()
     gc.freeze()
     return uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="info", access_log=False))
-
-
-def _load_demo_if_empty(services: Services) -> bool:
-    """In sandbox mode, give an empty database the demo world so the playground has reps to try."""
-    from sqlalchemy import func, select
-
-    from calsync.sandbox.scenario import load_scenario
-    from calsync.syncbackend.models import User
-
-    if services.world is None:
-        return False
-    with services.sessions() as session:
-        if session.scalar(select(func.count()).select_from(User)):
-            return False
-    load_scenario(
-        DEMO_SCENARIO,
-        sessions=services.sessions,
-        world=services.world,
-        cipher=services.cipher,
-        clock=services.clock,
-    )
-    return True
 
 
 def _note(message: str) -> None:
@@ -557,25 +522,6 @@ def db_current() -> None:
 
 
 # -- question matcher: match, ask, demo ------------------------------------------------------------
-
-DEMO_SCENARIO = Path(__file__).parent / "sandbox" / "scenarios" / "demo.yaml"
-# (rep, question): each rep asks about their own problem; the last one is off-topic.
-# (rep, their calendar provider, what SalesPartner books for them) for the demo's sync story.
-DEMO_SYNC_STORIES: tuple[tuple[str, str, str], ...] = (
-    ("ana@northwind.example", "google", "Renewal call with Hooli"),
-    ("ben@northwind.example", "microsoft", "Onboarding with Vandelay"),
-)
-DEMO_QUESTIONS: tuple[tuple[str, str], ...] = (
-    ("carla@northwind.example", "why isnt my apointment showing in my calender??"),
-    ("dev@northwind.example", "my o365 calendar says not connected"),
-    ("kate@northwind.example", "just booked a demo with pied piper, where is it?"),
-    ("leo@northwind.example", "every appt shows up twice"),
-    ("farid@northwind.example", "my appointments aren't in my calendar"),
-    ("quinn@northwind.example", "why isn't my appointment showing"),
-    ("nora@northwind.example", "what happened to my renewal call with massive dynamic?"),
-    ("maya@northwind.example", "switched to outlook, why are my old meetings still in google?"),
-    ("ana@northwind.example", "how do i reset my salespartner password"),
-)
 
 
 @cli.command("match")
@@ -685,7 +631,13 @@ def demo_command() -> None:
             console.rule()
             console.print(render_answer(answer, troubleshooter.knowledge))
         console.rule("The sync engine, live: a booking travels to the calendar, an edit travels back")
-        for line in asyncio.run(_sync_story(services)):
+        story = demo_sync_story(
+            engine=build_sync_engine(services),
+            sessions=services.sessions,
+            world=services.world,
+            clock=services.clock,
+        )
+        for line in asyncio.run(story):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.rule()
     console.print(
@@ -836,28 +788,6 @@ def worker_command(
         asyncio.run(run())
 
 
-async def _sync_story(services: Services) -> list[str]:
-    from calsync.sandbox.story import render, sync_story
-    from calsync.syncbackend.appointments import Appointments
-
-    assert services.world is not None
-    engine = build_sync_engine(services)
-    appointments = Appointments(services.sessions, services.clock)
-    lines: list[str] = []
-    for rep, provider, title in DEMO_SYNC_STORIES:
-        steps = await sync_story(
-            engine=engine,
-            appointments=appointments,
-            world=services.world,
-            clock=services.clock,
-            rep_email=rep,
-            provider=provider,
-            title=title,
-        )
-        lines.extend([*render(steps), ""])
-    return lines
-
-
 @sandbox_cli.command("load")
 def sandbox_load(
     path: Path = typer.Argument(..., help="A scenario file (YAML); see the README's 'Scenario files'."),
@@ -968,7 +898,10 @@ def serve_command(
             f"calsync listening on http://{host}:{port} (Slack events at /slack/events, health at /healthz)"
         )
         if services.world is not None:
-            if _load_demo_if_empty(services):
+            demo = load_demo_if_empty(
+                sessions=services.sessions, world=services.world, cipher=services.cipher, clock=services.clock
+            )
+            if demo:
                 _note("The database was empty: loaded the demo scenario (reps @northwind.example).")
             _note(f"Try calsync in your browser: http://{host}:{port}/playground")
         if settings.slack_app_token and bolt_app is not None:
