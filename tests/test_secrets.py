@@ -49,7 +49,8 @@ from typer.testing import CliRunner
 import calsync.sandbox.runtime
 import calsync.sandbox.scenario
 import calsync.sandbox.world
-from calsync.app import Services, build_bolt_app, build_slack_bot, build_troubleshooter, build_web_app, cli
+from calsync.app import Services, build_bolt_app, build_slack_bot, build_troubleshooter, build_web_app
+from calsync.cli import cli
 from calsync.db import make_engine
 from calsync.links import LinkSigner
 from calsync.sandbox.runtime import SandboxRuntime

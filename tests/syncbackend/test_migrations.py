@@ -275,7 +275,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 def test_calsync_db_upgrade_command(tmp_path: Path) -> None:
     database = tmp_path / "state" / "sub" / "calsync.db"
     env = _clean_env(DATABASE_URL=f"sqlite:///{database}", CALSYNC_STATE_DIR=str(tmp_path / "state"))
-    command = [sys.executable, "-m", "calsync.app", "db"]
+    command = [sys.executable, "-m", "calsync", "db"]
 
     upgraded = subprocess.run(
         [*command, "upgrade"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
@@ -307,7 +307,7 @@ def test_calsync_db_upgrade_command(tmp_path: Path) -> None:
 def test_calsync_db_upgrade_reports_an_unreachable_database(tmp_path: Path) -> None:
     env = _clean_env(DATABASE_URL="postgresql+psycopg://calsync:s3cret-pw@127.0.0.1:1/calsync")
     result = subprocess.run(
-        [sys.executable, "-m", "calsync.app", "db", "upgrade"],
+        [sys.executable, "-m", "calsync", "db", "upgrade"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
