@@ -40,15 +40,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from calsync.sandbox.emulator_common import hang, record, short_list
+from calsync.sandbox.emulator_common import record
+from calsync.sandbox.faults import hang, lose_response, lost_response_wait, short_list
 from calsync.sandbox.world import (
     FaultHit,
     SandboxAccount,
     SandboxCalendar,
     SandboxEvent,
     World,
-    lose_response,
-    lost_response_wait,
 )
 
 PROVIDER = "microsoft"

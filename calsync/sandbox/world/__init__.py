@@ -24,8 +24,6 @@ from calsync.sandbox.world.faults import (
     FaultHit,
     FaultsMixin,
     RequestLogMixin,
-    lose_response,
-    lost_response_wait,
 )
 from calsync.sandbox.world.google import GoogleMixin
 from calsync.sandbox.world.microsoft import MicrosoftMixin
@@ -88,6 +86,4 @@ __all__ = [
     "SandboxSlackUsergroup",
     "World",
     "WorldBase",
-    "lose_response",
-    "lost_response_wait",
 ]

@@ -18,23 +18,6 @@ class FaultHit:
     params: dict[str, Any]
 
 
-def lose_response(hits: list[FaultHit], status: int) -> int | None:
-    """The status that replaces a successful answer when a `lost_response` fault applies, else None.
-
-    Such a request has been carried out (an event inserted, say) but the client never hears so: what
-    a crash or a dropped connection between the provider's write and our commit looks like."""
-    if not 200 <= status < 300:
-        return None
-    lost = next((hit for hit in hits if hit.kind == "lost_response"), None)
-    return int(lost.params.get("status", 503)) if lost is not None else None
-
-
-def lost_response_wait(hits: list[FaultHit]) -> float:
-    """Seconds a `lost_response` answer is held back (`after_seconds`): a worker can die meanwhile."""
-    lost = next((hit for hit in hits if hit.kind == "lost_response"), None)
-    return float(lost.params.get("after_seconds", 0.0)) if lost is not None else 0.0
-
-
 _FAULTS = _table(SandboxFault)
 _REQUESTS = _table(SandboxRequest)
 
