@@ -79,3 +79,15 @@ async def record(
         duration_ms=(time.monotonic() - started) * 1000.0,
     )
     await run_in_threadpool(world.record_request, entry)
+
+
+class OAuthEmulator:
+    """What a calendar provider's emulator is made with: the world, the OAuth client it knows, a clock."""
+
+    def __init__(
+        self, world: World, *, client_id: str, client_secret: str, clock: Callable[[], datetime]
+    ) -> None:
+        self.world = world
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.clock = clock

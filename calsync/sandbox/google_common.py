@@ -17,14 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from calsync.sandbox.emulator_common import record
+from calsync.sandbox.emulator_common import OAuthEmulator, record
 from calsync.sandbox.faults import apply_faults, lose_answer, short_list
-from calsync.sandbox.world import (
-    FaultHit,
-    Provider,
-    SandboxAccount,
-    World,
-)
+from calsync.sandbox.world import FaultHit, Provider, SandboxAccount
 
 # The emulator's log records keep the name they have always had, whichever part writes them.
 logger = logging.getLogger("calsync.sandbox.google_emulator")
@@ -157,16 +152,8 @@ def _backend_error(status: int) -> JSONResponse:
     return google_error(status, "Backend Error", "backendError")
 
 
-class GoogleBase:
+class GoogleBase(OAuthEmulator):
     """What every Google route shares: the world, the client, the clock, faults and the request log."""
-
-    def __init__(
-        self, world: World, *, client_id: str, client_secret: str, clock: Callable[[], datetime]
-    ) -> None:
-        self.world = world
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.clock = clock
 
     async def _record(
         self,

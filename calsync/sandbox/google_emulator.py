@@ -14,6 +14,10 @@ Routes:
 
 Fault endpoints: `token` (the token endpoint), `calendars` (calendar list), `events` (event reads and
 writes), `changes` (an event list with a `syncToken`, i.e. an incremental read).
+
+The emulator is in three parts: `google_common.py` (wire format, and the plumbing every route shares:
+authentication, faults via `calsync.sandbox.faults`, the request log), `google_oauth.py` (consent,
+token endpoint, userinfo) and this module (the Calendar API, and the app).
 """
 
 from __future__ import annotations
@@ -48,11 +52,7 @@ from calsync.sandbox.google_common import (
     oauth_error,
 )
 from calsync.sandbox.google_oauth import GoogleOAuth
-from calsync.sandbox.world import (
-    SandboxCalendar,
-    SandboxEvent,
-    World,
-)
+from calsync.sandbox.world import SandboxCalendar, SandboxEvent, World
 
 
 def _parse_time_param(name: str, value: str | None) -> datetime | None:

@@ -28,9 +28,7 @@ from calsync.sandbox.google_common import (
     logger,
     oauth_error,
 )
-from calsync.sandbox.world import (
-    SandboxAccount,
-)
+from calsync.sandbox.world import SandboxAccount
 
 
 def _pkce_s256(verifier: str) -> str:

@@ -19,6 +19,10 @@ State lives in the world's `sandbox_slack_*` tables. Every call is logged in `sa
 apply; their `endpoint` is `*` or a method name (`response_url` for response URLs), and their
 `account` is matched against the email of the Slack user a call is about (`user`, `user_id`,
 `users`, `email`), when there is one.
+
+The emulator is in three parts: `slack_wire.py` (errors, parameters, Block Kit validation, user and
+message shapes), `slack_methods.py` (the Web API methods and response-URL posts on the world) and this
+module (the HTTP side: parameters, tokens, faults via `calsync.sandbox.faults`, the call log).
 """
 
 from __future__ import annotations
@@ -53,11 +57,7 @@ from calsync.sandbox.slack_wire import (
     user_json,
     validate_blocks,
 )
-from calsync.sandbox.world import (
-    FaultHit,
-    SandboxRequest,
-    World,
-)
+from calsync.sandbox.world import FaultHit, SandboxRequest, World
 
 # -- the emulator -------------------------------------------------------------------------------------
 

@@ -24,11 +24,7 @@ from calsync.sandbox.slack_wire import (
     user_json,
     validate_blocks,
 )
-from calsync.sandbox.world import (
-    SandboxSlackMessage,
-    SandboxSlackUser,
-    World,
-)
+from calsync.sandbox.world import SandboxSlackMessage, SandboxSlackUser, World
 
 
 class SlackMethods:

@@ -13,10 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from calsync.sandbox.emulator_common import REDACTED, redact_mapping
-from calsync.sandbox.world import (
-    SandboxSlackMessage,
-    SandboxSlackUser,
-)
+from calsync.sandbox.world import SandboxSlackMessage, SandboxSlackUser
 
 PROVIDER = "slack"
 MAX_TEXT = 40_000
