@@ -48,7 +48,7 @@ from typer.testing import CliRunner
 
 import calsync.sandbox.runtime
 import calsync.sandbox.scenario
-import calsync.sandbox.world
+import calsync.sandbox.world.accounts
 from calsync.app import Services, build_bolt_app, build_slack_bot, build_troubleshooter, build_web_app
 from calsync.cli import cli
 from calsync.db import make_engine
@@ -143,7 +143,10 @@ def known() -> Iterator[Known]:
             calsync.sandbox.runtime, "secrets", KnownSecrets("Client", registry, urlsafe=[24], hex=[12, 16])
         )
         patch.setattr(calsync.sandbox.scenario, "secrets", KnownSecrets("Refresh", registry, urlsafe=[24]))
-        patch.setattr(calsync.sandbox.world, "secrets", KnownSecrets("Token", registry, urlsafe=[24]))
+        # The world mints grants and access tokens in its accounts part.
+        patch.setattr(
+            calsync.sandbox.world.accounts, "secrets", KnownSecrets("Token", registry, urlsafe=[24])
+        )
         yield registry
 
 
