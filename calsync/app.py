@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,16 @@ class Services:
     providers: dict[str, CalendarProvider]
     world: World | None = None  # the sandbox world, in sandbox mode only
     sandbox: SandboxEndpoints | None = None
+
+    @cached_property
+    def links(self) -> LinkSigner:
+        """Signs and reads the links calsync hands out (reconnect, reports): built once, on first use
+        (a command that hands out no link needs no `CALSYNC_LINK_SECRET`), from `CALSYNC_LINK_SECRET`,
+        or in sandbox mode a secret generated once into the state dir."""
+        from calsync.links import LinkSigner, load_or_create_link_secret
+
+        secret = load_or_create_link_secret(self.settings, sandbox=self.world is not None)
+        return LinkSigner(secret, self.clock)
 
 
 def build_providers(settings: Settings, clock: Callable[[], datetime]) -> dict[str, CalendarProvider]:
@@ -163,9 +174,9 @@ def build_troubleshooter(services: Services) -> Troubleshooter:
     """The knowledge base, the matcher and every check, over the services' database and providers."""
     from calsync.diagnostics.checks import ALL_CHECKS
     from calsync.diagnostics.troubleshooter import Troubleshooter
+    from calsync.flows.reconnect import ReconnectLinks
     from calsync.knowledge.loader import load_articles
     from calsync.knowledge.matcher import Matcher
-    from calsync.syncbackend.reconnect import ReconnectLinks
 
     knowledge = load_articles()
     return Troubleshooter(
@@ -185,12 +196,8 @@ REPORT_LINK_TTL_MINUTES = 15
 
 
 def build_link_signer(services: Services) -> LinkSigner:
-    """Signs and reads the links calsync hands out (reconnect, reports): `CALSYNC_LINK_SECRET`, or in
-    sandbox mode a secret generated once into the state dir."""
-    from calsync.links import LinkSigner, load_or_create_link_secret
-
-    secret = load_or_create_link_secret(services.settings, sandbox=services.world is not None)
-    return LinkSigner(secret, services.clock)
+    """The services' one link signer (`Services.links`)."""
+    return services.links
 
 
 def build_reconnect(
@@ -204,9 +211,9 @@ def build_reconnect(
     there is a bot with a token)."""
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from calsync.flows.reconnect import Outcome, ReconnectService
     from calsync.syncbackend.oauth import GoogleOAuth, MicrosoftOAuth, OAuthFlow
     from calsync.syncbackend.providers.microsoft import MicrosoftProvider
-    from calsync.syncbackend.reconnect import Outcome, ReconnectService
     from calsync.web.reconnect import create_reconnect_router
 
     settings = services.settings
@@ -246,7 +253,7 @@ def build_reconnect(
     service = ReconnectService(
         sessions=services.sessions,
         cipher=services.cipher,
-        signer=build_link_signer(services),
+        signer=services.links,
         flows=flows,
         providers=services.providers,
         clock=services.clock,
@@ -403,7 +410,7 @@ def build_pages(
         troubleshooter=troubleshooter,
         sessions=services.sessions,
         clock=services.clock,
-        links=build_link_signer(services),
+        links=services.links,
         config=PagesConfig(
             sandbox=sandboxed,
             public_url=services.settings.public_url,
