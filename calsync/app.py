@@ -445,7 +445,8 @@ def build_web_app(
 ) -> FastAPI:
     """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
     flow is always served; with `bot` it also tells the rep in Slack afterwards."""
-    from calsync.web.app import create_web_app, database_is_up
+    from calsync.store.web import database_is_up
+    from calsync.web.app import create_web_app
     from calsync.web.slack_verify import SlackVerifier
 
     routers: list[APIRouter] = [build_reconnect(services, bot, troubleshooter)]
