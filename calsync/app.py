@@ -403,12 +403,13 @@ def build_pages(
 ) -> APIRouter:
     """The agent's report page and, in sandbox mode (`sandbox`, default: the services have a sandbox
     world), the playground."""
+    from calsync.store.reports import ReportStore
     from calsync.web.pages import PagesConfig, create_pages_router
 
     sandboxed = services.world is not None if sandbox is None else sandbox
     return create_pages_router(
         troubleshooter=troubleshooter,
-        sessions=services.sessions,
+        store=ReportStore(services.sessions, services.clock),
         clock=services.clock,
         links=services.links,
         config=PagesConfig(
