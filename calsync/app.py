@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -54,6 +55,16 @@ class Services:
     providers: dict[str, CalendarProvider]
     world: World | None = None  # the sandbox world, in sandbox mode only
     sandbox: SandboxEndpoints | None = None
+
+    @cached_property
+    def links(self) -> LinkSigner:
+        """Signs and reads the links calsync hands out (reconnect, reports): built once, on first use
+        (a command that hands out no link needs no `CALSYNC_LINK_SECRET`), from `CALSYNC_LINK_SECRET`,
+        or in sandbox mode a secret generated once into the state dir."""
+        from calsync.links import LinkSigner, load_or_create_link_secret
+
+        secret = load_or_create_link_secret(self.settings, sandbox=self.world is not None)
+        return LinkSigner(secret, self.clock)
 
 
 def build_providers(settings: Settings, clock: Callable[[], datetime]) -> dict[str, CalendarProvider]:
@@ -140,9 +151,9 @@ def build_troubleshooter(services: Services) -> Troubleshooter:
     """The knowledge base, the matcher and every check, over the services' database and providers."""
     from calsync.diagnostics.checks import ALL_CHECKS
     from calsync.diagnostics.troubleshooter import Troubleshooter
+    from calsync.flows.reconnect import ReconnectLinks
     from calsync.knowledge.loader import load_articles
     from calsync.knowledge.matcher import Matcher
-    from calsync.syncbackend.reconnect import ReconnectLinks
 
     knowledge = load_articles()
     return Troubleshooter(
@@ -162,12 +173,8 @@ REPORT_LINK_TTL_MINUTES = 15
 
 
 def build_link_signer(services: Services) -> LinkSigner:
-    """Signs and reads the links calsync hands out (reconnect, reports): `CALSYNC_LINK_SECRET`, or in
-    sandbox mode a secret generated once into the state dir."""
-    from calsync.links import LinkSigner, load_or_create_link_secret
-
-    secret = load_or_create_link_secret(services.settings, sandbox=services.world is not None)
-    return LinkSigner(secret, services.clock)
+    """The services' one link signer (`Services.links`)."""
+    return services.links
 
 
 def build_reconnect(
@@ -181,9 +188,9 @@ def build_reconnect(
     there is a bot with a token)."""
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from calsync.flows.reconnect import Outcome, ReconnectService
     from calsync.syncbackend.oauth import GoogleOAuth, MicrosoftOAuth, OAuthFlow
     from calsync.syncbackend.providers.microsoft import MicrosoftProvider
-    from calsync.syncbackend.reconnect import Outcome, ReconnectService
     from calsync.web.reconnect import create_reconnect_router
 
     settings = services.settings
@@ -223,7 +230,7 @@ def build_reconnect(
     service = ReconnectService(
         sessions=services.sessions,
         cipher=services.cipher,
-        signer=build_link_signer(services),
+        signer=services.links,
         flows=flows,
         providers=services.providers,
         clock=services.clock,
@@ -351,14 +358,15 @@ def build_pages(
 ) -> APIRouter:
     """The agent's report page and, in sandbox mode (`sandbox`, default: the services have a sandbox
     world), the playground."""
+    from calsync.store.reports import ReportStore
     from calsync.web.pages import PagesConfig, create_pages_router
 
     sandboxed = services.world is not None if sandbox is None else sandbox
     return create_pages_router(
         troubleshooter=troubleshooter,
-        sessions=services.sessions,
+        store=ReportStore(services.sessions, services.clock),
         clock=services.clock,
-        links=build_link_signer(services),
+        links=services.links,
         config=PagesConfig(
             sandbox=sandboxed,
             public_url=services.settings.public_url,
@@ -378,7 +386,8 @@ def build_web_app(
 ) -> FastAPI:
     """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
     flow is always served; with `bot` it also tells the rep in Slack afterwards."""
-    from calsync.web.app import create_web_app, database_is_up
+    from calsync.store.web import database_is_up
+    from calsync.web.app import create_web_app
     from calsync.web.slack_verify import SlackVerifier
 
     routers: list[APIRouter] = [build_reconnect(services, bot, troubleshooter)]

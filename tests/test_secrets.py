@@ -52,6 +52,7 @@ import calsync.sandbox.world.accounts
 from calsync.app import Services, build_bolt_app, build_slack_bot, build_troubleshooter, build_web_app
 from calsync.cli import cli
 from calsync.db import make_engine
+from calsync.flows.reconnect import ReconnectLinks
 from calsync.links import LinkSigner
 from calsync.sandbox.runtime import SandboxRuntime
 from calsync.sandbox.server import BackgroundServer
@@ -66,7 +67,6 @@ from calsync.settings import Settings
 from calsync.syncbackend import migrate
 from calsync.syncbackend.crypto import TokenCipher
 from calsync.syncbackend.models import Base, CalendarConnection
-from calsync.syncbackend.reconnect import ReconnectLinks
 from tests.bot.conftest import SlackHarness, wait_for
 from tests.harness import LateApp, MutableClock, Sandbox
 from tests.web.conftest import WebHarness

@@ -27,6 +27,7 @@ from calsync.bot.commands import Diagnose, Help, Reconnect, Unknown, parse_comma
 from calsync.db import transaction
 from calsync.diagnostics.answer import Answer
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
+from calsync.flows.reconnect import Outcome
 from calsync.knowledge.matcher import MAX_QUESTION_CHARS
 from calsync.knowledge.smalltalk import small_talk
 from calsync.render import blocks, labels
@@ -34,7 +35,6 @@ from calsync.render.words import cycle_summary, first_sync_note
 from calsync.syncbackend.engine import CycleResult, Disconnection
 from calsync.syncbackend.holds import Decision, Hold, Holds, UnknownHold
 from calsync.syncbackend.models import AuditEntry, Feedback, ProcessedEvent, User
-from calsync.syncbackend.reconnect import Outcome
 
 log = logging.getLogger(__name__)
 
