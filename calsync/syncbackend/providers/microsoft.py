@@ -8,7 +8,7 @@ Everything a caller sees is a type or an error from `base.py`. The notable choic
 - msal's HTTP cache is switched off (`http_cache` is a mapping that stores nothing). Out of the box
   msal answers a repeated refresh with the *cached* error for 60 s after a 400, and for the
   Retry-After time (5 s by default) after a 429/5xx, without asking the server. Our own retry loop
-  already honours Retry-After within a bounded budget and never retries a dead grant, so the cache
+  (`retry.py`) already honours Retry-After within a bounded budget and never retries a dead grant, so the cache
   would only mask the truth: a grant fixed a moment ago would still look dead, and a retry after a
   503 would never reach the server. The msal token cache is switched off as well: tokens live in
   the caller's `Authorization` only, not in a process-wide cache holding every user's tokens.
@@ -25,7 +25,6 @@ import logging
 import re
 import ssl
 import threading
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from calsync.syncbackend.providers.base import (
     ProviderUnavailable,
     RateLimited,
 )
+from calsync.syncbackend.providers.retry import parse_retry_after, with_retries
 from calsync.syncbackend.providers.threads import MAX_THREADS, BlockingCalls
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,6 @@ MAILBOX_CONCURRENCY = 4  # Graph: at most 4 concurrent requests per app per mail
 REFRESH_MARGIN = timedelta(minutes=2)  # refresh a little before the access token expires
 PAGE_SIZE = 100
 MAX_PAGES = 200  # a safety stop for a server that keeps answering nextLinks
-BACKOFF_BASE = 0.5
 
 # AADSTS code -> cause. The rest is classified by `error` and `suberror`.
 AADSTS_CAUSES: dict[int, GrantCause] = {
@@ -180,20 +179,11 @@ class _IdentitySession(requests.Session):
         kwargs.setdefault("timeout", self._timeout)
         response = super().request(method, url, *args, **kwargs)
         if response.status_code == 429 or response.status_code >= 500:
-            status, retry_after = response.status_code, _retry_after(response.headers.get("Retry-After"))
+            status, retry_after = response.status_code, parse_retry_after(response.headers.get("Retry-After"))
             response.close()
             del response  # nothing of the connection may outlive this frame in the traceback
             raise _TokenEndpointStatus(status, retry_after)
         return response
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
@@ -357,28 +347,15 @@ class MicrosoftProvider:
         return locks[key]
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt`, retrying transient failures with backoff within `retry_budget` seconds.
-
-        The budget counts the time spent in attempts plus the time we choose to wait between them.
-        A Retry-After longer than what is left raises `RateLimited` at once.
-        """
-        used = 0.0
-        tries = 0
-        while True:
-            started = time.monotonic()
-            try:
-                return await attempt()
-            except (RateLimited, ProviderUnavailable, ProviderTimeout, MalformedResponse) as exc:
-                used += time.monotonic() - started
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    delay = exc.retry_after
-                else:
-                    delay = BACKOFF_BASE * (2**tries)
-                if isinstance(exc, _TLSFailure) or delay > self.retry_budget - used:
-                    raise
-                await self._sleep(delay)
-                used += delay
-                tries += 1
+        """Run `attempt`, retrying transient failures with backoff within `retry_budget` seconds
+        (`retry.py`); an untrusted certificate does not go away by retrying."""
+        return await with_retries(
+            attempt,
+            budget=self.retry_budget,
+            sleep=self._sleep,
+            retryable=lambda error: error.transient and not isinstance(error, _TLSFailure),
+            provider="microsoft",
+        )
 
     # -- the identity platform -------------------------------------------------------------------
 
@@ -986,7 +963,7 @@ def _raise_for_graph_status(response: httpx.Response) -> None:
         raise RateLimited(
             "microsoft",
             f"Microsoft Graph is throttling requests for this mailbox ({detail}).",
-            _retry_after(response.headers.get("Retry-After")),
+            parse_retry_after(response.headers.get("Retry-After")),
         )
     if status >= 500:
         raise ProviderUnavailable("microsoft", f"Microsoft Graph is unavailable ({detail}).", status)
