@@ -34,7 +34,8 @@ from calsync.syncbackend.providers.base import (
     ProviderUnavailable,
     RateLimited,
 )
-from calsync.syncbackend.providers.microsoft import MicrosoftProvider, classify_token_error
+from calsync.syncbackend.providers.microsoft import MicrosoftProvider
+from calsync.syncbackend.providers.microsoft_identity import classify_token_error
 from tests.providers.conftest import (
     MICROSOFT_CLIENT_ID,
     MICROSOFT_CLIENT_SECRET,

@@ -3,7 +3,7 @@ own factories, on SQLite and on PostgreSQL (where the lease and SKIP LOCKED matt
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +16,9 @@ from calsync.app import (
     Services,
     build_slack_bot,
     build_sync_engine,
+    build_sync_policy,
     build_troubleshooter,
+    quota_providers,
     wire_notifications,
 )
 from calsync.db import make_engine
@@ -29,6 +31,7 @@ from calsync.syncbackend.appointments import Appointments
 from calsync.syncbackend.crypto import TokenCipher, generate_key
 from calsync.syncbackend.engine import SyncEngine
 from calsync.syncbackend.models import Appointment, CalendarConnection, EventLink, SyncRun
+from calsync.syncbackend.providers.base import CalendarProvider
 from tests.conftest import DATABASE_BACKENDS, fresh_postgres_database
 from tests.harness import MutableClock, Sandbox
 
@@ -59,11 +62,19 @@ class SyncWorld:
     def world(self) -> World:
         return self.sandbox.world
 
-    def second_engine(self) -> SyncEngine:
-        """Another worker on the same database, as a second `calsync worker` process would be."""
-        engine = build_sync_engine(self.services)
-        engine.notify, engine.notify_hold = self.engine.notify, self.engine.notify_hold
-        return engine
+    def second_engine(self, providers: Mapping[str, CalendarProvider] | None = None) -> SyncEngine:
+        """Another worker on the same database, as a second `calsync worker` process would be (with
+        `build_sync_engine`'s providers and policy unless `providers` says otherwise), telling reps
+        and agents as the first one does."""
+        return SyncEngine(
+            sessions=self.services.sessions,
+            providers=quota_providers(self.services) if providers is None else providers,
+            cipher=self.services.cipher,
+            clock=self.services.clock,
+            policy=build_sync_policy(self.services.settings),
+            notify=self.engine.notify,
+            notify_hold=self.engine.notify_hold,
+        )
 
     def events(self, appointment_id: str, *, include_cancelled: bool = False) -> list[SandboxEvent]:
         return self.world.find_events(appointment_id=appointment_id, include_cancelled=include_cancelled)

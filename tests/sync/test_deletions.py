@@ -17,6 +17,7 @@ from typing import Literal
 import pytest
 from sqlalchemy import select
 
+from calsync.app import quota_providers
 from calsync.db import transaction
 from calsync.render.blocks import ACTION_HOLD_CANCEL, ACTION_HOLD_KEEP
 from calsync.sandbox.world import Endpoint
@@ -257,11 +258,13 @@ async def test_look_ups_are_not_trusted_when_the_calendar_itself_is_gone(
     sync_world.world.forget_event(event.event_id)
     clear_cursor(sync_world, provider)
     calendar_id = sync_world.connection(REP_OF[provider]).selected_calendar_id
-    engine = sync_world.second_engine()
-    engine.providers = {
-        **engine.providers,
-        provider: CalendarListWithout(engine.providers[provider], str(calendar_id)),  # type: ignore[dict-item]
-    }
+    providers = quota_providers(sync_world.services)
+    engine = sync_world.second_engine(
+        {
+            **providers,
+            provider: CalendarListWithout(providers[provider], str(calendar_id)),  # type: ignore[dict-item]
+        }
+    )
 
     (result,) = await engine.sync_user(REP_OF[provider])
 

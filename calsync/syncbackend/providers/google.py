@@ -23,7 +23,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,6 +60,7 @@ from calsync.syncbackend.providers.base import (
     ProviderUnavailable,
     RateLimited,
 )
+from calsync.syncbackend.providers.retry import parse_retry_after, with_retries
 from calsync.syncbackend.providers.threads import BlockingCalls
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,6 @@ DEFAULT_PAGE_SIZE = 250
 GOOGLE_REVOKED_OR_EXPIRED = "Token has been expired or revoked."
 _RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 _ACCESS_ROLES: frozenset[str] = frozenset({"owner", "writer", "reader", "freeBusyReader"})
-_BACKOFF_BASE = 0.5
 _MAX_ATTEMPTS = 6
 
 T = TypeVar("T")
@@ -109,7 +108,7 @@ class _TokenTransport(google.auth.transport.Request):
 
     google-auth turns every failed token response into a `RefreshError` and retries 429/5xx itself
     with real sleeps. Raising our classified error from the transport stops both: a flaky endpoint
-    is reported as what it is (at once, to our own retry loop) and never mistaken for a dead grant.
+    is reported as what it is (at once, to our own retry loop, `retry.py`) and never mistaken for a dead grant.
     """
 
     def __init__(self, session: requests.Session, timeout: float) -> None:
@@ -137,7 +136,7 @@ class _TokenTransport(google.auth.transport.Request):
             raise RateLimited(
                 PROVIDER,
                 "Google's token endpoint is rate limiting (HTTP 429)",
-                _retry_after(response.headers.get("Retry-After")),
+                parse_retry_after(response.headers.get("Retry-After")),
             )
         if status == 408:
             raise ProviderTimeout(PROVIDER, "Google's token endpoint timed out (HTTP 408)")
@@ -154,21 +153,6 @@ class _TokenTransport(google.auth.transport.Request):
                 raise MalformedResponse(PROVIDER, "Google's token endpoint answered without an access token")
             self.payload = payload
         return response
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:  # an HTTP date
-        from email.utils import parsedate_to_datetime
-
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def _transport_failure(exc: BaseException, what: str) -> ProviderError:
@@ -267,7 +251,7 @@ def _http_error(exc: HttpError, operation: str) -> ProviderError | _Unauthorized
     if status == 401:
         return _Unauthorized()
     if status == 429 or (status == 403 and reason in _RATE_LIMIT_REASONS):
-        return RateLimited(PROVIDER, said, _retry_after(exc.resp.get("retry-after")))
+        return RateLimited(PROVIDER, said, parse_retry_after(exc.resp.get("retry-after")))
     if status == 403:
         return PermissionDenied(PROVIDER, said)
     if status == 410 and reason == "fullSyncRequired":
@@ -547,33 +531,25 @@ class GoogleProvider:
             return True
         return auth.expires_at is not None and auth.expires_at - self._clock() <= REFRESH_MARGIN
 
-    def _backoff(self, error: ProviderError, attempt: int, *, idempotent: bool) -> float | None:
-        """Seconds to wait before trying again, or None when `error` is not worth another try."""
-        if isinstance(error, RateLimited):
-            return error.retry_after if error.retry_after is not None else _BACKOFF_BASE * 2**attempt
-        # A 5xx or a timeout does not say the request was not carried out: an insert is not sent again
-        # (the sync engine looks for it by our appointment id before inserting on its next cycle).
-        if isinstance(error, ProviderUnavailable | ProviderTimeout) and idempotent:
-            return _BACKOFF_BASE * 2**attempt
-        return None  # grant, not found, permission, malformed, configuration: retrying changes nothing
-
     async def _with_retries(self, attempt_once: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
         """Run `attempt_once` until it succeeds or fails for good, within `retry_budget` seconds."""
-        spent = 0.0
-        attempt = 0
-        while True:
-            started = time.monotonic()
-            try:
-                return await attempt_once()
-            except ProviderError as error:
-                spent += time.monotonic() - started
-                delay = self._backoff(error, attempt, idempotent=idempotent)
-                attempt += 1
-                if delay is None or attempt >= _MAX_ATTEMPTS or spent + delay > self.retry_budget:
-                    raise
-                logger.info("google: %s, retrying in %.2fs", type(error).__name__, delay)
-                await self._sleep(delay)
-                spent += delay
+
+        def retryable(error: ProviderError) -> bool:
+            # A 5xx or a timeout does not say the request was not carried out: an insert is not sent
+            # again (the sync engine looks for it by our appointment id before inserting on its next
+            # cycle). Grant, not found, permission, malformed, configuration: retrying changes nothing.
+            return isinstance(error, RateLimited) or (
+                idempotent and isinstance(error, ProviderUnavailable | ProviderTimeout)
+            )
+
+        return await with_retries(
+            attempt_once,
+            budget=self.retry_budget,
+            sleep=self._sleep,
+            retryable=retryable,
+            max_attempts=_MAX_ATTEMPTS,
+            provider=PROVIDER,
+        )
 
     async def _run(
         self, auth: Authorization, operation: str, make: Callable[[Any, Any], Any], *, idempotent: bool = True

@@ -1,20 +1,10 @@
 """Microsoft 365 / Outlook calendars: msal for the identity platform, Microsoft Graph over httpx.
 
-Everything a caller sees is a type or an error from `base.py`. The notable choices:
-
-- msal's `ConfidentialClientApplication` is built lazily, once per provider, in a worker thread (its
-  constructor fetches the OpenID configuration). It gets our own `requests.Session` (no proxy or
-  netrc from the environment, our CA bundle, a default timeout) and `instance_discovery=False`.
-- msal's HTTP cache is switched off (`http_cache` is a mapping that stores nothing). Out of the box
-  msal answers a repeated refresh with the *cached* error for 60 s after a 400, and for the
-  Retry-After time (5 s by default) after a 429/5xx, without asking the server. Our own retry loop
-  already honours Retry-After within a bounded budget and never retries a dead grant, so the cache
-  would only mask the truth: a grant fixed a moment ago would still look dead, and a retry after a
-  503 would never reach the server. The msal token cache is switched off as well: tokens live in
-  the caller's `Authorization` only, not in a process-wide cache holding every user's tokens.
-- The token endpoint's 429/5xx are turned into an exception inside our session (msal would hide the
-  status and Retry-After), so throttling and outages are never mistaken for a dead grant.
-- Graph calls honour the 4-concurrent-requests-per-mailbox limit with a semaphore per account.
+Everything a caller sees is a type or an error from `base.py`. The identity platform (msal, the
+token endpoint's errors, the interactive sign-in) is `microsoft_identity.py`; what is here is Graph:
+calls honour the 4-concurrent-requests-per-mailbox limit with a semaphore per account, refresh the
+access token under a per-account lock (Microsoft rotates refresh tokens), and retry through
+`retry.py`.
 """
 
 from __future__ import annotations
@@ -24,10 +14,8 @@ import hashlib
 import logging
 import re
 import ssl
-import threading
-import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,8 +24,6 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-import msal
-import requests
 
 from calsync.syncbackend.providers.base import (
     AccessRole,
@@ -58,196 +44,28 @@ from calsync.syncbackend.providers.base import (
     ProviderUnavailable,
     RateLimited,
 )
-from calsync.syncbackend.providers.threads import MAX_THREADS, BlockingCalls
+from calsync.syncbackend.providers.microsoft_identity import (
+    MicrosoftIdentity,
+    TLSFailure,
+    is_tls_failure,
+    tls_error,
+)
+from calsync.syncbackend.providers.retry import parse_retry_after, with_retries
+from calsync.syncbackend.providers.threads import BlockingCalls
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 APPOINTMENT_PROPERTY_ID = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name calsyncAppointmentId"
-SCOPES = ("Calendars.ReadWrite", "User.Read")  # msal adds openid, profile and offline_access itself
 MAILBOX_CONCURRENCY = 4  # Graph: at most 4 concurrent requests per app per mailbox
 REFRESH_MARGIN = timedelta(minutes=2)  # refresh a little before the access token expires
 PAGE_SIZE = 100
 MAX_PAGES = 200  # a safety stop for a server that keeps answering nextLinks
-BACKOFF_BASE = 0.5
-
-# AADSTS code -> cause. The rest is classified by `error` and `suberror`.
-AADSTS_CAUSES: dict[int, GrantCause] = {
-    50173: GrantCause.PASSWORD_CHANGED,
-    70008: GrantCause.EXPIRED,
-    700082: GrantCause.INACTIVE,
-    65001: GrantCause.CONSENT_REMOVED,
-    50076: GrantCause.MFA_REQUIRED,
-    50079: GrantCause.MFA_REQUIRED,
-    50158: GrantCause.MFA_REQUIRED,
-    50034: GrantCause.ACCOUNT_DELETED,
-    50057: GrantCause.ACCOUNT_DELETED,
-}
-GRANT_MESSAGES: dict[GrantCause, str] = {
-    GrantCause.PASSWORD_CHANGED: (
-        "Microsoft stopped accepting the calendar connection after a password change or access was revoked."
-    ),
-    GrantCause.EXPIRED: "The Microsoft sign-in for the calendar connection has expired.",
-    GrantCause.INACTIVE: "The Microsoft sign-in for the calendar expired after 90 days without use.",
-    GrantCause.CONSENT_REMOVED: (
-        "calsync's permission to use the Microsoft calendar was removed (often by the organisation's IT)."
-    ),
-    GrantCause.MFA_REQUIRED: (
-        "Microsoft requires the user to complete multi-factor authentication or a Conditional Access check."
-    ),
-    GrantCause.INTERACTION_REQUIRED: "Microsoft requires the user to sign in again.",
-    GrantCause.ACCOUNT_DELETED: "The Microsoft account no longer exists in its directory.",
-    GrantCause.REVOKED: "Access to the Microsoft calendar was revoked.",
-    GrantCause.UNKNOWN: "Microsoft no longer accepts the calendar connection.",
-}
-GRANT_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
-TRANSIENT_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# -- msal plumbing --------------------------------------------------------------------------------
-
-
-class _WithholdTokenResponses(logging.Filter):
-    """msal logs a token response it cannot parse verbatim; such a body may hold tokens: withhold it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Token response is not in json format"):
-            record.msg = "Token response is not in json format (body withheld by calsync)"
-            record.args = ()
-        return True
-
-
-_MSAL_OAUTH_LOGGER = logging.getLogger("msal.oauth2cli.oauth2")
-if not any(isinstance(f, _WithholdTokenResponses) for f in _MSAL_OAUTH_LOGGER.filters):
-    _MSAL_OAUTH_LOGGER.addFilter(_WithholdTokenResponses())
-
-
-class _NoStoreMapping(MutableMapping[str, Any]):
-    """An `http_cache` for msal that keeps nothing: every token request reaches the server."""
-
-    def __getitem__(self, key: str) -> Any:
-        raise KeyError(key)
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        pass
-
-    def __delitem__(self, key: str) -> None:
-        pass
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-class _NoTokenCache(msal.TokenCache):
-    """msal's token cache, switched off: the caller's `Authorization` is the only copy of the tokens."""
-
-    def add(self, event: Any, **kwargs: Any) -> None:
-        return None
-
-
-class _TokenEndpointStatus(Exception):
-    """The identity platform answered 429 or 5xx (raised from inside msal's HTTP call)."""
-
-    def __init__(self, status: int, retry_after: float | None) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.retry_after = retry_after
-
-
-class _IdentitySession(requests.Session):
-    """The HTTP client msal uses: explicit CA, no environment proxies, a default timeout."""
-
-    def __init__(self, *, verify: str | bool, timeout: float) -> None:
-        super().__init__()
-        self.trust_env = False
-        self.verify = verify
-        self._timeout = timeout
-        # One kept connection per provider thread (requests keeps 10 by default: with more refreshes
-        # at once, every one beyond 10 would open, and then drop, a TLS connection of its own).
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=MAX_THREADS)
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout)
-        response = super().request(method, url, *args, **kwargs)
-        if response.status_code == 429 or response.status_code >= 500:
-            status, retry_after = response.status_code, _retry_after(response.headers.get("Retry-After"))
-            response.close()
-            del response  # nothing of the connection may outlive this frame in the traceback
-            raise _TokenEndpointStatus(status, retry_after)
-        return response
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _is_tls_failure(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLError | requests.exceptions.SSLError):
-            return True
-        text = str(current)
-        if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text.split(":")[0]:
-            return True
-        current = current.__cause__ or current.__context__
-        if current is None and exc.args:
-            nested = [a for a in exc.args if isinstance(a, BaseException)]
-            current = nested[0] if nested else None
-    return False
-
-
-def _aadsts_codes(result: dict[str, Any]) -> tuple[int, ...]:
-    codes = result.get("error_codes")
-    if isinstance(codes, list) and all(isinstance(c, int) for c in codes):
-        return tuple(codes)
-    found = re.findall(r"AADSTS(\d+)", str(result.get("error_description", "")))
-    return tuple(int(c) for c in found[:1])
-
-
-def classify_token_error(result: dict[str, Any]) -> ProviderError:
-    """An msal error dict (the token endpoint's JSON error) -> the classified `ProviderError`."""
-    error = str(result.get("error", ""))
-    description = str(result.get("error_description", ""))
-    suberror = str(result.get("suberror", "") or "")
-    codes = _aadsts_codes(result)
-    first_line = description.splitlines()[0] if description else error
-    if error in GRANT_ERRORS or suberror == "consent_required":
-        cause = next((AADSTS_CAUSES[c] for c in codes if c in AADSTS_CAUSES), None)
-        if cause is None:
-            if suberror == "consent_required" or error == "consent_required":
-                cause = GrantCause.CONSENT_REMOVED
-            elif error in ("interaction_required", "login_required"):
-                cause = GrantCause.INTERACTION_REQUIRED
-            else:
-                cause = GrantCause.UNKNOWN
-        code_text = ", ".join(f"AADSTS{c}" for c in codes)
-        message = GRANT_MESSAGES[cause] + (f" ({code_text})" if code_text else "")
-        return GrantError("microsoft", cause, message, error=error, codes=codes, description=description)
-    if error in TRANSIENT_TOKEN_ERRORS:
-        return ProviderUnavailable(
-            "microsoft", f"The Microsoft identity platform is unavailable: {first_line}"
-        )
-    # invalid_client, unauthorized_client, invalid_scope, invalid_request: calsync's own configuration.
-    return ProviderError(
-        "microsoft", f"The Microsoft identity platform rejected calsync's request: {first_line}"
-    )
 
 
 # -- the provider ---------------------------------------------------------------------------------
@@ -285,15 +103,20 @@ class MicrosoftProvider:
         self.authority = authority.rstrip("/")
         self.graph_url = graph_url.rstrip("/")
         self.client_id = client_id
-        self._client_secret = client_secret
         self.ca_bundle = ca_bundle
         self.timeout = timeout
         self.retry_budget = retry_budget
         self._sleep = sleep
         self._clock = clock
-        self._app: Any = None
-        self._app_lock = threading.Lock()
-        self._threads = BlockingCalls("microsoft")
+        self._identity = MicrosoftIdentity(
+            authority=self.authority,
+            client_id=client_id,
+            client_secret=client_secret,
+            verify=self._verify(),
+            timeout=timeout,
+            clock=clock,
+            threads=BlockingCalls("microsoft"),
+        )
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
@@ -332,9 +155,7 @@ class MicrosoftProvider:
         for other in list(self._loops.values()):
             if not other.client.is_closed:
                 log.debug("an httpx client of another event loop is left for that loop to close")
-        app = self._app
-        if app is not None:
-            await self._threads.run(app.http_client.close)
+        await self._identity.aclose()
 
     @staticmethod
     def _account_key(auth: Authorization) -> str:
@@ -357,185 +178,35 @@ class MicrosoftProvider:
         return locks[key]
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt`, retrying transient failures with backoff within `retry_budget` seconds.
-
-        The budget counts the time spent in attempts plus the time we choose to wait between them.
-        A Retry-After longer than what is left raises `RateLimited` at once.
-        """
-        used = 0.0
-        tries = 0
-        while True:
-            started = time.monotonic()
-            try:
-                return await attempt()
-            except (RateLimited, ProviderUnavailable, ProviderTimeout, MalformedResponse) as exc:
-                used += time.monotonic() - started
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    delay = exc.retry_after
-                else:
-                    delay = BACKOFF_BASE * (2**tries)
-                if isinstance(exc, _TLSFailure) or delay > self.retry_budget - used:
-                    raise
-                await self._sleep(delay)
-                used += delay
-                tries += 1
+        """Run `attempt`, retrying transient failures with backoff within `retry_budget` seconds
+        (`retry.py`); an untrusted certificate does not go away by retrying."""
+        return await with_retries(
+            attempt,
+            budget=self.retry_budget,
+            sleep=self._sleep,
+            retryable=lambda error: error.transient and not isinstance(error, TLSFailure),
+            provider="microsoft",
+        )
 
     # -- the identity platform -------------------------------------------------------------------
 
-    def _build_app(self) -> Any:
-        with self._app_lock:
-            if self._app is None:
-                self._app = msal.ConfidentialClientApplication(
-                    self.client_id,
-                    client_credential=self._client_secret,
-                    authority=self.authority,
-                    http_client=_IdentitySession(verify=self._verify(), timeout=self.timeout),
-                    instance_discovery=False,
-                    validate_authority=False,
-                    http_cache=_NoStoreMapping(),
-                    token_cache=_NoTokenCache(),
-                    timeout=self.timeout,
-                )
-            return self._app
-
-    async def _identity_call(self, fn: Callable[[], T], what: str, *, discovery: bool = False) -> T:
-        """Run a blocking msal call in a thread, turning every failure into a classified error."""
-        try:
-            return await self._threads.run(fn)
-        except _TokenEndpointStatus as exc:
-            if exc.status == 429:
-                raise RateLimited(
-                    "microsoft", f"The Microsoft identity platform is throttling {what}.", exc.retry_after
-                ) from None
-            raise ProviderUnavailable(
-                "microsoft",
-                f"The Microsoft identity platform answered HTTP {exc.status} to {what}.",
-                exc.status,
-            ) from None
-        except requests.exceptions.SSLError as exc:
-            raise _tls_error(f"{what} at the Microsoft identity platform") from exc
-        except requests.exceptions.Timeout:
-            raise ProviderTimeout(
-                "microsoft",
-                f"The Microsoft identity platform did not answer {what} within {self.timeout:g} s.",
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            if _is_tls_failure(exc):
-                raise _tls_error(f"{what} at the Microsoft identity platform") from exc
-            raise ProviderUnavailable(
-                "microsoft",
-                f"Could not reach the Microsoft identity platform for {what} ({type(exc).__name__}).",
-            ) from None
-        except ValueError:
-            if discovery:  # msal: the authority's OpenID configuration could not be loaded
-                raise ProviderUnavailable(
-                    "microsoft", f"Could not load the Microsoft sign-in configuration from {self.authority}."
-                ) from None
-            # msal's json.loads on a token response that is not JSON
-            raise MalformedResponse(
-                "microsoft",
-                f"The Microsoft identity platform answered {what} with something that is not JSON.",
-            ) from None
-        except Exception as exc:  # msal raises assorted errors (MsalServiceError, RuntimeError, ...)
-            raise ProviderUnavailable(
-                "microsoft", f"The Microsoft identity platform failed {what} ({type(exc).__name__})."
-            ) from None
-
-    async def _get_app(self) -> Any:
-        if self._app is not None:
-            return self._app
-        return await self._identity_call(self._build_app, "the configuration request", discovery=True)
-
     async def _refresh(self, auth: Authorization) -> None:
         """Refresh `auth` in place (new access token, rotated refresh token), or raise classified."""
-        app = await self._get_app()
-        refresh_token = auth.refresh_token
-        result = await self._identity_call(
-            lambda: app.acquire_token_by_refresh_token(refresh_token, scopes=list(SCOPES)),
-            "the token refresh",
-        )
-        if not isinstance(result, dict):
-            raise MalformedResponse(
-                "microsoft", "The Microsoft token endpoint answered with something unexpected."
-            )
-        if "error" in result:
-            raise classify_token_error(result)
-        access_token = result.get("access_token")
-        if not isinstance(access_token, str) or not access_token:
-            raise MalformedResponse(
-                "microsoft", "The Microsoft token endpoint answered without an access token."
-            )
-        try:
-            expires_in = float(result.get("expires_in", 3600))
-        except (TypeError, ValueError):
-            expires_in = 3600.0
-        claims = result.get("id_token_claims") or {}
-        email = claims.get("preferred_username") or claims.get("email") or claims.get("upn")
-        auth.access_token = access_token
-        new_refresh = result.get("refresh_token")
-        if isinstance(new_refresh, str) and new_refresh:
-            auth.refresh_token = new_refresh
-        auth.expires_at = self._clock() + timedelta(seconds=expires_in)
-        if isinstance(email, str) and email:
-            auth.account_email = email.lower()
-        scope = result.get("scope")
-        if isinstance(scope, str):
-            auth.scopes = tuple(scope.split())
-        auth.refreshed = True
-
-    # -- interactive sign-in (the reconnect flow) ---------------------------------------------------
+        await self._identity.refresh(auth)
 
     async def initiate_auth_code_flow(
         self, *, redirect_uri: str, state: str, login_hint: str | None = None
     ) -> dict[str, Any]:
-        """msal's auth code flow (PKCE S256 and an OpenID nonce included), with the same msal app,
-        HTTP client and CA bundle as every other identity call. The flow holds secrets: keep it
-        server-side (encrypted) until `acquire_token_by_auth_code_flow`."""
-        app = await self._get_app()
-        flow = await self._identity_call(
-            lambda: app.initiate_auth_code_flow(
-                list(SCOPES), redirect_uri=redirect_uri, state=state, login_hint=login_hint or None
-            ),
-            "the sign-in request",
+        """The interactive sign-in's first half (see `MicrosoftIdentity.initiate_auth_code_flow`)."""
+        return await self._identity.initiate_auth_code_flow(
+            redirect_uri=redirect_uri, state=state, login_hint=login_hint
         )
-        if not isinstance(flow, dict) or "auth_uri" not in flow:
-            raise MalformedResponse("microsoft", "msal could not start the sign-in.")
-        return flow
 
     async def acquire_token_by_auth_code_flow(
         self, flow: dict[str, Any], query_params: dict[str, str]
     ) -> Authorization:
-        """Redeem the code the identity platform sent back (state, PKCE verifier and nonce checked by
-        msal) for a new grant. Raises classified `ProviderError`s."""
-        app = await self._get_app()
-        result = await self._identity_call(
-            lambda: app.acquire_token_by_auth_code_flow(dict(flow), dict(query_params), scopes=list(SCOPES)),
-            "the sign-in",
-        )
-        if not isinstance(result, dict):
-            raise MalformedResponse("microsoft", "The Microsoft sign-in answered with something unexpected.")
-        if "error" in result:
-            raise classify_token_error(result)
-        access_token, refresh_token = result.get("access_token"), result.get("refresh_token")
-        if not isinstance(access_token, str) or not access_token:
-            raise MalformedResponse("microsoft", "The Microsoft sign-in answered without an access token.")
-        if not isinstance(refresh_token, str) or not refresh_token:
-            raise MalformedResponse("microsoft", "The Microsoft sign-in answered without a refresh token.")
-        try:
-            expires_in = float(result.get("expires_in", 3600))
-        except (TypeError, ValueError):
-            expires_in = 3600.0
-        claims = result.get("id_token_claims") or {}
-        email = claims.get("preferred_username") or claims.get("email") or claims.get("upn")
-        scope = result.get("scope")
-        return Authorization(
-            refresh_token=refresh_token,
-            access_token=access_token,
-            expires_at=self._clock() + timedelta(seconds=expires_in),
-            account_email=email.lower() if isinstance(email, str) and email else None,
-            scopes=tuple(scope.split()) if isinstance(scope, str) else (),
-            refreshed=True,
-        )
+        """The interactive sign-in's second half: the new grant (classified `ProviderError`s)."""
+        return await self._identity.acquire_token_by_auth_code_flow(flow, query_params)
 
     def _token_fresh(self, auth: Authorization) -> bool:
         return bool(
@@ -597,8 +268,8 @@ class MicrosoftProvider:
                 "microsoft", f"Microsoft Graph did not answer within {self.timeout:g} s."
             ) from None
         except httpx.TransportError as exc:
-            if _is_tls_failure(exc):
-                raise _tls_error("Microsoft Graph") from exc
+            if is_tls_failure(exc):
+                raise tls_error("Microsoft Graph") from exc
             raise ProviderUnavailable(
                 "microsoft", f"Could not reach Microsoft Graph ({type(exc).__name__})."
             ) from None
@@ -687,31 +358,7 @@ class MicrosoftProvider:
 
     async def list_calendars(self, auth: Authorization) -> list[Calendar]:
         items, _ = await self._graph_pages(auth, "/me/calendars", {"$top": str(self.page_size)})
-        calendars: list[Calendar] = []
-        for item in items:
-            try:
-                calendar_id = str(item["id"])
-            except KeyError:
-                raise MalformedResponse(
-                    "microsoft", "Microsoft Graph returned a calendar without an id."
-                ) from None
-            owner = item.get("owner") if isinstance(item.get("owner"), dict) else {}
-            owner_address = owner.get("address") if owner else None
-            can_edit = bool(item.get("canEdit", False))
-            mine = bool(owner_address and auth.account_email and owner_address.lower() == auth.account_email)
-            role: AccessRole = (
-                ("owner" if mine or item.get("isDefaultCalendar") else "writer") if can_edit else "reader"
-            )
-            calendars.append(
-                Calendar(
-                    id=calendar_id,
-                    name=str(item.get("name") or ""),
-                    primary=bool(item.get("isDefaultCalendar", False)),
-                    access_role=role,
-                    owner=str(owner_address).lower() if owner_address else None,
-                )
-            )
-        return calendars
+        return [_calendar(item, auth.account_email) for item in items]
 
     async def list_events(
         self,
@@ -775,7 +422,7 @@ class MicrosoftProvider:
         """The cursor is the deltaLink relative to the Graph base URL, so it stays good when that URL's
         host changes (the sandbox's emulators get new ports in every process) and can only ever be
         followed to this calendar's delta on our own Graph."""
-        delta_path = self._delta_path(calendar_id)
+        delta_path = _delta_path(calendar_id)
         link = self._stored_delta_link(cursor, delta_path)
         if link is not None:
             try:
@@ -799,10 +446,6 @@ class MicrosoftProvider:
             full_read=True,
             window=window,
         )
-
-    @staticmethod
-    def _delta_path(calendar_id: str) -> str:
-        return f"/me/calendars/{_seg(calendar_id)}/calendarView/delta"
 
     def _stored_delta_link(self, cursor: str | None, delta_path: str) -> str | None:
         """The delta link a stored cursor stands for, or None when it is not one of this calendar."""
@@ -844,16 +487,29 @@ class _SyncStateGone(Exception):
     pass
 
 
-class _TLSFailure(ProviderUnavailable):
-    """The server's certificate is not trusted: retrying will not help."""
-
-
-def _tls_error(where: str) -> ProviderUnavailable:
-    return _TLSFailure(
-        "microsoft",
-        f"TLS certificate verification failed for {where}: the server's certificate is not trusted "
-        "(check the CA bundle).",
+def _calendar(item: dict[str, Any], account_email: str | None) -> Calendar:
+    try:
+        calendar_id = str(item["id"])
+    except KeyError:
+        raise MalformedResponse("microsoft", "Microsoft Graph returned a calendar without an id.") from None
+    owner = item.get("owner") if isinstance(item.get("owner"), dict) else {}
+    owner_address = owner.get("address") if owner else None
+    can_edit = bool(item.get("canEdit", False))
+    mine = bool(owner_address and account_email and owner_address.lower() == account_email)
+    role: AccessRole = (
+        ("owner" if mine or item.get("isDefaultCalendar") else "writer") if can_edit else "reader"
     )
+    return Calendar(
+        id=calendar_id,
+        name=str(item.get("name") or ""),
+        primary=bool(item.get("isDefaultCalendar", False)),
+        access_role=role,
+        owner=str(owner_address).lower() if owner_address else None,
+    )
+
+
+def _delta_path(calendar_id: str) -> str:
+    return f"/me/calendars/{_seg(calendar_id)}/calendarView/delta"
 
 
 def _page_size_header(size: int) -> dict[str, str]:
@@ -986,7 +642,7 @@ def _raise_for_graph_status(response: httpx.Response) -> None:
         raise RateLimited(
             "microsoft",
             f"Microsoft Graph is throttling requests for this mailbox ({detail}).",
-            _retry_after(response.headers.get("Retry-After")),
+            parse_retry_after(response.headers.get("Retry-After")),
         )
     if status >= 500:
         raise ProviderUnavailable("microsoft", f"Microsoft Graph is unavailable ({detail}).", status)

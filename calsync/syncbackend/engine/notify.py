@@ -1,0 +1,130 @@
+"""Telling people: the DM to a rep whose grant stopped working, and the support agents' question about
+held cancellations. Each message is claimed in the database before it is sent (one conditional
+UPDATE), so two workers never both send it, and released when sending fails, to be tried again.
+The messages themselves are the caller's (`DisconnectNotifier`, `HoldNotifier`): the engine knows
+nothing of Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+from calsync.db import transaction
+from calsync.syncbackend import holds
+from calsync.syncbackend.engine.common import Context, Disconnection, DisconnectNotifier, HoldNotifier
+from calsync.syncbackend.models import CalendarConnection
+
+log = logging.getLogger(__name__)
+
+Claimed = TypeVar("Claimed")
+
+
+async def deliver(
+    claimed: list[Claimed],
+    send: Callable[[Claimed], Awaitable[bool]],
+    release: Callable[[Claimed], None],
+    what: str,
+) -> int:
+    """Send each claimed message; a message that fails (or raises) is released to be tried again.
+    How many went out."""
+    sent = 0
+    for item in claimed:
+        try:
+            ok = await send(item)
+        except Exception:
+            log.exception("sending %s failed", what)
+            ok = False
+        if ok:
+            sent += 1
+        else:
+            await asyncio.to_thread(release, item)
+    return sent
+
+
+class Notifications:
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+
+    async def tell_disconnected(
+        self, notify: DisconnectNotifier, connection_ids: Iterable[int] | None = None
+    ) -> int:
+        """DM each rep whose connection was found disconnected and not told yet; how many were told.
+
+        The claim (setting `disconnect_notified_at`) happens before the message, in one conditional
+        UPDATE, so two workers never both send it; a message that fails is released to try again."""
+        pending = await asyncio.to_thread(
+            self._claim_notifications, None if connection_ids is None else list(connection_ids)
+        )
+        return await deliver(
+            pending, notify, lambda d: self._unclaim_notification(d.connection_id), "a disconnection DM"
+        )
+
+    def _claim_notifications(self, connection_ids: list[int] | None) -> list[Disconnection]:
+        now = self.ctx.clock()
+        with transaction(self.ctx.sessions) as session:
+            query = (
+                select(CalendarConnection)
+                .where(
+                    CalendarConnection.active.is_(True),
+                    CalendarConnection.status == "disconnected",
+                    CalendarConnection.disconnect_notified_at.is_(None),
+                )
+                .options(selectinload(CalendarConnection.user))
+                .order_by(CalendarConnection.id)
+            )
+            if connection_ids is not None:
+                query = query.where(CalendarConnection.id.in_(connection_ids))
+            found: list[Disconnection] = []
+            for connection in session.scalars(query).all():
+                claimed = session.execute(
+                    update(CalendarConnection)
+                    .where(
+                        CalendarConnection.id == connection.id,
+                        CalendarConnection.disconnect_notified_at.is_(None),
+                    )
+                    .values(disconnect_notified_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(claimed, "rowcount", 0) != 1:
+                    continue
+                found.append(
+                    Disconnection(
+                        connection_id=connection.id,
+                        user_email=connection.user.email,
+                        user_name=connection.user.name,
+                        slack_user_id=connection.user.slack_user_id,
+                        provider=connection.provider,
+                        account_email=connection.account_email,
+                        cause=connection.status_code or "unknown",
+                        reason=connection.status_reason or "",
+                    )
+                )
+            return found
+
+    def _unclaim_notification(self, connection_id: int) -> None:
+        with transaction(self.ctx.sessions) as session:
+            session.execute(
+                update(CalendarConnection)
+                .where(CalendarConnection.id == connection_id)
+                .values(disconnect_notified_at=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def ask_about_holds(self, notify_hold: HoldNotifier, hold_ids: Iterable[int] | None = None) -> int:
+        """Ask the support agents about each open hold not asked about yet; how many were asked.
+        Claimed before sending (one conditional UPDATE), released when the message fails."""
+        store = holds.Holds(self.ctx.sessions, self.ctx.clock)
+        pending = await asyncio.to_thread(
+            store.claim_notifications, None if hold_ids is None else list(hold_ids)
+        )
+        return await deliver(
+            pending,
+            notify_hold,
+            lambda h: store.unclaim_notification(h.id),
+            "a held-cancellations question",
+        )
