@@ -124,7 +124,7 @@ class Row:
 async def measure(state: Path) -> list[Row]:
     settings = Settings(_env_file=None, CALSYNC_STATE_DIR=state)  # type: ignore[call-arg]
     rows: list[Row] = []
-    with open_services(settings, announce=False) as services:
+    with open_services(settings) as services:
         assert services.world is not None
         load_scenario(
             DEMO_SCENARIO,

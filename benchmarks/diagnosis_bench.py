@@ -52,7 +52,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as state:
         settings = Settings(CALSYNC_STATE_DIR=Path(state), DATABASE_URL=f"sqlite:///{state}/bench.db")
-        with open_services(settings, announce=False) as services:
+        with open_services(settings) as services:
             assert services.world is not None
             load_scenario(
                 DEMO,

@@ -120,7 +120,7 @@ def serve_app(port: int) -> None:
         open_services,
     )
 
-    with open_services(announce=False) as services:
+    with open_services() as services:
         settings = services.settings
         troubleshooter = build_troubleshooter(services)
         bot = build_slack_bot(services, troubleshooter)

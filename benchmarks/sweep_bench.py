@@ -328,7 +328,7 @@ def one_run(args: argparse.Namespace, concurrency: int, seed: int, run: int) -> 
                     settings = Settings(**base, **provider_settings)
                 else:  # no provider settings (whatever the environment says): the sandbox starts here
                     settings = Settings(**base, GOOGLE_CLIENT_ID=None, MICROSOFT_CLIENT_ID=None)
-                with open_services(settings, announce=False) as services:
+                with open_services(settings) as services:
                     sync = build_sync_engine(services)
                     spies = []
                     if args.py_spy:

@@ -99,7 +99,10 @@ def build_providers(settings: Settings, clock: Callable[[], datetime]) -> dict[s
 
 @contextmanager
 def open_services(
-    settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now, announce: bool = True
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    announce: Callable[[str], None] | None = None,
 ) -> Iterator[Services]:
     """Build everything from settings. In sandbox mode (no provider settings) the schema is brought up
     to date and the emulators are started on loopback ports for the life of the block."""
@@ -125,10 +128,8 @@ def open_services(
         migrate.upgrade(url)
         world = World(engine)
         with SandboxRuntime(world, settings.state_dir, clock) as endpoints:
-            if announce:
-                from calsync.cli.output import note
-
-                note(
+            if announce is not None:
+                announce(
                     "No Google/Microsoft settings: using the sandbox emulators "
                     f"(Google {endpoints.google_url}, Microsoft {endpoints.microsoft_url})."
                 )
@@ -423,9 +424,3 @@ def make_http_server(web: FastAPI, host: str, port: int) -> uvicorn.Server:
     gc.collect()
     gc.freeze()
     return uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="info", access_log=False))
-
-
-if __name__ == "__main__":  # pragma: no cover - the old module form; `python -m calsync` is the new one
-    from calsync.cli import main
-
-    main()

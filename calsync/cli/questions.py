@@ -53,7 +53,7 @@ def _answer(
     from calsync.app import build_troubleshooter, open_services
     from calsync.diagnostics.troubleshooter import UnknownUser
 
-    with open_services() as services:
+    with open_services(announce=note) as services:
         troubleshooter = build_troubleshooter(services)
         try:
             answer = asyncio.run(troubleshooter.answer(email, question, actor=f"cli:{getpass.getuser()}"))
@@ -102,7 +102,7 @@ def demo_command() -> None:
     settings = settings.model_copy(update=update)
     utf8_stdout(text=True)
     console = Console()
-    with open_services(settings) as services:
+    with open_services(settings, announce=note) as services:
         assert services.world is not None
         load_scenario(
             DEMO_SCENARIO,

@@ -46,7 +46,7 @@ def serve_command(
     from calsync.settings import Settings
 
     refuse_unverifiable_http(Settings())
-    with open_services() as services:
+    with open_services(announce=note) as services:
         settings = services.settings
         refuse_unverifiable_http(settings)  # the sandbox brings its own Slack secret, or none at all
         troubleshooter = build_troubleshooter(services)

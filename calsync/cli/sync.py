@@ -42,7 +42,7 @@ def sync_command(
         wire_notifications,
     )
 
-    with open_services() as services:
+    with open_services(announce=note) as services:
         troubleshooter = build_troubleshooter(services)
         engine = build_sync_engine(services)
         wire_notifications(services, engine, build_slack_bot(services, troubleshooter, engine))
@@ -69,7 +69,7 @@ def holds_list(
     from calsync.app import open_services
     from calsync.syncbackend.holds import Holds
 
-    with open_services(announce=False) as services:
+    with open_services() as services:
         found = Holds(services.sessions, services.clock).find(status=None if show_all else "open")
     if as_json:
         typer.echo(json.dumps([hold.as_dict() for hold in found], indent=2))
@@ -91,7 +91,7 @@ def _decide_hold(hold_id: int, decision: Decision, by: str) -> None:
     from calsync.app import open_services
     from calsync.syncbackend.holds import Holds, UnknownHold
 
-    with open_services(announce=False) as services:
+    with open_services() as services:
         try:
             decided = Holds(services.sessions, services.clock).decide(hold_id, decision, actor=by)
         except UnknownHold:
@@ -152,7 +152,7 @@ def worker_command(
                 f"{result.told} reps told"
             )
 
-    with open_services() as services:
+    with open_services(announce=note) as services:
         troubleshooter = build_troubleshooter(services)
         engine = build_sync_engine(services)
         wire_notifications(services, engine, build_slack_bot(services, troubleshooter, engine))
