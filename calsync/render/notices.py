@@ -1,17 +1,80 @@
-"""Slack notices outside an answer: held cancellations asked about in the support channel, and
-their decision."""
+"""Slack notices outside an answer: the DM to a rep whose calendar stopped syncing, a reconnect link
+an agent sent, the note after a reconnect, and the held cancellations asked about in the support
+channel with their decision."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from calsync.render import kit, labels
+from calsync.render.answers import answer_message
 from calsync.render.kit import (
     ACTION_HOLD_CANCEL,
     ACTION_HOLD_KEEP,
     MAX_FALLBACK_TEXT,
     Message,
     escape_mrkdwn,
+    markup_message,
+    notice_message,
+    reconnect_message,
 )
+from calsync.render.words import first_sync_note
 from calsync.syncbackend.holds import Decided, Hold
+
+if TYPE_CHECKING:
+    from calsync.diagnostics.answer import Answer
+    from calsync.syncbackend.engine import Disconnection
+    from calsync.syncbackend.reconnect import Outcome
+
+# A disconnected grant's cause (`GrantCause`) in the rep's words: "... stopped syncing: {words}".
+DISCONNECT_CAUSES = {
+    "revoked": "its access was revoked",
+    "password_changed": "the account's password was changed",
+    "expired": "its sign-in expired",
+    "inactive": "it wasn't used for a long time, so the sign-in expired",
+    "consent_removed": "calsync's permission was removed (often by your IT team)",
+    "mfa_required": "your organisation needs you to sign in again (multi-factor authentication)",
+    "interaction_required": "you need to sign in again",
+    "account_deleted": "the account no longer exists",
+}
+
+
+def _with_reconnect_button(intro: str, provider: str, url: str | None) -> Message:
+    """`intro` (shown literally) above the Reconnect button of one provider."""
+    link = reconnect_message({provider: url})
+    return Message(text=intro, blocks=[*notice_message(intro).blocks, *link.blocks])
+
+
+def disconnected_message(disconnection: Disconnection, url: str | None) -> Message:
+    """The DM to a rep whose calendar just stopped syncing, with its Reconnect button."""
+    why = DISCONNECT_CAUSES.get(disconnection.cause, "its authorization stopped working")
+    intro = (
+        f"Your {labels.product(disconnection.provider)} ({disconnection.account_email}) stopped syncing: "
+        f"{why}. New and changed appointments won't reach your calendar until you reconnect — it takes a "
+        "minute."
+    )
+    return _with_reconnect_button(intro, disconnection.provider, url)
+
+
+def reconnect_link_message(provider: str, url: str | None) -> Message:
+    """The DM with the reconnect link an agent sent the rep."""
+    intro = f"Support sent you a link to reconnect {labels.product(provider)}. It opens in your browser."
+    return _with_reconnect_button(intro, provider, url)
+
+
+def reconnected_messages(outcome: Outcome, answer: Answer | None) -> tuple[Message, Message]:
+    """After a reconnect: the rep's DM (with the fresh answer when the first sync ran and it still
+    finds a problem; an error from before the reconnect never shows) and the note for the thread
+    where the link was given."""
+    sync_note = first_sync_note(outcome.first_sync)
+    lines = [f"✅ {escape_mrkdwn(outcome.headline)}", escape_mrkdwn(sync_note)]
+    lines.extend(escape_mrkdwn(extra) for extra in (outcome.calendar_note, outcome.switch_note) if extra)
+    preface = "\n".join(lines)
+    note = markup_message(preface, fallback=f"{outcome.headline} {sync_note}")
+    still = answer is not None and outcome.first_sync is not None and bool(answer.problems)
+    dm = answer_message(answer, preface=preface) if still and answer is not None else note
+    return dm, note
+
 
 HELD_LISTED = 5
 
