@@ -38,7 +38,7 @@ class Answers:
         self,
         *,
         troubleshooter: Troubleshooter,
-        support_contact: str = "SalesPartner support",
+        support_contact: str,
         report_url: ReportUrl | None = None,
         sync_now: SyncNow | None = None,
     ) -> None:

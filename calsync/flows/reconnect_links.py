@@ -28,7 +28,7 @@ class ReconnectLinks:
         reconnect_url: ReconnectUrl,
         sessions: sessionmaker[Session],
         clock: Callable[[], datetime],
-        support_contact: str = "SalesPartner support",
+        support_contact: str,
     ) -> None:
         self.reconnect_url = reconnect_url
         self.sessions = sessions

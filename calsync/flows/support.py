@@ -27,7 +27,7 @@ class Support:
         sessions: sessionmaker[Session],
         clock: Callable[[], datetime],
         channel: str | None = None,
-        contact: str = "SalesPartner support",
+        contact: str,
     ) -> None:
         self.troubleshooter = troubleshooter
         self.sessions = sessions

@@ -39,6 +39,23 @@ def agents_only(what: str) -> Message:
     return error_message(f"Only support agents can {what}.")
 
 
+# -- `/calsync` ------------------------------------------------------------------------------------
+
+ONE_AT_A_TIME = "Diagnose one person at a time: `/calsync diagnose @user`."
+
+
+def takes_nothing(verb: str) -> str:
+    return f"`/calsync {verb}` takes nothing after it."
+
+
+def unknown_person(word: str) -> str:
+    return f"I don't know who “{word[:60]}” is: mention them, like `/calsync diagnose @user`."
+
+
+def unknown_command(verb: str) -> str:
+    return f"I don't know the command “{verb[:40]}”. Try `/calsync help`."
+
+
 # -- `/calsync diagnose` ---------------------------------------------------------------------------
 
 
