@@ -36,10 +36,11 @@ from typing import Any
 
 from rich.console import Console
 
-from calsync.app import DEMO_SCENARIO, build_troubleshooter, open_services
+from calsync.app import build_troubleshooter, open_services
 from calsync.diagnostics.answer import Answer
 from calsync.render.blocks import answer_message
 from calsync.render.text import render_answer
+from calsync.sandbox.demo import DEMO_SCENARIO
 from calsync.sandbox.scenario import load_scenario
 from calsync.settings import Settings
 

@@ -65,7 +65,7 @@ QUESTIONS = [
     "how do i reset my salespartner password",
 ]
 START_TIMEOUT = 120.0
-CALSYNC = [sys.executable, "-m", "calsync.app"]
+CALSYNC = [sys.executable, "-m", "calsync"]
 
 
 def cpu_model() -> str:

@@ -118,8 +118,8 @@ class Delivery:
 
 def make_questions(database_url: str, count: int, seed: int) -> list[Question]:
     """`count` questions from the demo reps, each in a DM thread of its own (made here, in the world)."""
-    from calsync.app import DEMO_QUESTIONS
     from calsync.db import make_engine, transaction
+    from calsync.sandbox.demo import DEMO_QUESTIONS
     from calsync.sandbox.world import SandboxSlackMessage, World
 
     rng = random.Random(seed)

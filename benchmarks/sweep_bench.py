@@ -50,7 +50,7 @@ from calsync.app import build_sync_engine, open_services
 from calsync.db import make_engine, make_session_factory, transaction
 from calsync.settings import Settings
 
-CALSYNC = [sys.executable, "-m", "calsync.app"]
+CALSYNC = [sys.executable, "-m", "calsync"]
 START_TIMEOUT = 120.0
 GOAL_SECONDS = 60.0
 GOAL_CONNECTIONS = 10_000

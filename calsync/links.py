@@ -11,7 +11,7 @@ from anything else that is wrong (`LinkInvalid`: tampered, truncated, garbage, w
 signature is checked with a constant-time compare before the payload is even parsed.
 
 Single use is not the signer's business (it has no storage): a link carries a random `nonce` that
-the consumer claims in its database (see `calsync.syncbackend.reconnect`).
+the consumer claims in its database (`calsync.syncbackend.reconnect`, `calsync.store.reports`).
 
 The secret comes from `CALSYNC_LINK_SECRET`; in sandbox mode it is generated once into the state
 dir (`link.key`), like the demo encryption key.

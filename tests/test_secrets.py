@@ -48,9 +48,11 @@ from typer.testing import CliRunner
 
 import calsync.sandbox.runtime
 import calsync.sandbox.scenario
-import calsync.sandbox.world
-from calsync.app import Services, build_bolt_app, build_slack_bot, build_troubleshooter, build_web_app, cli
+import calsync.sandbox.world.accounts
+from calsync.app import Services, build_bolt_app, build_slack_bot, build_troubleshooter, build_web_app
+from calsync.cli import cli
 from calsync.db import make_engine
+from calsync.flows.reconnect import ReconnectLinks
 from calsync.links import LinkSigner
 from calsync.sandbox.runtime import SandboxRuntime
 from calsync.sandbox.server import BackgroundServer
@@ -65,7 +67,6 @@ from calsync.settings import Settings
 from calsync.syncbackend import migrate
 from calsync.syncbackend.crypto import TokenCipher
 from calsync.syncbackend.models import Base, CalendarConnection
-from calsync.syncbackend.reconnect import ReconnectLinks
 from tests.bot.conftest import SlackHarness, wait_for
 from tests.harness import LateApp, MutableClock, Sandbox
 from tests.web.conftest import WebHarness
@@ -142,7 +143,10 @@ def known() -> Iterator[Known]:
             calsync.sandbox.runtime, "secrets", KnownSecrets("Client", registry, urlsafe=[24], hex=[12, 16])
         )
         patch.setattr(calsync.sandbox.scenario, "secrets", KnownSecrets("Refresh", registry, urlsafe=[24]))
-        patch.setattr(calsync.sandbox.world, "secrets", KnownSecrets("Token", registry, urlsafe=[24]))
+        # The world mints grants and access tokens in its accounts part.
+        patch.setattr(
+            calsync.sandbox.world.accounts, "secrets", KnownSecrets("Token", registry, urlsafe=[24])
+        )
         yield registry
 
 

@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.diagnostics.troubleshooter import ReconnectUrl
 from calsync.flows import slack
+from calsync.flows.reconnect import Outcome
 from calsync.render.notices import disconnected_message, hold_message, reconnected_messages
 from calsync.store import people
 from calsync.syncbackend.engine import Disconnection
 from calsync.syncbackend.holds import Hold
-from calsync.syncbackend.reconnect import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from calsync.syncbackend.holds import Decided, Hold
 
 if TYPE_CHECKING:
     from calsync.diagnostics.answer import Answer
+    from calsync.flows.reconnect import Outcome
     from calsync.syncbackend.engine import Disconnection
-    from calsync.syncbackend.reconnect import Outcome
 
 # A disconnected grant's cause (`GrantCause`) in the rep's words: "... stopped syncing: {words}".
 DISCONNECT_CAUSES = {

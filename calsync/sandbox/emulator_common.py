@@ -1,12 +1,11 @@
-"""Helpers any provider emulator can share: secret redaction, emulated hangs, the request log.
+"""Helpers any provider emulator can share: secret redaction and the request log.
 
-Nothing here knows a provider's wire format; each emulator keeps its own error bodies.
+Nothing here knows a provider's wire format; each emulator keeps its own error bodies. Faults are
+carried out by `calsync.sandbox.faults`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -15,9 +14,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-from calsync.sandbox.world import FaultHit, SandboxRequest, World
+from calsync.sandbox.world import SandboxRequest, World
 
 REDACTED = "[redacted]"
 # Field names whose values are credentials: never written to the request log.
@@ -57,22 +55,6 @@ def redact_query(query: str) -> str:
     return urlencode([(key, REDACTED if key.lower() in SECRET_FIELDS else value) for key, value in pairs])
 
 
-async def hang(request: Request, seconds: float, *, poll: float = 0.05) -> bool:
-    """Answer nothing for `seconds`, like a stuck backend. True when the client gave up first.
-
-    The wait ends early once the client disconnects, so a stopped test server is not kept waiting.
-    The request body must have been read before (the disconnect arrives on the same channel).
-    """
-    deadline = time.monotonic() + seconds
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        await asyncio.sleep(min(poll, left))
-        if await request.is_disconnected():
-            return True
-
-
 async def record(
     world: World,
     *,
@@ -99,18 +81,13 @@ async def record(
     await run_in_threadpool(world.record_request, entry)
 
 
-def short_list(hits: list[FaultHit], response: Response, key: str) -> Response:
-    """A `short_list` fault: a successful list answered without its first `drop` items (default: all
-    of them) — what a lagging replica or a lost page looks like. Other answers pass unchanged."""
-    hit = next((hit for hit in hits if hit.kind == "short_list"), None)
-    if hit is None or response.status_code != 200:
-        return response
-    try:
-        body = json.loads(bytes(response.body))
-    except ValueError:
-        return response
-    items = body.get(key) if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        return response
-    body[key] = items[int(hit.params.get("drop", len(items))) :]
-    return JSONResponse(body)
+class OAuthEmulator:
+    """What a calendar provider's emulator is made with: the world, the OAuth client it knows, a clock."""
+
+    def __init__(
+        self, world: World, *, client_id: str, client_secret: str, clock: Callable[[], datetime]
+    ) -> None:
+        self.world = world
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.clock = clock

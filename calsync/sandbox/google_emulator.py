@@ -14,157 +14,45 @@ Routes:
 
 Fault endpoints: `token` (the token endpoint), `calendars` (calendar list), `events` (event reads and
 writes), `changes` (an event list with a `syncToken`, i.e. an incremental read).
+
+The emulator is in three parts: `google_common.py` (wire format, and the plumbing every route shares:
+authentication, faults via `calsync.sandbox.faults`, the request log), `google_oauth.py` (consent,
+token endpoint, userinfo) and this module (the Calendar API, and the app).
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
-import hmac
-import html
-import json
-import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from calsync.sandbox.emulator_common import hang, record, short_list
-from calsync.sandbox.world import (
-    FaultHit,
-    Provider,
-    SandboxAccount,
-    SandboxCalendar,
-    SandboxEvent,
-    World,
-    lose_response,
-    lost_response_wait,
+from calsync.sandbox.google_common import (
+    _EVENT_ID_ALPHABET,
+    _PAGE_PREFIX,
+    _SYNC_PREFIX,
+    APPOINTMENT_PROPERTY,
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    WRITER_ROLES,
+    _bad_request,
+    _Call,
+    _decode_token,
+    _encode_token,
+    _Handler,
+    _not_found,
+    _Reject,
+    _rfc3339,
+    _zone,
+    google_error,
+    oauth_error,
 )
-
-logger = logging.getLogger(__name__)
-
-PROVIDER: Provider = "google"
-APPOINTMENT_PROPERTY = "calsyncAppointmentId"
-ACCESS_TOKEN_LIFETIME = timedelta(seconds=3599)
-AUTH_CODE_LIFETIME = timedelta(minutes=10)
-DEFAULT_REVOKED_DESCRIPTION = "Token has been expired or revoked."
-ID_TOKEN_ISSUER = "https://accounts.google.com"
-WRITER_ROLES = ("owner", "writer")
-DEFAULT_PAGE_SIZE = 250
-MAX_PAGE_SIZE = 2500
-
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    410: "FAILED_PRECONDITION",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-_EVENT_ID_ALPHABET = set("0123456789abcdefghijklmnopqrstuv")
-_CLIENT_CLOSED = 499  # logged when the client gave up during an emulated hang
-
-
-# -- wire helpers ---------------------------------------------------------------------------------
-
-
-def google_error(
-    code: int,
-    message: str,
-    reason: str,
-    *,
-    domain: str = "global",
-    headers: dict[str, str] | None = None,
-    detail: dict[str, str] | None = None,
-) -> JSONResponse:
-    """An error in Google's JSON API shape."""
-    error: dict[str, Any] = {"domain": domain, "reason": reason, "message": message, **(detail or {})}
-    body = {
-        "error": {
-            "code": code,
-            "message": message,
-            "errors": [error],
-            "status": _STATUS_NAMES.get(code, "UNKNOWN"),
-        }
-    }
-    return JSONResponse(body, status_code=code, headers=headers)
-
-
-def oauth_error(
-    status: int, error: str, description: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    """An error in the token endpoint's shape."""
-    return JSONResponse(
-        {"error": error, "error_description": description}, status_code=status, headers=headers
-    )
-
-
-class _Reject(Exception):
-    """Raised by a handler to answer with `response` (an error) instead."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
-def _not_found() -> _Reject:
-    return _Reject(google_error(404, "Not Found", "notFound"))
-
-
-def _bad_request(message: str, reason: str = "invalid") -> _Reject:
-    return _Reject(google_error(400, message, reason))
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _encode_token(prefix: str, payload: dict[str, Any]) -> str:
-    return prefix + _b64(json.dumps(payload, separators=(",", ":")).encode())
-
-
-def _decode_token(prefix: str, token: str) -> dict[str, Any] | None:
-    if not token.startswith(prefix):
-        return None
-    try:
-        payload = json.loads(_unb64(token[len(prefix) :]))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
-_SYNC_PREFIX = "gsync1."
-_PAGE_PREFIX = "gpage1."
+from calsync.sandbox.google_oauth import GoogleOAuth
+from calsync.sandbox.world import SandboxCalendar, SandboxEvent, World
 
 
 def _parse_time_param(name: str, value: str | None) -> datetime | None:
@@ -278,38 +166,29 @@ def _text_field(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def _pkce_s256(verifier: str) -> str:
-    return _b64(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
-
-
-def _with_query(url: str, params: dict[str, str]) -> str:
-    separator = "&" if urlsplit(url).query else "?"
-    return url + separator + urlencode(params)
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One authenticated API request, as a handler sees it."""
-
-    request: Request
-    account: SandboxAccount
-    body: dict[str, Any] | None
-
-
-_Handler = Callable[[_Call], Response]
+def _paging(request: Request, *, default: int, maximum: int) -> tuple[int, int]:
+    """(offset, page size) from `pageToken` and `maxResults`."""
+    query = request.query_params
+    try:
+        size = int(query.get("maxResults", default))
+    except ValueError:
+        raise _bad_request("Invalid value for maxResults.") from None
+    if size < 1:
+        raise _bad_request("Invalid value for maxResults.")
+    offset = 0
+    if "pageToken" in query:
+        state = _decode_token(_PAGE_PREFIX, query["pageToken"])
+        if state is None or not isinstance(state.get("o"), int) or state["o"] < 0:
+            raise _bad_request("Invalid page token value.", "invalid")
+        offset = state["o"]
+    return offset, min(size, maximum)
 
 
 # -- the emulator ---------------------------------------------------------------------------------
 
 
-class GoogleEmulator:
-    def __init__(
-        self, world: World, *, client_id: str, client_secret: str, clock: Callable[[], datetime]
-    ) -> None:
-        self.world = world
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.clock = clock
+class GoogleEmulator(GoogleOAuth):
+    """Google OAuth 2.0 and the Calendar API v3 subset calsync uses, as Starlette routes."""
 
     def routes(self) -> list[Route]:
         events = "/calendar/v3/calendars/{calendar_id}/events"
@@ -327,342 +206,6 @@ class GoogleEmulator:
         ]
 
     # -- plumbing ---------------------------------------------------------------------------------
-
-    async def _record(
-        self,
-        request: Request,
-        response: Response,
-        account_email: str | None,
-        started: float,
-        body: dict[str, Any] | None,
-    ) -> None:
-        await record(
-            self.world,
-            provider=PROVIDER,
-            request=request,
-            status=response.status_code,
-            account_email=account_email,
-            clock=self.clock,
-            started=started,
-            body=body,
-        )
-
-    async def _apply_faults(self, request: Request, endpoint: str, hits: list[FaultHit]) -> Response | None:
-        """Sleep for latency/hang faults; the response of the first fault that answers, if any."""
-        for hit in hits:
-            if hit.kind == "latency":
-                await asyncio.sleep(float(hit.params.get("seconds", 1.0)))
-            elif hit.kind == "hang":
-                if await hang(request, float(hit.params.get("seconds", 60.0))):
-                    return Response(status_code=_CLIENT_CLOSED)
-            else:
-                response = self._fault_response(hit, endpoint)
-                if response is not None:
-                    return response
-        return None
-
-    def _fault_response(self, hit: FaultHit, endpoint: str) -> Response | None:
-        params = hit.params
-        token_endpoint = endpoint == "token"
-        if hit.kind == "rate_limit":
-            status = int(params.get("status", 429))
-            headers = {"Retry-After": str(params["retry_after"])} if "retry_after" in params else None
-            if token_endpoint:
-                return oauth_error(status, "rate_limit_exceeded", "Rate Limit Exceeded", headers)
-            reason = str(params.get("reason", "rateLimitExceeded"))
-            return google_error(status, "Rate Limit Exceeded", reason, domain="usageLimits", headers=headers)
-        if hit.kind == "unavailable":
-            status = int(params.get("status", 503))
-            if token_endpoint:
-                return oauth_error(status, "internal_failure", "Backend Error")
-            return google_error(status, "Backend Error", "backendError")
-        if hit.kind == "malformed":
-            style = params.get("style", "html")
-            if style == "truncated":
-                return Response(
-                    '{"kind": "calendar#events", "items": [{"id": "', media_type="application/json"
-                )
-            if style == "shape":
-                return JSONResponse({"unexpected": True, "items": 7, "token_type": 3})
-            return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>")
-        if hit.kind == "invalid_grant" and token_endpoint:
-            description = str(params.get("description") or DEFAULT_REVOKED_DESCRIPTION)
-            return oauth_error(400, "invalid_grant", description)
-        if hit.kind == "sync_token_expired" and endpoint == "changes":
-            return self._sync_token_gone()
-        return None  # a fault for another kind of request
-
-    @staticmethod
-    def _sync_token_gone() -> JSONResponse:
-        return google_error(
-            410, "Sync token is no longer valid, a full sync is required.", "fullSyncRequired"
-        )
-
-    def _account_for(self, request: Request) -> SandboxAccount | None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        account = self.world.account_for_access_token(token.strip(), self.clock())
-        return account if account is not None and account.provider == PROVIDER else None
-
-    async def _api(self, request: Request, endpoint: str, handler: _Handler) -> Response:
-        """Authenticate, apply faults, run the (synchronous, database) handler off the loop, record."""
-        started = time.monotonic()
-        account_email: str | None = None
-        body: dict[str, Any] | None = None
-        try:
-            raw = await request.body()
-            if raw:
-                try:
-                    parsed = json.loads(raw)
-                except ValueError:
-                    raise _bad_request("Parse Error", "parseError") from None
-                if not isinstance(parsed, dict):
-                    raise _bad_request("Parse Error", "parseError")
-                body = parsed
-            account = await run_in_threadpool(self._account_for, request)
-            account_email = account.email if account else None
-            hits = await run_in_threadpool(self.world.take_faults, PROVIDER, endpoint, account_email)
-            response = await self._apply_faults(request, endpoint, hits)
-            if response is None:
-                if account is None:
-                    raise _Reject(
-                        google_error(
-                            401,
-                            "Request had invalid authentication credentials. Expected OAuth 2 access token, "
-                            "login cookie or other valid authentication credential.",
-                            "authError",
-                            detail={"location": "Authorization", "locationType": "header"},
-                        )
-                    )
-                response = short_list(
-                    hits, await run_in_threadpool(handler, _Call(request, account, body)), "items"
-                )
-                lost = lose_response(hits, response.status_code)
-                if lost is not None:
-                    await hang(request, lost_response_wait(hits))
-                    response = google_error(lost, "Backend Error", "backendError")
-        except _Reject as reject:
-            response = reject.response
-        except Exception:
-            logger.exception("google emulator: %s %s failed", request.method, request.url.path)
-            response = google_error(500, "Backend Error", "backendError")
-        await self._record(request, response, account_email, started, body)
-        return response
-
-    # -- OAuth: consent -----------------------------------------------------------------------------
-
-    async def consent_page(self, request: Request) -> Response:
-        started = time.monotonic()
-        params = request.query_params
-        problem = self._authorize_problem(
-            params.get("client_id", ""),
-            params.get("redirect_uri", ""),
-            params.get("response_type", ""),
-            params.get("code_challenge_method", ""),
-        )
-        if problem:
-            response: Response = _error_page(problem)
-        else:
-            accounts = await run_in_threadpool(self.world.google_accounts)
-            response = HTMLResponse(_consent_html(dict(params), [a.email for a in accounts]))
-        await self._record(request, response, params.get("login_hint") or None, started, None)
-        return response
-
-    def _authorize_problem(
-        self, client_id: str, redirect_uri: str, response_type: str, challenge_method: str
-    ) -> str | None:
-        if client_id != self.client_id:
-            return "Error 401: invalid_client. The OAuth client was not found."
-        parts = urlsplit(redirect_uri)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return "Error 400: invalid_request. Missing or invalid redirect_uri."
-        if response_type != "code":
-            return "Error 400: unsupported_response_type. Only response_type=code is supported."
-        if challenge_method not in ("", "S256"):
-            return "Error 400: invalid_request. Only code_challenge_method=S256 is supported."
-        return None
-
-    async def consent_decision(self, request: Request) -> Response:
-        started = time.monotonic()
-        form = {key: str(value) for key, value in (await request.form()).items()}
-        email = form.get("account", "").strip().lower()
-        redirect_uri = form.get("redirect_uri", "")
-        state = form.get("state")
-        problem = self._authorize_problem(
-            form.get("client_id", ""), redirect_uri, "code", form.get("code_challenge_method", "")
-        )
-        response: Response
-        if problem:
-            response = _error_page(problem)
-        elif form.get("decision") != "allow":
-            params = {"error": "access_denied"} | ({"state": state} if state is not None else {})
-            response = RedirectResponse(_with_query(redirect_uri, params), status_code=302)
-        else:
-            account = await run_in_threadpool(self.world.account, PROVIDER, email) if email else None
-            if account is None:
-                response = _error_page("Choose one of the sandbox accounts.", status=400)
-            else:
-                code = await run_in_threadpool(
-                    lambda: self.world.create_auth_code(
-                        account.id,
-                        prefix="4/",
-                        client_id=form["client_id"],
-                        redirect_uri=redirect_uri,
-                        scopes=form.get("scope", ""),
-                        code_challenge=form.get("code_challenge", ""),
-                        code_challenge_method=form.get("code_challenge_method", ""),
-                        expires_at=self.clock() + AUTH_CODE_LIFETIME,
-                    )
-                )
-                params = {"code": code} | ({"state": state} if state is not None else {})
-                params["scope"] = form.get("scope", "")
-                response = RedirectResponse(_with_query(redirect_uri, params), status_code=302)
-        await self._record(request, response, email or None, started, form)
-        return response
-
-    # -- OAuth: token endpoint ----------------------------------------------------------------------
-
-    async def token(self, request: Request) -> Response:
-        started = time.monotonic()
-        form = {key: str(value) for key, value in (await request.form()).items()}
-        account_email = await run_in_threadpool(self._token_account_email, form)
-        hits = await run_in_threadpool(self.world.take_faults, PROVIDER, "token", account_email)
-        response = await self._apply_faults(request, "token", hits)
-        if response is None:
-            try:
-                response = await run_in_threadpool(self._token_grant, request, form)
-            except Exception:
-                logger.exception("google emulator: token endpoint failed")
-                response = oauth_error(500, "internal_failure", "Backend Error")
-        await self._record(request, response, account_email, started, form)
-        return response
-
-    def _token_account_email(self, form: dict[str, str]) -> str | None:
-        """Whose token request this is (to apply that account's faults), without using anything up."""
-        if form.get("grant_type") == "refresh_token" and form.get("refresh_token"):
-            found = self.world.grant_by_refresh_token(form["refresh_token"])
-            return found[1].email if found else None
-        if form.get("grant_type") == "authorization_code" and form.get("code"):
-            peeked = self.world.google_peek_auth_code(form["code"])
-            return peeked[1].email if peeked else None
-        return None
-
-    def _client_problem(self, request: Request, form: dict[str, str]) -> Response | None:
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "basic" and credentials:
-            try:
-                client_id, _, client_secret = base64.b64decode(credentials).decode().partition(":")
-            except ValueError:
-                return oauth_error(401, "invalid_client", "Unauthorized")
-        if client_id != self.client_id:
-            return oauth_error(401, "invalid_client", "The OAuth client was not found.")
-        if not hmac.compare_digest(client_secret.encode(), self.client_secret.encode()):
-            return oauth_error(401, "invalid_client", "Unauthorized")
-        return None
-
-    def _token_grant(self, request: Request, form: dict[str, str]) -> Response:
-        problem = self._client_problem(request, form)
-        if problem is not None:
-            return problem
-        grant_type = form.get("grant_type", "")
-        if grant_type == "authorization_code":
-            return self._exchange_code(form)
-        if grant_type == "refresh_token":
-            return self._refresh(form)
-        return oauth_error(400, "unsupported_grant_type", f"Invalid grant_type: {grant_type}")
-
-    def _exchange_code(self, form: dict[str, str]) -> Response:
-        code = self.world.google_take_auth_code(form.get("code", ""))
-        now = self.clock()
-        if code is None or code.expires_at <= now or code.client_id != self.client_id:
-            return oauth_error(400, "invalid_grant", "Bad Request")
-        if form.get("redirect_uri", "") != code.redirect_uri:
-            return oauth_error(400, "redirect_uri_mismatch", "Bad Request")
-        if code.code_challenge:
-            verifier = form.get("code_verifier", "")
-            if not verifier:
-                return oauth_error(400, "invalid_grant", "Missing code verifier.")
-            if not hmac.compare_digest(_pkce_s256(verifier), code.code_challenge):
-                return oauth_error(400, "invalid_grant", "Invalid code verifier.")
-        grant = self.world.issue_grant(code.account_id, scopes=code.scopes)
-        found = self.world.grant_by_refresh_token(grant.refresh_token)
-        assert found is not None
-        return self._token_response(grant.id, found[1], grant.scopes, refresh_token=grant.refresh_token)
-
-    def _refresh(self, form: dict[str, str]) -> Response:
-        refresh_token = form.get("refresh_token", "")
-        if not refresh_token:
-            return oauth_error(400, "invalid_request", "Missing required parameter: refresh_token")
-        found = self.world.grant_by_refresh_token(refresh_token)
-        if found is None or found[1].provider != PROVIDER:
-            return oauth_error(400, "invalid_grant", "Bad Request")
-        grant, account = found
-        if grant.status != "valid":
-            return oauth_error(400, "invalid_grant", grant.error_description or DEFAULT_REVOKED_DESCRIPTION)
-        return self._token_response(grant.id, account, grant.scopes)
-
-    def _token_response(
-        self, grant_id: int, account: SandboxAccount, scopes: str, *, refresh_token: str | None = None
-    ) -> JSONResponse:
-        now = self.clock()
-        access = self.world.issue_access_token(grant_id, now, ACCESS_TOKEN_LIFETIME)
-        body: dict[str, Any] = {
-            "access_token": access.token,
-            "expires_in": int(ACCESS_TOKEN_LIFETIME.total_seconds()),
-            "scope": scopes,
-            "token_type": "Bearer",
-        }
-        if refresh_token:
-            body["refresh_token"] = refresh_token
-        if {"openid", "email"} & set(scopes.split()):
-            body["id_token"] = self._id_token(account, now)
-        return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-    def _id_token(self, account: SandboxAccount, now: datetime) -> str:
-        """A JWT like Google's (HS256 with the client secret here; Google signs with RS256)."""
-        header = {"alg": "HS256", "typ": "JWT"}
-        issued = int(now.timestamp())
-        claims = {
-            "iss": ID_TOKEN_ISSUER,
-            "azp": self.client_id,
-            "aud": self.client_id,
-            "sub": str(account.id),
-            "email": account.email,
-            "email_verified": True,
-            "iat": issued,
-            "exp": issued + int(ACCESS_TOKEN_LIFETIME.total_seconds()),
-        }
-        signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
-        signature = hmac.new(self.client_secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-        return signing_input + "." + _b64(signature)
-
-    async def userinfo(self, request: Request) -> Response:
-        v3 = request.url.path.startswith("/oauth2/v3")
-
-        def handler(call: _Call) -> Response:
-            account = call.account
-            if v3:
-                return JSONResponse(
-                    {
-                        "sub": str(account.id),
-                        "email": account.email,
-                        "email_verified": True,
-                        "name": account.display_name,
-                    }
-                )
-            return JSONResponse(
-                {
-                    "id": str(account.id),
-                    "email": account.email,
-                    "verified_email": True,
-                    "name": account.display_name,
-                }
-            )
-
-        return await self._api(request, "userinfo", handler)
 
     # -- Calendar API: calendar list ----------------------------------------------------------------
 
@@ -907,77 +450,6 @@ class GoogleEmulator:
             raise _Reject(google_error(410, "Resource has been deleted", "deleted"))
         self.world.google_cancel_event(calendar.pk, event_id, self.clock())
         return Response(status_code=204)
-
-
-def _paging(request: Request, *, default: int, maximum: int) -> tuple[int, int]:
-    """(offset, page size) from `pageToken` and `maxResults`."""
-    query = request.query_params
-    try:
-        size = int(query.get("maxResults", default))
-    except ValueError:
-        raise _bad_request("Invalid value for maxResults.") from None
-    if size < 1:
-        raise _bad_request("Invalid value for maxResults.")
-    offset = 0
-    if "pageToken" in query:
-        state = _decode_token(_PAGE_PREFIX, query["pageToken"])
-        if state is None or not isinstance(state.get("o"), int) or state["o"] < 0:
-            raise _bad_request("Invalid page token value.", "invalid")
-        offset = state["o"]
-    return offset, min(size, maximum)
-
-
-def _error_page(message: str, *, status: int = 400) -> HTMLResponse:
-    return HTMLResponse(
-        "<!doctype html><html><head><meta charset='utf-8'><title>Error - Google Accounts (sandbox)</title>"
-        f"</head><body><h1>Access blocked</h1><p class='error'>{html.escape(message)}</p></body></html>",
-        status_code=status,
-    )
-
-
-_CONSENT_FIELDS = (
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-    "access_type",
-    "prompt",
-)
-
-
-def _consent_html(params: dict[str, str], emails: list[str]) -> str:
-    hint = params.get("login_hint", "").strip().lower()
-    hidden = "".join(
-        f'<input type="hidden" name="{name}" value="{html.escape(params[name], quote=True)}">'
-        for name in _CONSENT_FIELDS
-        if name in params
-    )
-    if emails:
-        chosen = hint if hint in emails else emails[0]
-        choices = "".join(
-            "<li><label><input type='radio' name='account' "
-            f"value='{html.escape(email, quote=True)}'{' checked' if email == chosen else ''}> "
-            f"{html.escape(email)}</label></li>"
-            for email in emails
-        )
-        accounts = f"<ul class='accounts'>{choices}</ul>"
-    else:
-        accounts = "<p>There are no Google accounts in the sandbox.</p>"
-    scopes = "".join(f"<li>{html.escape(scope)}</li>" for scope in params.get("scope", "").split())
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<title>Sign in - Google Accounts (sandbox)</title></head><body>"
-        "<h1>Choose an account</h1>"
-        f"<p>to continue to <b class='client'>{html.escape(params.get('client_id', ''))}</b></p>"
-        "<form method='post' action='/o/oauth2/auth/decision'>"
-        f"{hidden}{accounts}"
-        f"<p>This will allow the app to:</p><ul class='scopes'>{scopes}</ul>"
-        "<button type='submit' name='decision' value='allow'>Allow</button> "
-        "<button type='submit' name='decision' value='deny'>Deny</button>"
-        "</form></body></html>"
-    )
 
 
 def build_google_app(

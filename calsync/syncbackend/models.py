@@ -442,6 +442,17 @@ class ProcessedEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ReportView(Base):
+    """A report link's one browser: its first opening inserts the row (keyed by a digest of the link's
+    nonce), so a second browser's insert fails, in any process (see `calsync.store.reports`)."""
+
+    __tablename__ = "report_views"
+    __repr_fields__ = ("nonce_digest", "claimed_at")
+
+    nonce_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class QuotaKey(Base):
     """One provider account's quota (`google:ann@acme.com`): the row every instance locks while it
     decides whether a call may start (see `calsync.syncbackend.quota.DatabaseLimiter`)."""
@@ -495,6 +506,7 @@ __all__ = [
     "ProcessedEvent",
     "QuotaCall",
     "QuotaKey",
+    "ReportView",
     "SyncRun",
     "User",
 ]

@@ -1,76 +1,41 @@
-"""Reconnect in one click: a signed link -> the provider's consent page -> the callback -> connected.
+"""The reconnect's storage: OAuth sessions, the tokens a sign-in brought, one active connection.
 
-`ReconnectLinks` makes the links (kind "reconnect", bound to the rep, 30 minutes, single use).
-`ReconnectService.begin(token, provider)` checks the link, claims it in the database (the UNIQUE
-`oauth_sessions.link_nonce` makes "once" hold across processes), stores a random `state` with the
-encrypted PKCE verifier / msal flow, and answers the provider's authorize URL.
-`ReconnectService.complete(provider, query_params)` checks the state (known, unexpired, unused, same
-provider), redeems the code, checks the signed-in account is the rep's, stores the tokens encrypted
-(holding a lock on the rep's row, so two sign-ins finishing at once leave one connection; a partial
-unique index keeps active connections one per rep, provider and account in any case),
-marks the connection connected (keeping the selected calendar when it still exists, else the
-primary one), switches provider when the link was for another one (the old connection deactivated
-only after the new one is in place), audits, re-runs the diagnosis and tells the rep in Slack.
+`ReconnectStore` is what the reconnect workflow (`calsync.flows.reconnect`) asks of the database:
+`claim` records a link's single use (the UNIQUE `oauth_sessions.link_nonce` makes "once" hold across
+processes) together with a random `state` and the encrypted PKCE verifier / msal flow; `take_state`
+checks the state (known, unexpired, unused, same provider) and marks it used; `connect` stores the
+tokens encrypted (holding a lock on the rep's row, so two sign-ins finishing at once leave one
+connection; a partial unique index keeps active connections one per rep, provider and account in
+any case), marks the connection connected (keeping the selected calendar when it still exists, else
+the primary one) and switches provider when the sign-in was for another one (the old connection
+deactivated only after the new one is in place). Every step is audited.
 
+It stores codes, not words: the reason an old connection was switched off is handed in.
 Nothing in a failure path changes a connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
-import logging
-import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import transaction
-from calsync.links import LinkExpired, LinkInvalid, LinkSigner, SignedLink
-from calsync.render.labels import product
+from calsync.links import SignedLink
 from calsync.syncbackend.crypto import TokenCipher, TokenDecryptError
 from calsync.syncbackend.models import AuditEntry, CalendarConnection, OAuthSession, User
-from calsync.syncbackend.oauth import OAuthError, OAuthFlow
-from calsync.syncbackend.providers.base import Authorization, Calendar, CalendarProvider, ProviderError
+from calsync.syncbackend.providers.base import Authorization, Calendar
 
-if TYPE_CHECKING:
-    from calsync.diagnostics.answer import Answer
-    from calsync.syncbackend.engine import CycleResult
-
-log = logging.getLogger(__name__)
-
-LINK_KIND = "reconnect"
-# How long the callback waits for the first sync cycle before the page says it is still running.
-FIRST_SYNC_WAIT = 10.0
-LINK_TTL = timedelta(minutes=30)
 SESSION_TTL = timedelta(minutes=20)  # from the redirect to the consent page until the callback
 MAX_STATE = 128
 PROVIDERS = ("google", "microsoft")
-
-
-class ReconnectLinks:
-    """`(rep email, provider, channel=None, thread_ts=None) -> URL`: what every Reconnect button carries."""
-
-    def __init__(self, signer: LinkSigner, public_url: str, ttl: timedelta = LINK_TTL) -> None:
-        self.signer = signer
-        self.public_url = public_url.rstrip("/")
-        self.ttl = ttl
-
-    def __call__(
-        self, email: str, provider: str, channel: str | None = None, thread_ts: str | None = None
-    ) -> str:
-        subject: dict[str, Any] = {"rep": email.strip().lower(), "provider": provider}
-        if channel:
-            subject["channel"] = channel
-        if thread_ts:
-            subject["thread_ts"] = thread_ts
-        return f"{self.public_url}/connect/{provider}?t={self.signer.make(LINK_KIND, subject, self.ttl)}"
 
 
 class Problem(enum.StrEnum):
@@ -119,19 +84,10 @@ class Failure:
     def status_code(self) -> int:
         return PROBLEM_STATUS[self.problem]
 
-    @property
-    def product(self) -> str:
-        return product(self.provider, "your calendar")
-
 
 @dataclass(frozen=True)
-class Begun:
-    redirect_url: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A reconnect that worked."""
+class Connected:
+    """What `ReconnectStore.connect` stored: the connection is connected (again)."""
 
     provider: str
     rep_email: str
@@ -145,55 +101,11 @@ class Outcome:
     switched_from: str | None = None  # the provider deactivated by this switch
     channel: str | None = None
     thread_ts: str | None = None
-    answer: Answer | None = None  # the fresh diagnosis, after the first sync
     connection_id: int | None = None
-    first_sync: CycleResult | None = None  # None: still running (or no engine here)
-
-    @property
-    def product(self) -> str:
-        return product(self.provider)
-
-    @property
-    def switched_from_product(self) -> str | None:
-        return product(self.switched_from) if self.switched_from else None
-
-    @property
-    def headline(self) -> str:
-        if self.switched_from:
-            return f"{self.product} is connected — new appointments go there from now on."
-        return f"Your {self.product} is connected again."
-
-    @property
-    def switch_note(self) -> str | None:
-        """The help center's words on switching provider."""
-        if not self.switched_from_product:
-            return None
-        return (
-            f"Appointments already synced to {self.switched_from_product} stay where they were: switching "
-            f"doesn't move them. New appointments will go to {self.product}."
-        )
-
-    @property
-    def calendar_note(self) -> str | None:
-        if not self.calendars_checked:
-            return "I couldn't read your calendar list just now; the calendar you picked before is kept."
-        if not self.calendar_changed:
-            return None
-        if self.previous_calendar_name:
-            return (
-                f'The calendar you picked before ("{self.previous_calendar_name}") no longer exists, so '
-                f'appointments now go to your main calendar, "{self.calendar_name}".'
-            )
-        return f'Appointments go to your main calendar, "{self.calendar_name}".'
-
-
-Notifier = Callable[[Outcome], Awaitable[None]]
-Diagnose = Callable[[str], Awaitable["Answer"]]
-FirstSync = Callable[[int], Awaitable["CycleResult"]]  # connection id -> one cycle, under its lease
 
 
 @dataclass(frozen=True)
-class _Pending:
+class Pending:
     """What the callback needs from the stored session."""
 
     user_id: int
@@ -202,74 +114,25 @@ class _Pending:
     secrets: dict[str, Any]
 
 
-class ReconnectService:
+class ReconnectStore:
+    """The reconnect's rows: `oauth_sessions`, the rep's `calendar_connections`, the audit log."""
+
     def __init__(
         self,
-        *,
         sessions: sessionmaker[Session],
         cipher: TokenCipher,
-        signer: LinkSigner,
-        flows: Mapping[str, OAuthFlow],
-        providers: Mapping[str, CalendarProvider],
         clock: Callable[[], datetime],
-        diagnose: Diagnose | None = None,
-        notify: Notifier | None = None,
-        sync: FirstSync | None = None,
         session_ttl: timedelta = SESSION_TTL,
-        first_sync_wait: float = FIRST_SYNC_WAIT,
     ) -> None:
         self.sessions = sessions
         self.cipher = cipher
-        self.signer = signer
-        self.flows = flows
-        self.providers = providers
         self.clock = clock
-        self.diagnose = diagnose
-        self.notify = notify
-        self.sync = sync
         self.session_ttl = session_ttl
-        self.first_sync_wait = first_sync_wait
-        self._running: set[asyncio.Task[Any]] = set()  # first syncs that outlived their wait
 
     # -- begin -----------------------------------------------------------------------------------
 
-    async def begin(self, token: str, provider: str) -> Begun | Failure:
-        """Check the link, claim it, and answer where to send the browser."""
-        try:
-            link = self.signer.read(token, LINK_KIND)
-        except LinkExpired as expired:
-            subject = expired.link.subject
-            await self._audit_failure(str(subject.get("rep") or ""), provider, Problem.LINK_EXPIRED)
-            return Failure(Problem.LINK_EXPIRED, provider, rep_email=str(subject.get("rep") or "") or None)
-        except LinkInvalid as invalid:
-            await self._audit_failure("", provider, Problem.LINK_INVALID, detail=str(invalid))
-            return Failure(Problem.LINK_INVALID, provider)
-        rep_email = link.subject.get("rep")
-        if link.subject.get("provider") != provider or not isinstance(rep_email, str):
-            await self._audit_failure("", provider, Problem.LINK_INVALID, detail="provider or rep mismatch")
-            return Failure(Problem.LINK_INVALID, provider)
-        flow = self.flows.get(provider)
-        if flow is None:
-            return Failure(Problem.NOT_CONFIGURED, provider, rep_email=rep_email)
-        found = await asyncio.to_thread(self._rep_and_hint, rep_email, provider, link.nonce)
-        if isinstance(found, Failure):
-            await self._audit_failure(rep_email, provider, found.problem)
-            return found
-        user_id, rep_name, login_hint = found
-        state = secrets.token_urlsafe(32)
-        try:
-            url, flow_secrets = await flow.authorize_url(state=state, login_hint=login_hint)
-        except OAuthError as error:  # the link is not used up: the rep can try again
-            await self._audit_failure(rep_email, provider, Problem.PROVIDER_ERROR, detail=error.message)
-            return Failure(Problem.PROVIDER_ERROR, provider, rep_email, rep_name, detail=error.message)
-        data = {**flow_secrets, **_where(link)}
-        claimed = await asyncio.to_thread(self._claim, state, user_id, provider, link, data)
-        if not claimed:
-            await self._audit_failure(rep_email, provider, Problem.LINK_USED)
-            return Failure(Problem.LINK_USED, provider, rep_email, rep_name)
-        return Begun(url)
-
-    def _rep_and_hint(self, email: str, provider: str, nonce: str) -> tuple[int, str, str] | Failure:
+    def rep_and_hint(self, email: str, provider: str, nonce: str) -> tuple[int, str, str] | Failure:
+        """The rep's id and name, and the account to suggest at the consent page."""
         with self.sessions() as session:
             user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
             if user is None:
@@ -282,9 +145,12 @@ class ReconnectService:
             hint = (active or same)[-1].account_email if (active or same) else user.email
             return user.id, user.name, hint
 
-    def _claim(self, state: str, user_id: int, provider: str, link: SignedLink, data: dict[str, Any]) -> bool:
+    def claim(
+        self, state: str, user_id: int, provider: str, link: SignedLink, flow_secrets: dict[str, Any]
+    ) -> bool:
         """Insert the session: the UNIQUE link nonce makes this the single use, in every process."""
         now = self.clock()
+        where = link_where(link)
         try:
             with transaction(self.sessions) as session:
                 session.add(
@@ -293,7 +159,7 @@ class ReconnectService:
                         user_id=user_id,
                         provider=provider,
                         link_nonce=link.nonce[:64],
-                        flow_encrypted=self.cipher.encrypt(json.dumps(data)),
+                        flow_encrypted=self.cipher.encrypt(json.dumps({**flow_secrets, **where})),
                         created_at=now,
                         expires_at=now + self.session_ttl,
                     )
@@ -304,7 +170,7 @@ class ReconnectService:
                         actor=str(link.subject.get("rep")),
                         action="reconnect_started",
                         subject_user_id=user_id,
-                        detail={"provider": provider, **_where(link)},
+                        detail={"provider": provider, **where},
                         result="started",
                     )
                 )
@@ -314,87 +180,7 @@ class ReconnectService:
 
     # -- complete --------------------------------------------------------------------------------
 
-    async def complete(self, provider: str, query_params: Mapping[str, str]) -> Outcome | Failure:
-        state = query_params.get("state") or ""
-        if not state or len(state) > MAX_STATE:
-            await self._audit_failure("", provider, Problem.UNKNOWN_STATE)
-            return Failure(Problem.UNKNOWN_STATE, provider)
-        pending = await asyncio.to_thread(self._take_state, state, provider)
-        if isinstance(pending, Failure):
-            await self._audit_failure(pending.rep_email or "", provider, pending.problem)
-            return pending
-        rep = (pending.rep_email, pending.rep_name)
-        error = query_params.get("error")
-        if error:
-            problem = Problem.DENIED if error == "access_denied" else Problem.PROVIDER_ERROR
-            detail = query_params.get("error_description") or error
-            return await self._fail(state, pending, provider, problem, detail=detail[:300])
-        flow = self.flows.get(provider)
-        if flow is None:
-            return await self._fail(state, pending, provider, Problem.NOT_CONFIGURED)
-        try:
-            auth, account_email = await flow.exchange(pending.secrets, query_params)
-        except OAuthError as oauth_error:
-            return await self._fail(
-                state, pending, provider, Problem.PROVIDER_ERROR, detail=oauth_error.message
-            )
-        account_email = account_email.strip().lower()
-        allowed = await asyncio.to_thread(self._account_allowed, pending.user_id, provider, account_email)
-        if not allowed:
-            return await self._fail(state, pending, provider, Problem.WRONG_ACCOUNT, account=account_email)
-        calendars: list[Calendar] | None
-        try:
-            calendars = await self.providers[provider].list_calendars(auth)
-        except (ProviderError, KeyError):
-            log.warning("listing %s calendars after reconnecting %s failed", provider, rep[0])
-            calendars = None
-
-        def connect() -> Outcome | Failure:
-            return self._connect(state, pending, provider, account_email, auth, calendars)
-
-        try:
-            outcome = await asyncio.to_thread(connect)
-        except IntegrityError:
-            # The unique index on active connections stopped a double that the rep's row lock did not
-            # keep out (a writer that does not take the lock): the other one is in place now, use it.
-            log.warning("a concurrent connection for %s was created first; completing on it", rep[0])
-            outcome = await asyncio.to_thread(connect)
-        if isinstance(outcome, Failure):
-            return outcome
-        outcome = await self._first_sync(outcome)
-        if self.diagnose is not None:
-            try:
-                outcome = _with_answer(outcome, await self.diagnose(outcome.rep_email))
-            except Exception:
-                log.exception("the diagnosis after reconnecting %s failed", outcome.rep_email)
-        if self.notify is not None:
-            try:
-                await self.notify(outcome)
-            except Exception:
-                log.exception("telling %s in Slack about the reconnect failed", outcome.rep_email)
-        return outcome
-
-    async def _first_sync(self, outcome: Outcome) -> Outcome:
-        """Run the connection's first cycle now (through the engine and its lease), so what the rep
-        sees next is the truth after the sync, not the error from before. A cycle that takes longer
-        than `first_sync_wait` goes on in the background; the page then says it is running."""
-        from dataclasses import replace
-
-        if self.sync is None or outcome.connection_id is None:
-            return outcome
-        cycle = asyncio.ensure_future(self.sync(outcome.connection_id))
-        try:
-            result = await asyncio.wait_for(asyncio.shield(cycle), self.first_sync_wait)
-        except TimeoutError:
-            self._running.add(cycle)
-            cycle.add_done_callback(self._running.discard)
-            return outcome
-        except Exception:
-            log.exception("the first sync after reconnecting %s failed", outcome.rep_email)
-            return outcome
-        return replace(outcome, first_sync=result)
-
-    def _take_state(self, state: str, provider: str) -> _Pending | Failure:
+    def take_state(self, state: str, provider: str) -> Pending | Failure:
         """Check the state and mark it used (atomically: a second callback with it finds it taken)."""
         now = self.clock()
         with transaction(self.sessions) as session:
@@ -424,9 +210,9 @@ class ReconnectService:
                 data = json.loads(self.cipher.decrypt(row.flow_encrypted))
             except (TokenDecryptError, ValueError):
                 return Failure(Problem.UNKNOWN_STATE, provider, rep_email, rep_name)
-            return _Pending(row.user_id, rep_email, rep_name, data if isinstance(data, dict) else {})
+            return Pending(row.user_id, rep_email, rep_name, data if isinstance(data, dict) else {})
 
-    def _account_allowed(self, user_id: int, provider: str, account_email: str) -> bool:
+    def account_allowed(self, user_id: int, provider: str, account_email: str) -> bool:
         """Reconnecting: the same account as the connection. A new provider: the rep's own email, or an
         account the rep already connected."""
         with self.sessions() as session:
@@ -440,15 +226,18 @@ class ReconnectService:
                 c.account_email == account_email for c in user.connections
             )
 
-    def _connect(
+    def connect(
         self,
         state: str,
-        pending: _Pending,
+        pending: Pending,
         provider: str,
         account_email: str,
         auth: Authorization,
         calendars: list[Calendar] | None,
-    ) -> Outcome | Failure:
+        *,
+        switched_reason: str,
+    ) -> Connected | Failure:
+        """Store the sign-in; `switched_reason` is the status reason of a connection it switches off."""
         now = self.clock()
         with transaction(self.sessions) as session:
             # Two sign-ins completing at once must not both add a connection: the rep's row is locked
@@ -494,14 +283,13 @@ class ReconnectService:
             target.selected_calendar_name = chosen_name
             session.flush()  # the new connection is in place before anything is switched off
             switched_from: str | None = None
-            label = product(provider)
             for other in user.connections:
                 if other is target or not other.active or other.provider == provider:
                     continue
                 other.active = False
                 other.status = "disconnected"
                 other.status_code = "switched"
-                other.status_reason = f"switched to {label}"
+                other.status_reason = switched_reason
                 other.disconnected_at = now
                 other.clear_tokens()
                 switched_from = other.provider
@@ -528,7 +316,7 @@ class ReconnectService:
                 )
             )
             where = pending.secrets
-            return Outcome(
+            return Connected(
                 provider=provider,
                 rep_email=user.email,
                 rep_name=user.name,
@@ -544,24 +332,12 @@ class ReconnectService:
                 connection_id=target.id,
             )
 
-    async def _fail(
-        self,
-        state: str,
-        pending: _Pending,
-        provider: str,
-        problem: Problem,
-        *,
-        detail: str = "",
-        account: str | None = None,
-    ) -> Failure:
-        await asyncio.to_thread(self._record_failure, state, pending, provider, problem, detail, account)
-        return Failure(
-            problem, provider, pending.rep_email, pending.rep_name, account_email=account, detail=detail
-        )
+    # -- failures --------------------------------------------------------------------------------
 
-    def _record_failure(
-        self, state: str, pending: _Pending, provider: str, problem: Problem, detail: str, account: str | None
+    def record_failure(
+        self, state: str, pending: Pending, provider: str, problem: Problem, detail: str, account: str | None
     ) -> None:
+        """A callback that got a state but failed after: the session's outcome, and the audit."""
         with transaction(self.sessions) as session:
             session.execute(
                 update(OAuthSession)
@@ -585,15 +361,8 @@ class ReconnectService:
                 )
             )
 
-    async def _audit_failure(
-        self, rep_email: str, provider: str, problem: Problem, *, detail: str = ""
-    ) -> None:
-        try:
-            await asyncio.to_thread(self._audit_failure_sync, rep_email, provider, problem, detail)
-        except Exception:  # auditing a refused link must not turn the refusal into an error page
-            log.exception("auditing a failed reconnect failed")
-
-    def _audit_failure_sync(self, rep_email: str, provider: str, problem: Problem, detail: str) -> None:
+    def audit_failure(self, rep_email: str, provider: str, problem: Problem, detail: str) -> None:
+        """A refusal before any session was taken (a bad link or state): the audit only."""
         with transaction(self.sessions) as session:
             user_id = (
                 session.scalars(select(User.id).where(User.email == rep_email.strip().lower())).first()
@@ -628,7 +397,7 @@ def lock_user(session: Session, user_id: int) -> User | None:
     ).first()
 
 
-def _where(link: SignedLink) -> dict[str, str]:
+def link_where(link: SignedLink) -> dict[str, str]:
     """Where the link was given (so the thread can be told), from the signed subject."""
     where: dict[str, str] = {}
     for key in ("channel", "thread_ts"):
@@ -638,19 +407,16 @@ def _where(link: SignedLink) -> dict[str, str]:
     return where
 
 
-def _with_answer(outcome: Outcome, answer: Answer) -> Outcome:
-    from dataclasses import replace
-
-    return replace(outcome, answer=answer)
-
-
 __all__ = [
-    "LINK_KIND",
-    "LINK_TTL",
-    "Begun",
+    "MAX_STATE",
+    "PROBLEM_STATUS",
+    "PROVIDERS",
+    "SESSION_TTL",
+    "Connected",
     "Failure",
-    "Outcome",
+    "Pending",
     "Problem",
-    "ReconnectLinks",
-    "ReconnectService",
+    "ReconnectStore",
+    "link_where",
+    "lock_user",
 ]

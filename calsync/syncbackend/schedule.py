@@ -19,12 +19,16 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from calsync.syncbackend.models import CalendarConnection
+
+if TYPE_CHECKING:
+    from calsync.settings import Settings
 
 BUSINESS_DAYS = frozenset(range(5))  # Monday to Friday
 
@@ -79,6 +83,40 @@ class SyncPolicy:
         if retry_after is not None:
             wait = max(wait, timedelta(seconds=retry_after))
         return now + wait
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def policy_from_settings(settings: Settings) -> SyncPolicy:
+    """The schedule from settings (`CALSYNC_SYNC_*`, `CALSYNC_BUSINESS_*`, ...). A malformed business
+    hours, days or time zone is a ValueError naming the settings and an example."""
+    try:
+        start_text, end_text = settings.business_hours.split("-")
+        start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
+        business_days = frozenset(
+            WEEKDAYS.index(day.strip().lower()[:3])
+            for day in settings.business_days.split(",")
+            if day.strip()
+        )
+        zone = ZoneInfo(settings.business_time_zone)
+    except (ValueError, KeyError) as error:
+        raise ValueError(
+            f"CALSYNC_BUSINESS_HOURS / _DAYS / _TIME_ZONE: {error} (e.g. 08:00-18:00, mon,tue,wed,thu,fri, "
+            "Europe/Berlin)"
+        ) from None
+    return SyncPolicy(
+        interval=timedelta(minutes=settings.sync_interval_minutes),
+        business_interval=timedelta(minutes=settings.sync_business_interval_minutes),
+        business_start=start,
+        business_end=end,
+        business_days=business_days,
+        time_zone=zone,
+        jitter=settings.sync_jitter,
+        health_interval=timedelta(minutes=settings.health_interval_minutes),
+        mass_cancel_count=settings.mass_cancel_count,
+        mass_cancel_share=settings.mass_cancel_share,
+    )
 
 
 def new_worker_id() -> str:

@@ -1,6 +1,6 @@
 """The HTTP app: Slack's events, commands and interactivity at `POST /slack/events` (each request's
 size, age and signature verified on the raw bytes before anything parses it, `slack_verify.py`; then
-Bolt), and `GET /healthz`."""
+Bolt), and `GET /healthz` (`healthy`: `calsync.store.web.database_is_up`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncApp
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from calsync.web.slack_verify import Refusal, SlackVerifier
 
@@ -83,18 +81,6 @@ def _ids_problem(data: dict[str, Any], depth: int) -> str | None:
             if isinstance(inner, dict) and (problem := _ids_problem(inner, depth + 1)):
                 return problem
     return None
-
-
-def database_is_up(engine: Engine) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError:
-            return False
-        return True
-
-    return check
 
 
 def create_web_app(

@@ -4,20 +4,20 @@ reply the bot would post, rendered from the same Block Kit.
 
 The report link is a signed, short-lived link (kind "report", subject {agent, rep}) that the bot
 only ever sends ephemerally to the agent who ran `/calsync diagnose @rep`. On top of that the first
-browser that opens it claims it: the claim is recorded in the database (a `processed_events` row
+browser that opens it claims it: the claim is recorded in the database (a `report_views` row
 keyed by a digest of the link's nonce: one insert wins, across processes) and the browser gets an
 HttpOnly, SameSite=Strict cookie (Secure over https) holding a signed claim of that nonce (a
 signed link of kind "report-claim", so it cannot be forged or moved to another report). The same URL in
 any other browser is refused. Every opening re-runs the diagnosis live and is audited with the
 agent as the actor; a refused opening is audited too.
 
-Everything renders server-side without JavaScript (forms and links only).
+Everything renders server-side without JavaScript (forms and links only). What the pages store and
+read goes through `calsync.store.reports`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
@@ -30,26 +30,20 @@ from typing import Any
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
-from calsync.db import transaction
 from calsync.diagnostics.findings import Finding
-from calsync.diagnostics.state import RepState, find_user, load_rep_state
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
 from calsync.knowledge.matcher import MAX_QUESTION_CHARS
 from calsync.links import LinkExpired, LinkInvalid, LinkSigner
 from calsync.render import blocks
 from calsync.render.html import button_html, render_blocks
-from calsync.syncbackend.models import AuditEntry, ProcessedEvent, User
+from calsync.store.reports import ReportStore, nonce_digest
 from calsync.web.templating import make_templates
 
 log = logging.getLogger(__name__)
 
 REPORT_KIND = "report"
 CLAIM_KIND = "report-claim"  # the cookie of the browser that opened a report link first
-CLAIM_PREFIX = "report-claim:"  # processed_events ids of claimed report links
 COOKIE_PREFIX = "calsync_report_"
 MAX_EVIDENCE_VALUE = 2000
 _SECRET_KEY = re.compile(r"token|secret|password", re.IGNORECASE)
@@ -96,10 +90,6 @@ def evidence_items(finding: Finding) -> list[tuple[str, str]]:
     return items
 
 
-def _digest(nonce: str) -> str:
-    return hashlib.sha256(nonce.encode()).hexdigest()
-
-
 def _button_value(button: Mapping[str, Any]) -> dict[str, Any]:
     try:
         value = json.loads(str(button.get("value") or "{}"))
@@ -114,7 +104,7 @@ def _button_value(button: Mapping[str, Any]) -> dict[str, Any]:
 def create_pages_router(
     *,
     troubleshooter: Troubleshooter,
-    sessions: sessionmaker[Session],
+    store: ReportStore,
     clock: Callable[[], datetime],
     links: LinkSigner,
     config: PagesConfig,
@@ -142,25 +132,6 @@ def create_pages_router(
 
     # -- the agent's report ----------------------------------------------------------------------
 
-    def claim(nonce: str) -> bool:
-        """True for the first browser to open this link (in any process sharing the database)."""
-        try:
-            with transaction(sessions) as session:
-                session.add(ProcessedEvent(event_id=f"{CLAIM_PREFIX}{_digest(nonce)}", received_at=clock()))
-        except IntegrityError:
-            return False
-        return True
-
-    def audit(agent: str, rep: str, action: str, result: str, detail: dict[str, Any]) -> None:
-        with transaction(sessions) as session:
-            subject = session.scalars(select(User.id).where(User.email == rep.strip().lower())).first()
-            session.add(
-                AuditEntry(
-                    at=clock(), actor=agent[:255], action=action, subject_user_id=subject, detail=detail,
-                    result=result,
-                )
-            )  # fmt: skip
-
     def holds_claim(presented: str, nonce: str) -> bool:
         """The browser shows the claim cookie this link's first opening set (itself a signed link)."""
         if not presented:
@@ -170,11 +141,6 @@ def create_pages_router(
         except (LinkExpired, LinkInvalid):
             return False
         return hmac.compare_digest(str(held.subject.get("nonce", "")).encode(), nonce.encode())
-
-    def rep_state(email: str) -> RepState | None:
-        with sessions() as session:
-            user = find_user(session, email)
-            return load_rep_state(session, user, clock()) if user is not None else None
 
     @router.get("/reports/{token}", response_class=HTMLResponse)
     async def report(request: Request, token: str) -> Response:
@@ -199,12 +165,12 @@ def create_pages_router(
         agent, rep = link.subject.get("agent"), link.subject.get("rep")
         if not isinstance(agent, str) or not isinstance(rep, str) or not agent or not rep:
             return problem(request, 403, "This report link isn't valid", "The link names no agent or rep.")
-        cookie = f"{COOKIE_PREFIX}{_digest(link.nonce)[:20]}"
+        cookie = f"{COOKIE_PREFIX}{nonce_digest(link.nonce)[:20]}"
         first_open = False
         if not holds_claim(request.cookies.get(cookie, ""), link.nonce):
-            if not await asyncio.to_thread(claim, link.nonce):
+            if not await asyncio.to_thread(store.claim_view, link.nonce):
                 await asyncio.to_thread(
-                    audit, agent, rep, "report_open", "refused: opened in another browser", {}
+                    store.audit, agent, rep, "report_open", "refused: opened in another browser", {}
                 )
                 return problem(
                     request,
@@ -216,14 +182,14 @@ def create_pages_router(
                     "fresh link.",
                 )
             first_open = True
-        await asyncio.to_thread(audit, agent, rep, "report_open", "opened", {"first_open": first_open})
+        await asyncio.to_thread(store.audit, agent, rep, "report_open", "opened", {"first_open": first_open})
         try:
             answer = await troubleshooter.diagnose(rep, actor=agent)
         except UnknownUser:
             return problem(
                 request, 404, "No such rep", "This rep is no longer a SalesPartner user; nothing was checked."
             )
-        state = await asyncio.to_thread(rep_state, rep)
+        state = await asyncio.to_thread(store.rep_state, rep)
         response = page(
             request,
             "report.html",
@@ -254,13 +220,6 @@ def create_pages_router(
         return router
 
     # -- the playground (sandbox only) -----------------------------------------------------------
-
-    def reps() -> list[tuple[str, str]]:
-        with sessions() as session:
-            rows = session.execute(
-                select(User.email, User.name).where(User.role != "agent").order_by(User.email).limit(500)
-            ).all()
-        return [(email, name) for email, name in rows]
 
     def playground_buttons(rep: str) -> Callable[[Mapping[str, Any]], Markup | None]:
         def render(button: Mapping[str, Any]) -> Markup | None:
@@ -296,7 +255,7 @@ def create_pages_router(
     async def playground_page(
         request: Request, rep: str = "", question: str = "", article: str = "", details: bool = False
     ) -> Response:
-        people = await asyncio.to_thread(reps)
+        people = await asyncio.to_thread(store.reps)
         context: dict[str, Any] = {
             "reps": [(email, name, config.problems.get(email, "")) for email, name in people],
             "examples": config.examples,

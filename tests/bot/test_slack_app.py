@@ -384,7 +384,8 @@ def test_healthz_says_whether_calsync_can_serve(slack: SlackHarness) -> None:
 def test_healthz_fails_when_the_database_is_unreachable(tmp_path: Any) -> None:
     from calsync.db import make_engine
     from calsync.sandbox.server import BackgroundServer
-    from calsync.web.app import create_web_app, database_is_up
+    from calsync.store.web import database_is_up
+    from calsync.web.app import create_web_app
 
     engine = make_engine(f"sqlite:///{tmp_path}/missing/dir/calsync.db")
     with BackgroundServer(create_web_app(bolt_app=None, healthy=database_is_up(engine))) as server:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.diagnostics.troubleshooter import Troubleshooter
 from calsync.links import LinkSigner
+from calsync.store.reports import ReportStore
 from calsync.web.pages import PagesConfig, create_pages_router
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -22,7 +23,7 @@ def client(sandbox: bool) -> httpx.AsyncClient:
     app.include_router(
         create_pages_router(
             troubleshooter=cast(Troubleshooter, object()),  # never reached by these requests
-            sessions=cast(sessionmaker[Session], object()),
+            store=ReportStore(cast(sessionmaker[Session], object()), lambda: NOW),
             clock=lambda: NOW,
             links=LinkSigner(b"0123456789abcdef0123", lambda: NOW),
             config=PagesConfig(sandbox=sandbox),

@@ -32,11 +32,11 @@ from calsync.app import (
     build_web_app,
 )
 from calsync.diagnostics.troubleshooter import Troubleshooter
+from calsync.flows.reconnect import ReconnectLinks
 from calsync.links import LinkSigner
 from calsync.sandbox.server import BackgroundServer
 from calsync.settings import Settings
 from calsync.syncbackend.models import Appointment, CalendarConnection, EventLink, User
-from calsync.syncbackend.reconnect import ReconnectLinks
 from tests.bot.conftest import AGENT_BY_SETTING, SUPPORT_CHANNEL, SlackHarness
 from tests.harness import LateApp, Sandbox
 from tests.web.conftest import HELP_CHANNEL, WebHarness

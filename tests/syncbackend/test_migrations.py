@@ -34,8 +34,9 @@ PRODUCT_TABLES = {
     "cancellation_holds",
     "quota_keys",
     "quota_calls",
+    "report_views",
 }
-HEAD = "0006"
+HEAD = "0007"
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -77,7 +78,7 @@ def test_0002_adds_and_removes_only_oauth_sessions(database_url: str, engine: En
     assert "oauth_sessions" in table_names(engine)
     migrate.downgrade(database_url, "0001")
     assert migrate.current(database_url) == "0001"
-    later = {"oauth_sessions", "cancellation_holds", "quota_keys", "quota_calls"}  # 0002 and after
+    later = {"oauth_sessions", "cancellation_holds", "quota_keys", "quota_calls", "report_views"}  # 0002 on
     assert table_names(engine) >= PRODUCT_TABLES - later
     assert not later & table_names(engine)
 
@@ -251,6 +252,29 @@ def test_0005_keeps_the_newest_of_each_double_and_then_forbids_doubles(
     assert migrate.current(database_url) == HEAD
 
 
+def test_0007_moves_report_claims_out_of_processed_events_and_back(database_url: str, engine: Engine) -> None:
+    """A report opened before the upgrade stays claimed after it (and after a downgrade)."""
+    digest = "ab" * 32
+    migrate.upgrade(database_url, "0006")
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO processed_events (event_id, received_at) VALUES (:id, :at)"),
+            [
+                {"id": f"report-claim:{digest}", "at": "2026-12-01 10:00:00"},
+                {"id": "Ev1", "at": "2026-12-01 10:00:00"},
+            ],
+        )
+    migrate.upgrade(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT nonce_digest FROM report_views")).scalars().all() == [digest]
+        assert connection.execute(text("SELECT event_id FROM processed_events")).scalars().all() == ["Ev1"]
+    migrate.downgrade(database_url, "0006")
+    assert "report_views" not in table_names(engine)
+    with engine.connect() as connection:
+        events = connection.execute(text("SELECT event_id FROM processed_events ORDER BY event_id"))
+        assert events.scalars().all() == ["Ev1", f"report-claim:{digest}"]
+
+
 def test_upgrade_creates_the_sqlite_directory_from_any_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -275,7 +299,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 def test_calsync_db_upgrade_command(tmp_path: Path) -> None:
     database = tmp_path / "state" / "sub" / "calsync.db"
     env = _clean_env(DATABASE_URL=f"sqlite:///{database}", CALSYNC_STATE_DIR=str(tmp_path / "state"))
-    command = [sys.executable, "-m", "calsync.app", "db"]
+    command = [sys.executable, "-m", "calsync", "db"]
 
     upgraded = subprocess.run(
         [*command, "upgrade"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
@@ -307,7 +331,7 @@ def test_calsync_db_upgrade_command(tmp_path: Path) -> None:
 def test_calsync_db_upgrade_reports_an_unreachable_database(tmp_path: Path) -> None:
     env = _clean_env(DATABASE_URL="postgresql+psycopg://calsync:s3cret-pw@127.0.0.1:1/calsync")
     result = subprocess.run(
-        [sys.executable, "-m", "calsync.app", "db", "upgrade"],
+        [sys.executable, "-m", "calsync", "db", "upgrade"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -24,6 +24,7 @@ from calsync.syncbackend.models import (
     ProcessedEvent,
     QuotaCall,
     QuotaKey,
+    ReportView,
     SyncRun,
     User,
 )
@@ -222,6 +223,12 @@ def build_quota_call(session: Session) -> Base:
     return row
 
 
+def build_report_view(session: Session) -> Base:
+    row = ReportView(nonce_digest="d" * 64, claimed_at=NOW)
+    session.add(row)
+    return row
+
+
 @dataclass(frozen=True)
 class TableCase:
     model: type[Base]
@@ -250,6 +257,7 @@ TABLE_CASES = {
     ),
     "quota_keys": TableCase(QuotaKey, build_quota_key, {"touched_at": 1_800_000_060.75}),
     "quota_calls": TableCase(QuotaCall, build_quota_call, {"busy_until": None}),
+    "report_views": TableCase(ReportView, build_report_view, {"claimed_at": NOW + timedelta(seconds=5)}),
 }
 
 

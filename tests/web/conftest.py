@@ -19,10 +19,10 @@ from pydantic import SecretStr
 
 from calsync.app import build_bolt_app, build_slack_bot, build_troubleshooter, build_web_app
 from calsync.diagnostics.troubleshooter import Troubleshooter
+from calsync.flows.reconnect import ReconnectLinks
 from calsync.links import LinkSigner
 from calsync.sandbox.server import BackgroundServer
 from calsync.settings import Settings
-from calsync.syncbackend.reconnect import ReconnectLinks
 from tests.harness import LateApp, Sandbox
 
 DEMO = Path(__file__).parents[2] / "calsync" / "sandbox" / "scenarios" / "demo.yaml"

@@ -14,10 +14,10 @@ import pytest
 from pydantic import SecretStr
 
 from calsync.app import build_troubleshooter, build_web_app
+from calsync.flows.reconnect import ReconnectLinks
 from calsync.links import LinkSigner
 from calsync.sandbox.server import BackgroundServer
 from calsync.settings import Settings
-from calsync.syncbackend.reconnect import ReconnectLinks
 from calsync.web.hardening import CONTENT_SECURITY_POLICY
 from tests.harness import LateApp, Sandbox
 

@@ -7,9 +7,12 @@ import json
 import stat
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.links import (
     LINK_SECRET_FILE_NAME,
@@ -20,6 +23,7 @@ from calsync.links import (
     load_or_create_link_secret,
 )
 from calsync.settings import Settings
+from calsync.syncbackend.crypto import TokenCipher
 from tests.conftest import FrozenClock
 
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -212,3 +216,23 @@ def test_a_link_has_exactly_one_valid_spelling(signer: LinkSigner) -> None:
         with pytest.raises(LinkInvalid):
             signer.read(other, "reconnect")
     assert signer.read(token, "reconnect").subject == {"rep": "carla@northwind.example"}
+
+
+def test_the_services_build_one_link_signer(tmp_path: Path, clock: FrozenClock) -> None:
+    """Reconnect buttons, the reconnect pages, report links and the report pages share one signer."""
+    from calsync.app import Services, build_link_signer
+
+    services = Services(
+        settings=_settings(tmp_path),
+        engine=cast(Engine, None),
+        sessions=cast(sessionmaker[Session], None),
+        cipher=cast(TokenCipher, None),
+        clock=clock,
+        providers={},
+    )
+    assert not (tmp_path / LINK_SECRET_FILE_NAME).exists()  # built on first use, not before
+    signer = services.links
+    assert build_link_signer(services) is signer and services.links is signer
+    assert signer.read(signer.make("report", {"rep": "a@x.example"}, TTL), "report").subject == {
+        "rep": "a@x.example"
+    }

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import make_engine, make_session_factory, transaction
+from calsync.flows.reconnect import Begun, Failure, Outcome, Problem, ReconnectLinks, ReconnectService
 from calsync.links import LinkSigner
 from calsync.render.words import first_sync_note
 from calsync.syncbackend import migrate
@@ -30,7 +31,6 @@ from calsync.syncbackend.crypto import TokenCipher, generate_key
 from calsync.syncbackend.engine import CycleResult
 from calsync.syncbackend.models import AuditEntry, CalendarConnection, OAuthSession, User
 from calsync.syncbackend.providers.base import Authorization, Calendar, ProviderName
-from calsync.syncbackend.reconnect import Begun, Failure, Outcome, Problem, ReconnectLinks, ReconnectService
 from tests.conftest import FrozenClock
 from tests.harness import Sandbox
 from tests.web.conftest import HELP_CHANNEL, WebHarness
@@ -429,10 +429,10 @@ def test_the_claim_itself_is_the_unique_nonce(
         link = signer.read(
             signer.make("reconnect", {"rep": CARLA, "provider": "google"}, timedelta(minutes=30)), "reconnect"
         )
-        found = svc._rep_and_hint(CARLA, "google", link.nonce)
+        found = svc.store.rep_and_hint(CARLA, "google", link.nonce)
         assert not isinstance(found, Failure)
-        assert svc._claim("state-one", found[0], "google", link, {}) is True
-        assert svc._claim("state-two", found[0], "google", link, {}) is False
+        assert svc.store.claim("state-one", found[0], "google", link, {}) is True
+        assert svc.store.claim("state-two", found[0], "google", link, {}) is False
     finally:
         engine.dispose()
 

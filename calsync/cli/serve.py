@@ -1,0 +1,76 @@
+"""`calsync serve`: Slack (HTTP or Socket Mode), the web pages and /healthz, in one process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from calsync.cli.output import note
+
+if TYPE_CHECKING:
+    from calsync.settings import Settings
+
+
+def refuse_unverifiable_http(settings: Settings) -> None:
+    """Fail closed: a bot token served over HTTP without a signing secret would take unsigned requests
+    (a forged `/calsync diagnose` with a foreign response_url would receive a diagnosis)."""
+    from calsync.app import signing_secret
+
+    if settings.slack_bot_token is not None and not settings.slack_app_token and not signing_secret(settings):
+        note(
+            "calsync serve: SLACK_SIGNING_SECRET is not set, so requests to /slack/events cannot be "
+            "verified; set it (Basic Information → Signing Secret) or use Socket Mode (SLACK_APP_TOKEN)."
+        )
+        raise typer.Exit(2)
+
+
+def serve_command(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve Slack (HTTP at /slack/events, or Socket Mode when SLACK_APP_TOKEN is set) and /healthz."""
+    import asyncio
+
+    from calsync.app import (
+        build_bolt_app,
+        build_engine_and_bot,
+        build_troubleshooter,
+        build_web_app,
+        make_http_server,
+        open_services,
+    )
+    from calsync.sandbox.demo import load_demo_if_empty
+    from calsync.settings import Settings
+
+    refuse_unverifiable_http(Settings())
+    with open_services() as services:
+        settings = services.settings
+        refuse_unverifiable_http(settings)  # the sandbox brings its own Slack secret, or none at all
+        troubleshooter = build_troubleshooter(services)
+        _, bot = build_engine_and_bot(services, troubleshooter)
+        bolt_app = build_bolt_app(services, bot)
+        web = build_web_app(services, None if settings.slack_app_token else bolt_app, troubleshooter, bot=bot)
+        if bolt_app is None:
+            note("No SLACK_BOT_TOKEN: serving /healthz only; Slack is not connected.")
+        server = make_http_server(web, host, port)
+        note(f"calsync listening on http://{host}:{port} (Slack events at /slack/events, health at /healthz)")
+        if services.world is not None:
+            demo = load_demo_if_empty(
+                sessions=services.sessions, world=services.world, cipher=services.cipher, clock=services.clock
+            )
+            if demo:
+                note("The database was empty: loaded the demo scenario (reps @northwind.example).")
+            note(f"Try calsync in your browser: http://{host}:{port}/playground")
+        if settings.slack_app_token and bolt_app is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
+
+            async def both() -> None:
+                await asyncio.gather(socket_mode.start_async(), server.serve())
+
+            note("SLACK_APP_TOKEN is set: receiving Slack events over Socket Mode.")
+            asyncio.run(both())
+        else:
+            server.run()
