@@ -60,9 +60,9 @@ class SyncWorld:
 
     def second_engine(self) -> SyncEngine:
         """Another worker on the same database, as a second `calsync worker` process would be."""
-        engine = build_sync_engine(self.services)
-        engine.notify, engine.notify_hold = self.engine.notify, self.engine.notify_hold
-        return engine
+        return build_sync_engine(
+            self.services, notify=self.engine.notify, notify_hold=self.engine.notify_hold
+        )
 
     def events(self, appointment_id: str, *, include_cancelled: bool = False) -> list[SandboxEvent]:
         return self.world.find_events(appointment_id=appointment_id, include_cancelled=include_cancelled)
