@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,15 +26,17 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import APIRouter, FastAPI
     from slack_bolt.async_app import AsyncApp
+    from slack_sdk.web.async_client import AsyncWebClient
 
-    from calsync.bot.service import SlackBot
+    from calsync.bot.slackbot import SlackBot
     from calsync.diagnostics.answer import Answer
     from calsync.diagnostics.troubleshooter import Troubleshooter
+    from calsync.flows.notices import Notices
     from calsync.links import LinkSigner
     from calsync.sandbox.runtime import SandboxEndpoints
     from calsync.sandbox.world import World
     from calsync.syncbackend.crypto import TokenCipher
-    from calsync.syncbackend.engine import DisconnectNotifier, SyncEngine
+    from calsync.syncbackend.engine import DisconnectNotifier, HoldNotifier, SyncEngine
     from calsync.syncbackend.providers.base import CalendarProvider
     from calsync.syncbackend.schedule import SyncPolicy
 
@@ -187,8 +189,6 @@ def build_reconnect(
     """`/connect/{provider}` and `/oauth/{provider}/callback`: the OAuth flows, the first sync cycle
     (through the engine and its lease), the fresh diagnosis afterwards, and the Slack note (when
     there is a bot with a token)."""
-    from slack_sdk.web.async_client import AsyncWebClient
-
     from calsync.flows.reconnect import Outcome, ReconnectService
     from calsync.syncbackend.oauth import GoogleOAuth, MicrosoftOAuth, OAuthFlow
     from calsync.syncbackend.providers.microsoft import MicrosoftProvider
@@ -212,21 +212,14 @@ def build_reconnect(
     if isinstance(microsoft, MicrosoftProvider):  # msal is built once, by the provider
         flows["microsoft"] = MicrosoftOAuth(microsoft, redirect_uri=f"{public_url}/oauth/microsoft/callback")
     checker = troubleshooter or (bot.troubleshooter if bot is not None else build_troubleshooter(services))
-    token = settings.slack_bot_token
-    client = (
-        AsyncWebClient(token=token.get_secret_value(), base_url=settings.slack_api_url)
-        if token is not None and bot is not None
-        else None
-    )
+    notices = bot.notices if bot is not None else None  # over the bot's one Web API client
 
     async def diagnose(email: str) -> Answer:
         return await checker.diagnose(email, actor="reconnect")
 
     async def notify(outcome: Outcome) -> None:
-        if bot is not None and client is not None:
-            await bot.notify_reconnected(
-                client, outcome.rep_email, outcome, outcome.answer, outcome.channel, outcome.thread_ts
-            )
+        if notices is not None:
+            await notices.reconnected(outcome)
 
     service = ReconnectService(
         sessions=services.sessions,
@@ -263,8 +256,11 @@ def quota_providers(services: Services) -> dict[str, CalendarProvider]:
     return {name: QuotaProvider(provider, limiter) for name, provider in services.providers.items()}
 
 
-def build_sync_engine(services: Services, notify: DisconnectNotifier | None = None) -> SyncEngine:
-    """The sync engine over the same providers the diagnostics use, each kept inside its quota."""
+def build_sync_engine(
+    services: Services, notify: DisconnectNotifier | None = None, notify_hold: HoldNotifier | None = None
+) -> SyncEngine:
+    """The sync engine over the same providers the diagnostics use, each kept inside its quota; what
+    it says in Slack (`notify`, `notify_hold`) comes from `wire_notifications`."""
     from calsync.syncbackend.engine import SyncEngine
 
     return SyncEngine(
@@ -274,79 +270,143 @@ def build_sync_engine(services: Services, notify: DisconnectNotifier | None = No
         clock=services.clock,
         policy=build_sync_policy(services.settings),
         notify=notify,
+        notify_hold=notify_hold,
     )
 
 
-def wire_notifications(services: Services, engine: SyncEngine, bot: SlackBot) -> None:
-    """What the engine says through Slack, when a bot token is configured: the DM to a rep whose
-    grant stopped working, and the support channel's question about held cancellations."""
+def build_slack_client(services: Services) -> AsyncWebClient | None:
+    """The one Slack Web API client for the bot token, None when none is configured. Built once by
+    the composition and passed to everything that talks to Slack. Makes no network call."""
     from slack_sdk.web.async_client import AsyncWebClient
-
-    from calsync.syncbackend.engine import Disconnection
-    from calsync.syncbackend.holds import Hold
 
     token = services.settings.slack_bot_token
     if token is None:
-        engine.notify = engine.notify_hold = None
-        return
-    client = AsyncWebClient(token=token.get_secret_value(), base_url=services.settings.slack_api_url)
+        return None
+    return AsyncWebClient(token=token.get_secret_value(), base_url=services.settings.slack_api_url)
 
-    async def notify(disconnection: Disconnection) -> bool:
-        return await bot.notify_disconnected(client, disconnection)
 
-    async def notify_hold(hold: Hold) -> bool:
-        return await bot.notify_hold(client, hold)
+def build_notices(
+    services: Services, troubleshooter: Troubleshooter, client: AsyncWebClient | None
+) -> Notices | None:
+    """What calsync says in Slack on its own (`flows.notices`), over `client`; None without one."""
+    from calsync.flows.notices import Notices
 
-    engine.notify = notify
-    engine.notify_hold = notify_hold if services.settings.support_channel else None
+    if client is None:
+        return None
+    return Notices(
+        client=client,
+        sessions=services.sessions,
+        reconnect_url=troubleshooter.reconnect_url,
+        support_channel=services.settings.support_channel,
+    )
+
+
+class EngineNotifications(TypedDict):
+    notify: DisconnectNotifier | None
+    notify_hold: HoldNotifier | None
+
+
+def wire_notifications(services: Services, notices: Notices | None) -> EngineNotifications:
+    """What the engine says through Slack, when a bot token is configured: the DM to a rep whose
+    grant stopped working, and the support channel's question about held cancellations. The
+    engine's constructor arguments: `build_sync_engine(services, **wire_notifications(...))`."""
+    if notices is None:
+        return {"notify": None, "notify_hold": None}
+    return {
+        "notify": notices.disconnected,
+        "notify_hold": notices.hold if services.settings.support_channel else None,
+    }
 
 
 def build_slack_bot(
-    services: Services, troubleshooter: Troubleshooter, sync_engine: SyncEngine | None = None
+    services: Services,
+    troubleshooter: Troubleshooter,
+    sync_engine: SyncEngine | None = None,
+    *,
+    client: AsyncWebClient | None = None,
+    notices: Notices | None = None,
 ) -> SlackBot:
-    from datetime import timedelta
-
-    from calsync.bot.service import SlackBot
+    """The Slack surface over `client` (the one Web API client; built here when not passed) and
+    `notices` (built over that client when not passed)."""
+    from calsync.bot.people import People
+    from calsync.bot.slackbot import SlackBot
+    from calsync.bot.work import Work
+    from calsync.flows.answers import Answers
+    from calsync.flows.reconnect_links import ReconnectLinks
+    from calsync.flows.support import Support
 
     settings = services.settings
+    client = client if client is not None else build_slack_client(services)
+    return SlackBot(
+        troubleshooter=troubleshooter,
+        sessions=services.sessions,
+        clock=services.clock,
+        people=People(
+            services.sessions, agent_ids=settings.agent_ids, agent_usergroup=settings.agent_usergroup
+        ),
+        work=Work(services.sessions, services.clock),
+        answers=Answers(
+            troubleshooter=troubleshooter,
+            support_contact=settings.support_contact,
+            report_url=build_report_url(services),
+            sync_now=sync_engine.sync_user if sync_engine is not None else None,
+        ),
+        support=Support(
+            troubleshooter=troubleshooter,
+            sessions=services.sessions,
+            clock=services.clock,
+            channel=settings.support_channel,
+            contact=settings.support_contact,
+        ),
+        links=ReconnectLinks(
+            reconnect_url=troubleshooter.reconnect_url,
+            sessions=services.sessions,
+            clock=services.clock,
+            support_contact=settings.support_contact,
+        ),
+        client=client,
+        notices=notices if notices is not None else build_notices(services, troubleshooter, client),
+    )
+
+
+def build_engine_and_bot(services: Services, troubleshooter: Troubleshooter) -> tuple[SyncEngine, SlackBot]:
+    """The sync engine and the Slack surface over one Web API client: the notices first (they need
+    only the client), then the engine (which takes them), then the bot (which takes the engine)."""
+    client = build_slack_client(services)
+    notices = build_notices(services, troubleshooter, client)
+    engine = build_sync_engine(services, **wire_notifications(services, notices))
+    return engine, build_slack_bot(services, troubleshooter, engine, client=client, notices=notices)
+
+
+def build_report_url(services: Services) -> Callable[[str, str], str]:
+    """The agent's "Open full report" link: signed, 15 minutes, sent only to them (ephemeral)."""
+    from datetime import timedelta
+
     signer = build_link_signer(services)
-    public_url = settings.public_url.rstrip("/")
+    public_url = services.settings.public_url.rstrip("/")
 
     def report_url(agent: str, rep: str) -> str:
-        """The agent's "Open full report" link: signed, 15 minutes, sent only to them (ephemeral)."""
         token = signer.make(
             "report", {"agent": agent, "rep": rep}, timedelta(minutes=REPORT_LINK_TTL_MINUTES)
         )
         return f"{public_url}/reports/{token}"
 
-    return SlackBot(
-        troubleshooter=troubleshooter,
-        sessions=services.sessions,
-        clock=services.clock,
-        agent_ids=settings.agent_ids,
-        agent_usergroup=settings.agent_usergroup,
-        support_channel=settings.support_channel,
-        support_contact=settings.support_contact,
-        report_url=report_url,
-        sync_now=sync_engine.sync_user if sync_engine is not None else None,
-    )
+    return report_url
 
 
 def build_bolt_app(services: Services, bot: SlackBot) -> AsyncApp | None:
-    """The Bolt app, or None when no Slack bot token is configured. Makes no network call."""
+    """The Bolt app over the bot's Web API client, or None when no Slack bot token is configured.
+    Makes no network call."""
     from slack_bolt.async_app import AsyncApp
-    from slack_sdk.web.async_client import AsyncWebClient
 
     from calsync.bot.listeners import register
 
-    settings = services.settings
-    if settings.slack_bot_token is None:
+    if bot.client is None:
         return None
-    token = settings.slack_bot_token.get_secret_value()
-    secret = signing_secret(settings)
+    secret = signing_secret(services.settings)
     app = AsyncApp(
         signing_secret=secret,
-        client=AsyncWebClient(token=token, base_url=settings.slack_api_url),  # Bolt takes the token from it
+        client=bot.client,  # Bolt takes the token from it
         # Without a signing secret (Socket Mode only) requests cannot be verified, so there is no HTTP.
         request_verification_enabled=secret is not None,
     )

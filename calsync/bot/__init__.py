@@ -1,1 +1,1 @@
-"""The Slack bot: listeners (thin) and the service behind them."""
+"""The Slack surface: Bolt middleware, one listener module per surface, the work after the ack."""

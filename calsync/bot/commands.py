@@ -1,55 +1,91 @@
-"""What `/calsync …` text means. Pure parsing: anything odd becomes `Unknown` with the words to say."""
+"""`/calsync …`: help, reconnect, diagnose (yourself, or — for agents — someone else). Every reply is
+ephemeral: only the person who typed it sees it."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
 
-# Slack escapes a mention in command text as <@U123ABC|name> (or <@U123ABC>).
-_MENTION = re.compile(r"^<@(?P<id>[UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
-_EMAIL = re.compile(r"^<?(?:mailto:[^|>]*\|)?(?P<email>[^@\s<>|]+@[^@\s<>|]+\.[^@\s<>|]+)>?$")
-MAX_TEXT = 500
+from slack_bolt.async_app import AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import SQLAlchemyError
 
+from calsync.bot.command_text import Command, Diagnose, Help, Reconnect, Unknown, parse_command
+from calsync.bot.middleware import ack_at_once
+from calsync.bot.people import Asker
+from calsync.bot.respond import Respond, ephemeral
+from calsync.render import replies
+from calsync.render.answers import help_message
+from calsync.render.kit import checking_message, error_message
+from calsync.store import audit
+from calsync.store.people import Person
 
-@dataclass(frozen=True)
-class Help:
-    pass
+if TYPE_CHECKING:
+    from calsync.bot.slackbot import SlackBot
 
-
-@dataclass(frozen=True)
-class Diagnose:
-    slack_user_id: str | None = None  # None: yourself
-    email: str | None = None  # an agent may also name a rep by email
-
-
-@dataclass(frozen=True)
-class Reconnect:
-    pass
-
-
-@dataclass(frozen=True)
-class Unknown:
-    reason: str
+log = logging.getLogger(__name__)
 
 
-Command = Help | Diagnose | Reconnect | Unknown
+def register(app: AsyncApp, bot: SlackBot) -> None:
+    @app.command("/calsync", middleware=[ack_at_once])
+    async def on_calsync(
+        command: dict[str, Any], asker: Asker, respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        await bot.work.once(command, calsync(bot, client, respond, asker, parse_command(command.get("text"))))
 
 
-def parse_command(text: str | None) -> Command:
-    words = (text or "")[:MAX_TEXT].split()
-    if not words or words[0].lower() in ("help", "?"):
-        return Help() if len(words) <= 1 else Unknown("`/calsync help` takes nothing after it.")
-    verb, rest = words[0].lower(), words[1:]
-    if verb == "reconnect":
-        return Reconnect() if not rest else Unknown("`/calsync reconnect` takes nothing after it.")
-    if verb == "diagnose":
-        if not rest:
-            return Diagnose()
-        if len(rest) > 1:
-            return Unknown("Diagnose one person at a time: `/calsync diagnose @user`.")
-        if mention := _MENTION.match(rest[0]):
-            return Diagnose(slack_user_id=mention["id"])
-        if email := _EMAIL.match(rest[0]):
-            return Diagnose(email=email["email"].lower())
-        return Unknown(f"I don't know who “{rest[0][:60]}” is: mention them, like `/calsync diagnose @user`.")
-    return Unknown(f"I don't know the command “{verb[:40]}”. Try `/calsync help`.")
+async def calsync(
+    bot: SlackBot, client: AsyncWebClient, respond: Respond, asker: Asker, parsed: Command
+) -> None:
+    try:
+        person = await asker.person()
+        if isinstance(parsed, Unknown):
+            await ephemeral(respond, error_message(parsed.reason))
+        elif isinstance(parsed, Help):
+            await ephemeral(respond, help_message(await asker.is_agent()))
+        elif isinstance(parsed, Reconnect):
+            await ephemeral(respond, await bot.links.for_person(person))
+        elif isinstance(parsed, Diagnose):
+            await diagnose(bot, client, respond, asker, person, parsed)
+    except SQLAlchemyError:
+        log.exception("database unavailable for /calsync")
+        await ephemeral(respond, replies.something_went_wrong())
+
+
+async def diagnose(
+    bot: SlackBot, client: AsyncWebClient, respond: Respond, asker: Asker, agent: Person, command: Diagnose
+) -> None:
+    """`/calsync diagnose`: yourself; `/calsync diagnose @user|email`: agents only, the agent view."""
+    if (
+        command.slack_user_id is None and command.email is None
+    ) or command.slack_user_id == agent.slack_user_id:
+        if agent.email is None:
+            await ephemeral(respond, bot.answers.not_a_user())
+            return
+        await ephemeral(respond, checking_message())
+        await ephemeral(respond, await bot.answers.answer(agent, None))
+        return
+    if not await asker.is_agent():
+        await asyncio.to_thread(
+            audit.record_refused_diagnosis,
+            bot.sessions,
+            bot.clock(),
+            agent.slack_user_id,
+            command.slack_user_id,
+            command.email,
+        )
+        await ephemeral(respond, replies.diagnose_someone_refused())
+        return
+    if command.slack_user_id is not None:
+        target = await bot.people.person(client, command.slack_user_id)
+        who = f"<@{command.slack_user_id}>"
+    else:
+        target = await bot.people.by_email(command.email)
+        who = command.email or ""
+    if target.email is None:
+        await ephemeral(respond, replies.nothing_to_diagnose(who))
+        return
+    await ephemeral(respond, checking_message())
+    message = await bot.answers.for_agent(agent, target.email)
+    await ephemeral(respond, message or replies.not_a_salespartner_user(who))

@@ -34,13 +34,11 @@ def serve_command(
 
     from calsync.app import (
         build_bolt_app,
-        build_slack_bot,
-        build_sync_engine,
+        build_engine_and_bot,
         build_troubleshooter,
         build_web_app,
         make_http_server,
         open_services,
-        wire_notifications,
     )
     from calsync.sandbox.demo import load_demo_if_empty
     from calsync.settings import Settings
@@ -50,9 +48,7 @@ def serve_command(
         settings = services.settings
         refuse_unverifiable_http(settings)  # the sandbox brings its own Slack secret, or none at all
         troubleshooter = build_troubleshooter(services)
-        sync_engine = build_sync_engine(services)
-        bot = build_slack_bot(services, troubleshooter, sync_engine)
-        wire_notifications(services, sync_engine, bot)
+        _, bot = build_engine_and_bot(services, troubleshooter)
         bolt_app = build_bolt_app(services, bot)
         web = build_web_app(services, None if settings.slack_app_token else bolt_app, troubleshooter, bot=bot)
         if bolt_app is None:

@@ -35,7 +35,8 @@ def sync_command(
     import asyncio
 
     from calsync.app import (
-        build_slack_bot,
+        build_notices,
+        build_slack_client,
         build_sync_engine,
         build_troubleshooter,
         open_services,
@@ -44,8 +45,8 @@ def sync_command(
 
     with open_services(announce=note) as services:
         troubleshooter = build_troubleshooter(services)
-        engine = build_sync_engine(services)
-        wire_notifications(services, engine, build_slack_bot(services, troubleshooter, engine))
+        notices = build_notices(services, troubleshooter, build_slack_client(services))
+        engine = build_sync_engine(services, **wire_notifications(services, notices))
         results = asyncio.run(engine.sync_user(email))
         if not results:
             note(f"{email} has no active calendar connection (or is not a SalesPartner user).")
@@ -135,7 +136,8 @@ def worker_command(
     import signal
 
     from calsync.app import (
-        build_slack_bot,
+        build_notices,
+        build_slack_client,
         build_sync_engine,
         build_troubleshooter,
         open_services,
@@ -154,8 +156,8 @@ def worker_command(
 
     with open_services(announce=note) as services:
         troubleshooter = build_troubleshooter(services)
-        engine = build_sync_engine(services)
-        wire_notifications(services, engine, build_slack_bot(services, troubleshooter, engine))
+        notices = build_notices(services, troubleshooter, build_slack_client(services))
+        engine = build_sync_engine(services, **wire_notifications(services, notices))
         note(f"calsync worker {engine.worker_id} started.")
 
         async def run() -> None:

@@ -14,11 +14,9 @@ import pytest
 
 from calsync.app import (
     build_bolt_app,
-    build_slack_bot,
-    build_sync_engine,
+    build_engine_and_bot,
     build_troubleshooter,
     build_web_app,
-    wire_notifications,
 )
 from calsync.sandbox.server import BackgroundServer
 from calsync.sandbox.slack_requests import (
@@ -135,9 +133,7 @@ def slack_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
         )
     )
     services = sandbox_session.services(settings)
-    sync_engine = build_sync_engine(services)
-    bot = build_slack_bot(services, build_troubleshooter(services), sync_engine)
-    wire_notifications(services, sync_engine, bot)
+    _, bot = build_engine_and_bot(services, build_troubleshooter(services))
     bolt_app = build_bolt_app(services, bot)
     assert bolt_app is not None
     with BackgroundServer(build_web_app(services, bolt_app)) as server:

@@ -27,11 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from calsync.app import (
     Services,
     build_bolt_app,
-    build_slack_bot,
-    build_sync_engine,
+    build_engine_and_bot,
     build_troubleshooter,
     build_web_app,
-    wire_notifications,
 )
 from calsync.diagnostics.troubleshooter import Troubleshooter
 from calsync.flows.reconnect import ReconnectLinks
@@ -72,9 +70,7 @@ def robust_app(sandbox_session: Sandbox) -> Iterator[Robust]:
         )
         services = sandbox_session.services(settings)
         troubleshooter = build_troubleshooter(services)
-        sync_engine = build_sync_engine(services)
-        bot = build_slack_bot(services, troubleshooter, sync_engine)
-        wire_notifications(services, sync_engine, bot)
+        _, bot = build_engine_and_bot(services, troubleshooter)
         bolt_app = build_bolt_app(services, bot)
         assert bolt_app is not None
         late.app = build_web_app(services, bolt_app, troubleshooter, bot=bot)

@@ -538,7 +538,7 @@ UNREACHABLE_DATABASES = [
 
 REP_SLACK_ID = "U0ROBUST"
 HELP_CHANNEL = "C0HELP"
-# What a rep is told instead of an answer (bot/service.py SOMETHING_WENT_WRONG): it is us, not them,
+# What a rep is told instead of an answer (render/replies.py SOMETHING_WENT_WRONG): it is us, not them,
 # and to try again. The database is not named: a rep can do nothing with that word.
 DATABASE_DOWN_WORDS = ("on our side", "try again")
 

@@ -14,12 +14,10 @@ from sqlalchemy import select
 
 from calsync.app import (
     Services,
-    build_slack_bot,
-    build_sync_engine,
+    build_engine_and_bot,
     build_sync_policy,
     build_troubleshooter,
     quota_providers,
-    wire_notifications,
 )
 from calsync.db import make_engine
 from calsync.diagnostics.troubleshooter import Troubleshooter
@@ -149,9 +147,7 @@ def sync_world_session(
         )
         services = sandbox.services(settings)
         troubleshooter = build_troubleshooter(services)
-        sync_engine = build_sync_engine(services)
-        bot = build_slack_bot(services, troubleshooter, sync_engine)
-        wire_notifications(services, sync_engine, bot)
+        sync_engine, _ = build_engine_and_bot(services, troubleshooter)
         yield SyncWorld(sandbox, services, troubleshooter, sync_engine, Appointments(sandbox.sessions, clock))
     engine.dispose()
 

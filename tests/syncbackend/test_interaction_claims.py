@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from calsync.bot.listeners import interaction_key, once
-from calsync.bot.service import SlackBot
-from calsync.diagnostics.troubleshooter import Troubleshooter
+from calsync.bot.work import Work
+from calsync.store.claims import interaction_key
 
 
-def _bot(sessions: sessionmaker[Session]) -> SlackBot:
+def _bot(sessions: sessionmaker[Session]) -> Work:
     # Claiming needs only the database; no diagnosis runs here.
-    return SlackBot(
-        troubleshooter=cast(Troubleshooter, None), sessions=sessions, clock=lambda: datetime.now(UTC)
-    )
+    return Work(sessions, lambda: datetime.now(UTC))
 
 
 def _click(trigger: str) -> dict[str, Any]:
@@ -40,7 +37,7 @@ def test_deliveries_of_one_payload_racing_in_two_instances_run_once(sessions: se
 
     async def deliver() -> None:
         deliveries = [
-            once(instances[n % 2], _click(trigger), work(trigger))
+            instances[n % 2].once(_click(trigger), work(trigger))
             for trigger in ("trig-a", "trig-b", "trig-c")
             for n in range(6)
         ]
