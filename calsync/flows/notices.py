@@ -68,7 +68,7 @@ class Notices:
         """Tell the rep their calendar is connected and what the first sync did (a DM), and the thread
         where the link was given, if any. A problem the fresh diagnosis still finds after that sync
         is added; an error from before the reconnect never is."""
-        dm_message, thread_note = reconnected_messages(outcome, outcome.answer)
+        dm_message, thread_note = reconnected_messages(outcome, outcome.first_sync, outcome.answer)
         slack_id = await asyncio.to_thread(people.slack_id_of, self.sessions, outcome.rep_email)
         if slack_id is not None:
             try:

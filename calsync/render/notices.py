@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from calsync.render import kit, labels
+from calsync.render import reconnect as reconnect_words
 from calsync.render.answers import answer_message
 from calsync.render.kit import (
     ACTION_HOLD_CANCEL,
@@ -23,8 +24,8 @@ from calsync.syncbackend.holds import Decided, Hold
 
 if TYPE_CHECKING:
     from calsync.diagnostics.answer import Answer
-    from calsync.flows.reconnect import Outcome
-    from calsync.syncbackend.engine import Disconnection
+    from calsync.syncbackend.engine import CycleResult, Disconnection
+    from calsync.syncbackend.reconnect import Connected
 
 # A disconnected grant's cause (`GrantCause`) in the rep's words: "... stopped syncing: {words}".
 DISCONNECT_CAUSES = {
@@ -62,16 +63,20 @@ def reconnect_link_message(provider: str, url: str | None) -> Message:
     return _with_reconnect_button(intro, provider, url)
 
 
-def reconnected_messages(outcome: Outcome, answer: Answer | None) -> tuple[Message, Message]:
+def reconnected_messages(
+    connected: Connected, first_sync: CycleResult | None, answer: Answer | None
+) -> tuple[Message, Message]:
     """After a reconnect: the rep's DM (with the fresh answer when the first sync ran and it still
     finds a problem; an error from before the reconnect never shows) and the note for the thread
     where the link was given."""
-    sync_note = first_sync_note(outcome.first_sync)
-    lines = [f"✅ {escape_mrkdwn(outcome.headline)}", escape_mrkdwn(sync_note)]
-    lines.extend(escape_mrkdwn(extra) for extra in (outcome.calendar_note, outcome.switch_note) if extra)
+    sync_note = first_sync_note(first_sync)
+    headline = reconnect_words.headline(connected)
+    notes = (reconnect_words.calendar_note(connected), reconnect_words.switch_note(connected))
+    lines = [f"✅ {escape_mrkdwn(headline)}", escape_mrkdwn(sync_note)]
+    lines.extend(escape_mrkdwn(extra) for extra in notes if extra)
     preface = "\n".join(lines)
-    note = markup_message(preface, fallback=f"{outcome.headline} {sync_note}")
-    still = answer is not None and outcome.first_sync is not None and bool(answer.problems)
+    note = markup_message(preface, fallback=f"{headline} {sync_note}")
+    still = answer is not None and first_sync is not None and bool(answer.problems)
     dm = answer_message(answer, preface=preface) if still and answer is not None else note
     return dm, note
 
