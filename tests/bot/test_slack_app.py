@@ -45,9 +45,13 @@ def test_a_dm_gets_one_answer_updated_in_place(slack: SlackHarness) -> None:
     posts = [
         c for c in slack.sandbox.world.slack_calls("chat.postMessage") if c.params.get("channel") == channel
     ]
-    updates = [
-        c for c in slack.sandbox.world.slack_calls("chat.update") if c.params.get("channel") == channel
-    ]
+    # The emulator changes the message before it logs the call: wait for the log to catch up.
+    updates = wait_for(
+        lambda: [
+            c for c in slack.sandbox.world.slack_calls("chat.update") if c.params.get("channel") == channel
+        ],
+        what="the chat.update in the emulator's log",
+    )
     assert "Checking your calendar connection" in posts[0].params["text"]
     assert len(posts) == 1 and len(updates) == 1
     assert validate_blocks(message.blocks) == []
