@@ -107,22 +107,21 @@ def _decide_hold(hold_id: int, decision: Decision, by: str) -> None:
     typer.echo(f"Hold {hold_id}: {decided.changed} appointment{'s' if decided.changed != 1 else ''} {done}.")
 
 
-@holds_cli.command("cancel")
-def holds_cancel(
-    hold_id: int = typer.Argument(..., help="The hold's id (`calsync holds`)."),
-    by: str = typer.Option(..., "--by", help="Who decides (recorded in the audit log)."),
-) -> None:
-    """Cancel the held appointments, as if the rep had deleted each event."""
-    _decide_hold(hold_id, "cancel", by)
+def _hold_decision_command(decision: Decision, doc: str) -> None:
+    def command(
+        hold_id: int = typer.Argument(..., help="The hold's id (`calsync holds`)."),
+        by: str = typer.Option(..., "--by", help="Who decides (recorded in the audit log)."),
+    ) -> None:
+        _decide_hold(hold_id, decision, by)
+
+    command.__doc__ = doc
+    holds_cli.command(decision)(command)
 
 
-@holds_cli.command("keep")
-def holds_keep(
-    hold_id: int = typer.Argument(..., help="The hold's id (`calsync holds`)."),
-    by: str = typer.Option(..., "--by", help="Who decides (recorded in the audit log)."),
-) -> None:
-    """Keep the held appointments booked; they go back on the calendar in the next sync."""
-    _decide_hold(hold_id, "keep", by)
+_hold_decision_command("cancel", "Cancel the held appointments, as if the rep had deleted each event.")
+_hold_decision_command(
+    "keep", "Keep the held appointments booked; they go back on the calendar in the next sync."
+)
 
 
 def worker_command(

@@ -6,9 +6,9 @@ one short transaction is consistent and cannot lazy-load behind their back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -18,7 +18,6 @@ from calsync.syncbackend.models import (
     Appointment,
     CalendarConnection,
     CancellationHold,
-    EventLink,
     SyncRun,
     User,
 )
@@ -131,64 +130,26 @@ class RepState:
         return self.email.rsplit("@", 1)[-1].lower()
 
 
+_State = TypeVar("_State")
+
+
+def _snapshot(state: type[_State], row: object, **derived: Any) -> _State:
+    """The frozen `state` of an ORM row: each field read from the row's attribute of the same name,
+    except the `derived` ones."""
+    values = {field.name: getattr(row, field.name) for field in fields(state) if field.name not in derived}  # type: ignore[arg-type]
+    return state(**values, **derived)
+
+
 def _connection(row: CalendarConnection) -> ConnectionState:
-    return ConnectionState(
-        id=row.id,
-        provider=row.provider,
-        account_email=row.account_email,
-        label=labels.connection_label(row.provider, row.account_email),
-        status=row.status,
-        status_reason=row.status_reason,
-        status_code=row.status_code,
-        selected_calendar_id=row.selected_calendar_id,
-        selected_calendar_name=row.selected_calendar_name,
-        active=row.active,
-        authorized_at=row.authorized_at,
-        last_refreshed_at=row.last_refreshed_at,
-        disconnected_at=row.disconnected_at,
-        created_at=row.created_at,
-    )
+    return _snapshot(ConnectionState, row, label=labels.connection_label(row.provider, row.account_email))
 
 
 def _appointment(row: Appointment) -> AppointmentState:
-    return AppointmentState(
-        id=row.id,
-        title=row.title,
-        description=row.description,
-        start=row.start,
-        end=row.end,
-        time_zone=row.time_zone,
-        status=row.status,
-        cancellation_reason=row.cancellation_reason,
-        booked_at=row.booked_at,
-        updated_at=row.updated_at,
-        links=tuple(_link(link) for link in row.links),
-    )
-
-
-def _link(row: EventLink) -> LinkState:
-    return LinkState(
-        connection_id=row.connection_id,
-        calendar_id=row.calendar_id,
-        event_id=row.event_id,
-        state=row.state,
-        last_pushed_at=row.last_pushed_at,
-        last_pulled_at=row.last_pulled_at,
-        error=row.error,
-    )
+    return _snapshot(AppointmentState, row, links=tuple(_snapshot(LinkState, link) for link in row.links))
 
 
 def _run(row: SyncRun) -> SyncRunState:
-    return SyncRunState(
-        connection_id=row.connection_id,
-        direction=row.direction,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        status=row.status,
-        error_code=row.error_code,
-        error_message=row.error_message,
-        counts=dict(row.counts or {}),
-    )
+    return _snapshot(SyncRunState, row, counts=dict(row.counts or {}))
 
 
 def find_user(session: Session, email: str) -> User | None:
@@ -238,11 +199,10 @@ def load_rep_state(session: Session, user: User, now: datetime) -> RepState:
         appointments=tuple(_appointment(row) for row in appointments),
         sync_runs=tuple(_run(row) for row in runs),
         holds=tuple(
-            HoldState(
-                id=row.id,
-                connection_id=row.connection_id,
+            _snapshot(
+                HoldState,
+                row,
                 appointment_ids=tuple(row.appointment_ids or ()),
-                detected_at=row.detected_at,
                 source=str((row.detail or {}).get("source", "")),
             )
             for row in holds

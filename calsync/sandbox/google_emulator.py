@@ -417,13 +417,18 @@ class GoogleEmulator(GoogleOAuth):
             changes["appointment_id"] = None
         return changes
 
-    def _write_event(self, call: _Call, *, replace: bool) -> Response:
+    def _writable_event(self, call: _Call) -> tuple[SandboxCalendar, SandboxEvent]:
+        """The calendar and the event a write names; 403 without write access, 404 when absent."""
         calendar = self._calendar(call)
         self._require_writer(calendar)
-        event_id = call.request.path_params["event_id"]
-        existing = self.world.google_event(calendar.pk, event_id)
+        existing = self.world.google_event(calendar.pk, call.request.path_params["event_id"])
         if existing is None:
             raise _not_found()
+        return calendar, existing
+
+    def _write_event(self, call: _Call, *, replace: bool) -> Response:
+        calendar, existing = self._writable_event(call)
+        event_id = existing.event_id
         changes = self._event_changes(call.body or {}, calendar, replace=replace)
         start, end = changes.get("start", existing.start), changes.get("end", existing.end)
         if end < start:
@@ -440,12 +445,8 @@ class GoogleEmulator(GoogleOAuth):
         return self._write_event(call, replace=True)
 
     def _delete_event(self, call: _Call) -> Response:
-        calendar = self._calendar(call)
-        self._require_writer(calendar)
-        event_id = call.request.path_params["event_id"]
-        existing = self.world.google_event(calendar.pk, event_id)
-        if existing is None:
-            raise _not_found()
+        calendar, existing = self._writable_event(call)
+        event_id = existing.event_id
         if existing.status == "cancelled":
             raise _Reject(google_error(410, "Resource has been deleted", "deleted"))
         self.world.google_cancel_event(calendar.pk, event_id, self.clock())

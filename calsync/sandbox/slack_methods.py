@@ -174,19 +174,29 @@ class SlackMethods:
 
     def _chat_post_message(self, call: _Call) -> dict[str, Any]:
         channel = self._channel(_string(call.params, "channel"))
-        text, blocks, attachments = self._content(call.params)
         thread_ts = self._thread_ts(call.params)
-        message = self.world.slack_post_message(
+        message = self._post_as_bot(
+            call,
+            channel,
+            reply_broadcast=thread_ts is not None and _flag(call.params.get("reply_broadcast", False)),
+        )
+        return {"channel": channel, "ts": message.ts, "message": self._message(message)}
+
+    def _post_as_bot(
+        self, call: _Call, channel: str, *, reply_broadcast: bool = False, ephemeral_for: str | None = None
+    ) -> SandboxSlackMessage:
+        text, blocks, attachments = self._content(call.params)
+        return self.world.slack_post_message(
             channel=channel,
             user=self.bot_user_id,
             text=text or "",
             blocks=blocks,
             attachments=attachments,
             now=self.clock(),
-            thread_ts=thread_ts,
-            reply_broadcast=thread_ts is not None and _flag(call.params.get("reply_broadcast", False)),
+            thread_ts=self._thread_ts(call.params),
+            reply_broadcast=reply_broadcast,
+            ephemeral_for=ephemeral_for,
         )
-        return {"channel": channel, "ts": message.ts, "message": self._message(message)}
 
     def _chat_update(self, call: _Call) -> dict[str, Any]:
         channel = self._channel(_string(call.params, "channel"))
@@ -207,17 +217,7 @@ class SlackMethods:
         if user is None or user.deleted:
             raise SlackError("user_not_found")
         channel = self._channel(_string(call.params, "channel"))
-        text, blocks, attachments = self._content(call.params)
-        message = self.world.slack_post_message(
-            channel=channel,
-            user=self.bot_user_id,
-            text=text or "",
-            blocks=blocks,
-            attachments=attachments,
-            now=self.clock(),
-            thread_ts=self._thread_ts(call.params),
-            ephemeral_for=user.id,
-        )
+        message = self._post_as_bot(call, channel, ephemeral_for=user.id)
         return {"message_ts": message.ts}
 
     def _chat_get_permalink(self, call: _Call) -> dict[str, Any]:

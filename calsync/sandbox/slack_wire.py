@@ -141,13 +141,9 @@ def validate_blocks(value: Any, *, max_blocks: int = MAX_MESSAGE_BLOCKS) -> list
     Checks the shape (a list of objects with a known `type`), unique `block_id`s and the common
     limits (section text 3000, header 150 plain text, button text 75, 25 actions, 10 context items).
     """
+    value = _json_value(value, _invalid_blocks("blocks must be a JSON array"))
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise _invalid_blocks("blocks must be a JSON array") from None
     if not isinstance(value, list):
         raise _invalid_blocks("blocks must be an array")
     if len(value) > max_blocks:
@@ -197,14 +193,20 @@ def _check_text(text: str) -> None:
         raise SlackError("msg_too_long")
 
 
+def _json_value(value: Any, error: SlackError) -> Any:
+    """A form field may carry JSON as a string (Slack accepts both); `error` when it does not parse."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise error from None
+
+
 def _attachments(value: Any) -> list[dict[str, Any]] | None:
+    value = _json_value(value, SlackError("invalid_attachments"))
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise SlackError("invalid_attachments") from None
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise SlackError("invalid_attachments")
     return value

@@ -25,11 +25,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
+from pydantic import BaseModel, Field
 
 from calsync.diagnostics.findings import Finding
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
@@ -48,6 +49,15 @@ COOKIE_PREFIX = "calsync_report_"
 MAX_EVIDENCE_VALUE = 2000
 _SECRET_KEY = re.compile(r"token|secret|password", re.IGNORECASE)
 _NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+
+
+class PlaygroundAsk(BaseModel):
+    """The playground's question, from the query string (GET) or the form (POST)."""
+
+    rep: str = Field("", max_length=320)
+    q: str = Field("", max_length=MAX_QUESTION_CHARS * 2)
+    article: str = Field("", max_length=64)
+    details: str = Field("", max_length=1)
 
 
 @dataclass(frozen=True)
@@ -296,29 +306,22 @@ def create_pages_router(
     async def playground(request: Request) -> Response:
         return await playground_page(request)
 
-    @router.get("/playground/ask", response_class=HTMLResponse)
-    async def ask_get(
-        request: Request,
-        rep: str = Query("", max_length=320),
-        q: str = Query("", max_length=MAX_QUESTION_CHARS * 2),
-        article: str = Query("", max_length=64),
-        details: str = Query("", max_length=1),
-    ) -> Response:
+    async def ask(request: Request, asked: PlaygroundAsk) -> Response:
         return await playground_page(
-            request, rep.strip(), q[:MAX_QUESTION_CHARS], article.strip(), details == "1"
+            request,
+            asked.rep.strip(),
+            asked.q[:MAX_QUESTION_CHARS],
+            asked.article.strip(),
+            asked.details == "1",
         )
 
+    @router.get("/playground/ask", response_class=HTMLResponse)
+    async def ask_get(request: Request, asked: Annotated[PlaygroundAsk, Query()]) -> Response:
+        return await ask(request, asked)
+
     @router.post("/playground/ask", response_class=HTMLResponse)
-    async def ask_post(
-        request: Request,
-        rep: str = Form("", max_length=320),
-        q: str = Form("", max_length=MAX_QUESTION_CHARS * 2),
-        article: str = Form("", max_length=64),
-        details: str = Form("", max_length=1),
-    ) -> Response:
-        return await playground_page(
-            request, rep.strip(), q[:MAX_QUESTION_CHARS], article.strip(), details == "1"
-        )
+    async def ask_post(request: Request, asked: Annotated[PlaygroundAsk, Form()]) -> Response:
+        return await ask(request, asked)
 
     return router
 

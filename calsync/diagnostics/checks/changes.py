@@ -255,21 +255,13 @@ def _edit_finding(
     context: CheckContext,
 ) -> Finding:
     pulls = context.rep.runs_for(connection.id, "pull")
-    return Finding(
-        check=NAME,
-        code=code,
-        severity=severity,
-        summary=summary,
-        hint=hint,
-        evidence={
-            "connection": connection.label,
-            "edits": [edit.to_evidence() for edit in edits[:10]],
-            "count": len(edits),
-            "last_pull_run": _run_evidence(pulls[0]) if pulls else None,
-        },
-        provider=connection.provider,
-        connection_id=connection.id,
-    )
+    evidence = {
+        "connection": connection.label,
+        "edits": [edit.to_evidence() for edit in edits[:10]],
+        "count": len(edits),
+        "last_pull_run": _run_evidence(pulls[0]) if pulls else None,
+    }
+    return Finding.of(NAME, code, severity, summary, hint, evidence, connection)
 
 
 def _pending(context: CheckContext, connection: ConnectionState, edits: Sequence[CalendarEdit]) -> Finding:

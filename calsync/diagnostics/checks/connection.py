@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, cast
 
 from calsync.diagnostics.check import Check, CheckContext
@@ -129,15 +130,7 @@ def calendar_phrase(connection: ConnectionState) -> str:
     return f"your {labels.calendar_noun(connection.provider)} ({connection.account_email})"
 
 
-def _finding(
-    connection: ConnectionState,
-    code: str,
-    severity: Severity,
-    summary: str,
-    hint: str,
-    evidence: dict[str, Any],
-) -> Finding:
-    return Finding.of(NAME, code, severity, summary, hint, evidence, connection)
+_finding = partial(Finding.of, NAME)
 
 
 def _connection_evidence(connection: ConnectionState) -> dict[str, Any]:
@@ -233,12 +226,12 @@ def _disconnected(context: CheckContext, connection: ConnectionState, **extra: A
         provider = labels.provider_name(connection.provider)
         summary += f" {provider} still accepts our access, but SalesPartner has stopped syncing it."
     return _finding(
-        connection,
         "connection.disconnected",
         Severity.ERROR,
         summary,
         RECONNECT_HINT,
         {**_connection_evidence(connection), **_backend_evidence(connection), **extra},
+        connection,
     )
 
 
@@ -262,14 +255,13 @@ def _grant_failed(connection: ConnectionState, error: GrantError) -> Finding:
     }
     if connection.status in DISCONNECTED_STATUSES:
         evidence.update(_backend_evidence(connection))
-    return _finding(connection, code, Severity.ERROR, summary, _HINTS.get(code, RECONNECT_HINT), evidence)
+    return _finding(code, Severity.ERROR, summary, _HINTS.get(code, RECONNECT_HINT), evidence, connection)
 
 
 def _granted(context: CheckContext, connection: ConnectionState, info: GrantInfo) -> Finding:
     provider = labels.provider_name(connection.provider)
     phrase = calendar_phrase(connection)
     return _finding(
-        connection,
         "connection.ok",
         Severity.OK,
         f"{phrase[0].upper()}{phrase[1:]} is connected and {provider} accepted our access just now.",
@@ -281,6 +273,7 @@ def _granted(context: CheckContext, connection: ConnectionState, info: GrantInfo
             "scopes": list(info.scopes),
             "checked_at": evidence_time(context.now),
         },
+        connection,
     )
 
 
@@ -292,13 +285,13 @@ async def run_connection(context: CheckContext, connection: ConnectionState) -> 
         phrase = calendar_phrase(connection)
         return [
             _finding(
-                connection,
                 "connection.no_tokens",
                 Severity.ERROR,
                 f"{phrase[0].upper()}{phrase[1:]} is listed as connected, but SalesPartner has no "
                 "sign-in stored for it, so nothing can sync.",
                 RECONNECT_HINT,
                 {**_connection_evidence(connection), "has_tokens": False},
+                connection,
             )
         ]
     try:
