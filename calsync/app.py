@@ -8,7 +8,7 @@ service; the logic lives in the packages, not here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypedDict
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from calsync.db import make_engine, make_session_factory
+from calsync.db import libpq_conninfo, make_engine, make_session_factory
 from calsync.sandbox.demo import DEMO_QUESTIONS
 from calsync.sandbox.demo import demo_problems as _demo_problems
 from calsync.settings import Settings
@@ -329,6 +329,7 @@ def build_slack_bot(
     """The Slack surface over `client` (the one Web API client; built here when not passed) and
     `notices` (built over that client when not passed)."""
     from calsync.bot.people import People
+    from calsync.bot.queue import AnswerQueue, task_app
     from calsync.bot.slackbot import SlackBot
     from calsync.bot.work import Work
     from calsync.flows.answers import Answers
@@ -363,6 +364,11 @@ def build_slack_bot(
             sessions=services.sessions,
             clock=services.clock,
             support_contact=settings.support_contact,
+        ),
+        questions=AnswerQueue(
+            task_app(libpq_conninfo(services.engine)),
+            services.sessions,
+            services.clock,
         ),
         client=client,
         notices=notices if notices is not None else build_notices(services, troubleshooter, client),
@@ -446,7 +452,8 @@ def build_web_app(
     bot: SlackBot | None = None,
 ) -> FastAPI:
     """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
-    flow is always served; with `bot` it also tells the rep in Slack afterwards."""
+    flow is always served; with `bot` it also tells the rep in Slack afterwards, and the app keeps
+    the bot's answer queue open while it serves (and answers too, per `CALSYNC_SERVE_ANSWERS`)."""
     from calsync.store.web import database_is_up
     from calsync.web.app import create_web_app
     from calsync.web.slack_verify import SlackVerifier
@@ -460,7 +467,18 @@ def build_web_app(
         healthy=database_is_up(services.engine),
         routers=routers,
         slack_verifier=SlackVerifier(secret) if bolt_app is not None and secret else None,
+        lifespan=build_answering(services, bot) if bot is not None else None,
     )
+
+
+def build_answering(services: Services, bot: SlackBot) -> Callable[[], AbstractAsyncContextManager[None]]:
+    """The serving process's part of the answer queue: open it, and answer too unless answer workers
+    run apart (`CALSYNC_SERVE_ANSWERS=false`, PostgreSQL only: SQLite's queue lives in this process)."""
+    from calsync.bot.queue import answering, durable
+
+    settings = services.settings
+    embedded = settings.serve_answers or not durable(bot.questions.app)
+    return answering(bot, embedded_worker=embedded, concurrency=settings.answer_concurrency)
 
 
 def signing_secret(settings: Settings) -> str | None:

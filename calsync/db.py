@@ -61,3 +61,11 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def libpq_conninfo(engine: Engine) -> str | None:
+    """The engine's PostgreSQL database as libpq takes it (for psycopg pools outside SQLAlchemy, such
+    as the answer queue's); None for any other database."""
+    if engine.url.get_backend_name() != "postgresql":
+        return None
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     health_interval_minutes: float = Field(default=60.0, gt=0, alias="CALSYNC_HEALTH_INTERVAL_MINUTES")
     mass_cancel_count: int = Field(default=3, ge=1, alias="CALSYNC_MASS_CANCEL_COUNT")
     mass_cancel_share: float = Field(default=0.2, ge=0, le=1, alias="CALSYNC_MASS_CANCEL_SHARE")
+    # The answer queue (README, *Process model*): whether `calsync serve` also answers in its own
+    # process (always so on SQLite), and how many questions one answer worker works on at once.
+    serve_answers: bool = Field(default=True, alias="CALSYNC_SERVE_ANSWERS")
+    answer_concurrency: int = Field(default=8, ge=1, le=256, alias="CALSYNC_ANSWER_CONCURRENCY")
 
     @property
     def agent_ids(self) -> frozenset[str]:

@@ -130,7 +130,7 @@ class BackgroundServer:
             app,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan="auto",  # runs the app's start-up and shut-down (calsync's answer queue)
             timeout_keep_alive=30,
             ssl_certfile=str(tls.cert_path) if tls else None,
             ssl_keyfile=str(tls.key_path) if tls else None,

@@ -442,6 +442,29 @@ class ProcessedEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class QueuedQuestion(Base):
+    """A rep's question, acked and waiting for its answer. Written in the transaction that claims the
+    event, before Slack gets the ack, so an acked question survives any crash; `answered_at` is set
+    once the answer is in Slack. `taken_by` is the queue job answering it (a job retried after its
+    worker died keeps its id, so it may take the question again; any other job waits for the lease)."""
+
+    __tablename__ = "queued_questions"
+    __repr_fields__ = ("event_id", "team_id", "taken_by", "answered_at")
+
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text, default="")
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    taken_by: Mapped[str | None] = mapped_column(String(64))
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    placeholder_ts: Mapped[str | None] = mapped_column(String(32))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
 class ReportView(Base):
     """A report link's one browser: its first opening inserts the row (keyed by a digest of the link's
     nonce), so a second browser's insert fails, in any process (see `calsync.store.reports`)."""

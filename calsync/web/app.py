@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -89,6 +90,7 @@ def create_web_app(
     healthy: Callable[[], bool],
     routers: Sequence[APIRouter] = (),
     slack_verifier: SlackVerifier | None = None,
+    lifespan: Callable[[], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     """The app; `routers` add the pages (reconnect, reports, playground) built by the composition root.
     With `bolt_app`, `slack_verifier` is required: no request reaches Bolt unverified."""
@@ -98,7 +100,12 @@ def create_web_app(
         raise ValueError("serving /slack/events needs a SlackVerifier (SLACK_SIGNING_SECRET)")
     from calsync.web import hardening
 
-    app = FastAPI(title="calsync", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="calsync",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=(lambda _app: lifespan()) if lifespan is not None else None,
+    )
     hardening.install(app)  # security headers on every response; 503/500 pages
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in routers:
