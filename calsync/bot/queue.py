@@ -158,10 +158,11 @@ def answer_worker(bot: SlackBot) -> AnswerWorker:
     return AnswerWorker(bot.sessions, bot.clock, respond=functools.partial(answer, bot))
 
 
-async def resume(queue: AnswerQueue) -> int:
-    """Defer a job again for every recorded question no job holds: after a crash of an in-memory
-    queue (SQLite), or a crash between recording and deferring. How many were re-deferred."""
-    waiting = await asyncio.to_thread(questions.unanswered, queue.sessions, queue.clock, timedelta(0))
+async def resume(queue: AnswerQueue, lease: timedelta = LEASE) -> int:
+    """Defer a job again for every recorded question no job holds (never taken, or its lease ran
+    out): after a crash between recording and deferring, or an attempt that failed. Deferring a
+    question whose job is waiting queues nothing. How many were deferred."""
+    waiting = await asyncio.to_thread(questions.unanswered, queue.sessions, queue.clock, lease)
     for event_id in waiting:
         await queue.defer(event_id)
     return len(waiting)
@@ -200,17 +201,22 @@ async def run_answer_worker(
         "delete_jobs": "successful",
         "shutdown_graceful_timeout": 10.0,
     }
+    if not durable(app):
+        # The in-memory queue died with the process that held it, and this is its only worker: what
+        # it had taken is no one's now.
+        await asyncio.to_thread(questions.release_all, queue.sessions)
     resumed = await resume(queue)
     if resumed:
         log.info("answer worker: %d recorded questions deferred again", resumed)
     running = asyncio.create_task(app.run_worker_async(**options))
     try:
         while not stop.is_set() and not running.done():
-            if durable(app):
-                try:
+            try:
+                if durable(app):
                     await retry_stalled(app, stalled_after)
-                except Exception:
-                    log.exception("looking for stalled answer jobs failed")
+                await resume(queue, worker.lease)
+            except Exception:
+                log.exception("looking for stalled answer jobs failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=stalled_after / 2)
     finally:

@@ -20,6 +20,7 @@ from calsync.db import transaction
 from calsync.syncbackend.models import ProcessedEvent, QueuedQuestion
 
 Clock = Callable[[], datetime]
+MAX_ATTEMPTS = 5  # a question whose answering failed this often is given up (and logged), not retried forever
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def take(
             .where(
                 QueuedQuestion.event_id == event_id,
                 QueuedQuestion.answered_at.is_(None),
+                QueuedQuestion.attempts < MAX_ATTEMPTS,
                 or_(
                     QueuedQuestion.taken_by.is_(None),
                     QueuedQuestion.taken_by == job,
@@ -130,12 +132,25 @@ def unanswered(
                 select(QueuedQuestion.event_id)
                 .where(
                     QueuedQuestion.answered_at.is_(None),
+                    QueuedQuestion.attempts < MAX_ATTEMPTS,
                     or_(QueuedQuestion.taken_by.is_(None), QueuedQuestion.taken_at < now - lease),
                 )
                 .order_by(QueuedQuestion.enqueued_at)
                 .limit(limit)
             )
         )
+
+
+def release_all(sessions: sessionmaker[Session]) -> int:
+    """Free every unanswered question from the job holding it: for a queue that lived in memory and
+    died with its process (SQLite), whose jobs can no longer answer anything. How many were held."""
+    with transaction(sessions) as session:
+        result = session.execute(
+            update(QueuedQuestion)
+            .where(QueuedQuestion.answered_at.is_(None), QueuedQuestion.taken_by.is_not(None))
+            .values(taken_by=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def backlog(sessions: sessionmaker[Session], team_id: str) -> Backlog:
