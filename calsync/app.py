@@ -328,6 +328,7 @@ def build_slack_bot(
 ) -> SlackBot:
     """The Slack surface over `client` (the one Web API client; built here when not passed) and
     `notices` (built over that client when not passed)."""
+    from calsync.bot.backlog import Backlog
     from calsync.bot.people import People
     from calsync.bot.slackbot import SlackBot
     from calsync.bot.work import Work
@@ -344,7 +345,16 @@ def build_slack_bot(
         people=People(
             services.sessions, agent_ids=settings.agent_ids, agent_usergroup=settings.agent_usergroup
         ),
-        work=Work(services.sessions, services.clock),
+        work=Work(
+            services.sessions,
+            services.clock,
+            Backlog(
+                per_workspace=settings.backlog_per_workspace,
+                overall=settings.backlog_max,
+                clock=services.clock,
+            ),
+            max_concurrent=settings.work_concurrency,
+        ),
         answers=Answers(
             troubleshooter=troubleshooter,
             support_contact=settings.support_contact,

@@ -1,7 +1,8 @@
 """A rep's question, in a DM or as an @mention in a channel: post "Checking…" at once, then replace it
 with the answer (in the thread, for a mention). Messages that are not questions (bot messages,
 edits, deletions, joins — any subtype) and messages outside DMs (channels are served through
-@mentions) are acked and get nothing. A retried event (the same event id) is answered once."""
+@mentions) are acked and get nothing. A retried event (the same event id) is answered once. A question
+past the backlog's limits (`bot/work.py`) is shed: never checked, and the rep told so at once."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from calsync.bot.clicks import is_private
 from calsync.bot.people import Asker
+from calsync.bot.work import workspace_of
 from calsync.flows import slack
 from calsync.knowledge.matcher import MAX_QUESTION_CHARS
 from calsync.knowledge.smalltalk import small_talk
@@ -45,28 +47,24 @@ async def in_a_dm(event: dict[str, Any]) -> bool:
 def register(app: AsyncApp, bot: SlackBot) -> None:
     @app.event("message", matchers=[from_a_person, in_a_dm])
     async def on_direct_message(
-        event: dict[str, Any], body: dict[str, Any], asker: Asker, client: AsyncWebClient
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        asker: Asker,
+        client: AsyncWebClient,
     ) -> None:
-        question = answer_question(
-            bot,
-            client,
-            asker,
-            event["channel"],
-            event.get("text"),
-            event.get("thread_ts"),
-            body.get("event_id"),
-        )
-        await bot.work.in_turn(question)
+        await ask(bot, client, asker, context, event, event.get("thread_ts"), body.get("event_id"))
 
     @app.event("app_mention", matchers=[from_a_person])
     async def on_mention(
-        event: dict[str, Any], body: dict[str, Any], asker: Asker, client: AsyncWebClient
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        asker: Asker,
+        client: AsyncWebClient,
     ) -> None:
         thread_ts = event.get("thread_ts") or event.get("ts")
-        question = answer_question(
-            bot, client, asker, event["channel"], event.get("text"), thread_ts, body.get("event_id")
-        )
-        await bot.work.in_turn(question)
+        await ask(bot, client, asker, context, event, thread_ts, body.get("event_id"))
 
     @app.event("message")
     async def on_other_message() -> None:
@@ -75,6 +73,39 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
     @app.event("app_mention")
     async def on_other_mention() -> None:
         """A bot's or an edited @mention: acked, nothing said."""
+
+
+async def ask(
+    bot: SlackBot,
+    client: AsyncWebClient,
+    asker: Asker,
+    context: AsyncBoltContext,
+    event: dict[str, Any],
+    thread_ts: str | None,
+    event_id: str | None,
+) -> None:
+    """The question answered in its turn, or — when the backlog is full — the rep told at once."""
+    channel = event["channel"]
+    question = answer_question(bot, client, asker, channel, event.get("text"), thread_ts, event_id)
+    await bot.work.in_turn(
+        question,
+        workspace=workspace_of(context),
+        kind="question",
+        shed=lambda: too_busy(bot, client, channel, thread_ts, event_id),
+    )
+
+
+async def too_busy(
+    bot: SlackBot, client: AsyncWebClient, channel: str, thread_ts: str | None, event_id: str | None
+) -> None:
+    """A shed question: the rep is told plainly that it was not checked, once per event id (a retry
+    that finds the id claimed says nothing; with the database down they are told all the same)."""
+    try:
+        if not await bot.work.claim(event_id):
+            return
+    except SQLAlchemyError:
+        log.exception("database unavailable while shedding %s", event_id)
+    await slack.post(client, channel, replies.too_busy_to_answer(), thread_ts)
 
 
 async def answer_question(
