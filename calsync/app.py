@@ -25,6 +25,7 @@ from calsync.settings import Settings
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import APIRouter, FastAPI
+    from prometheus_client import CollectorRegistry
     from slack_bolt.async_app import AsyncApp
     from slack_sdk.web.async_client import AsyncWebClient
 
@@ -456,7 +457,8 @@ def build_web_app(
     bot: SlackBot | None = None,
 ) -> FastAPI:
     """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
-    flow is always served; with `bot` it also tells the rep in Slack afterwards."""
+    flow is always served; with `bot` it also tells the rep in Slack afterwards, and `/metrics`
+    shows the bot's backlog (`build_metrics`)."""
     from calsync.store.web import database_is_up
     from calsync.web.app import create_web_app
     from calsync.web.slack_verify import SlackVerifier
@@ -470,7 +472,23 @@ def build_web_app(
         healthy=database_is_up(services.engine),
         routers=routers,
         slack_verifier=SlackVerifier(secret) if bolt_app is not None and secret else None,
+        metrics=build_metrics(bot),
     )
+
+
+def build_metrics(bot: SlackBot | None) -> CollectorRegistry:
+    """What `GET /metrics` shows, in a registry of this app's own (never prometheus_client's global
+    one, so two apps in one process each show their own): the bot's backlog, when there is a bot,
+    and the process's CPU and memory."""
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from calsync.bot.metrics import BacklogCollector
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    if bot is not None:
+        registry.register(BacklogCollector(bot.work.backlog.figures))
+    return registry
 
 
 def signing_secret(settings: Settings) -> str | None:

@@ -1,5 +1,5 @@
 """The backlog of after-the-ack work, as a unit: what is admitted and what is shed, per workspace and
-overall; shed work never runs; the figures. `Work` is driven with
+overall; shed work never runs; the figures and the `/metrics` text they make. `Work` is driven with
 coroutines the test opens and closes itself (no sleeps, no timing); `once` claims in the database
 (SQLite and PostgreSQL)."""
 
@@ -14,10 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from calsync.bot.backlog import Backlog, Shed, Ticket
+from calsync.bot.backlog import Backlog, Kind, Shed, Ticket
+from calsync.bot.metrics import BacklogCollector
 from calsync.bot.work import Work
 from calsync.db import make_session_factory
 from calsync.syncbackend import migrate
@@ -291,3 +294,76 @@ def test_whoever_claims_a_delivery_speaks_for_it(
         await holder
 
     asyncio.run(scenario())
+
+
+# -- the figures as Prometheus text -----------------------------------------------------------------
+
+
+def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_metrics_show_a_scripted_burst(clock: FrozenClock) -> None:
+    """Concurrency 1, 2 per workspace, 3 overall: T1 sends three questions and a click, T2 one
+    question, T3 one; then 30 s pass; then the first two finish."""
+
+    async def scenario() -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+        work = work_with(1, 2, 3, clock)
+        registry = CollectorRegistry()
+        registry.register(BacklogCollector(work.backlog.figures))
+        burst = Burst()
+        arrivals: list[tuple[str, str, Kind]] = [("q1", "T1", "question"), ("q2", "T1", "question")]
+        arrivals += [("q3", "T1", "question")]
+        arrivals += [("c1", "T1", "click"), ("q4", "T2", "question"), ("q5", "T3", "question")]
+        tasks = [
+            asyncio.create_task(
+                work.in_turn(
+                    burst.piece(name), workspace=ws, kind=kind, shed=functools.partial(burst.told, name)
+                )
+            )
+            for name, ws, kind in arrivals
+        ]
+        await settle()
+        clock.advance(seconds=30)
+        during = scrape(registry)
+        for name in ("q1", "q2"):
+            burst.gates[name].set()
+            await settle()
+        after = scrape(registry)
+        burst.gates["q4"].set()
+        await asyncio.gather(*tasks)
+        return {"during": during, "after": after}
+
+    seen = asyncio.run(scenario())
+    expected = {
+        "during": {
+            ("calsync_backlog_depth", (("workspace", "T1"),)): 2,
+            ("calsync_backlog_depth", (("workspace", "T2"),)): 1,
+            ("calsync_backlog_waiting", ()): 2,
+            ("calsync_backlog_running", ()): 1,
+            ("calsync_backlog_oldest_wait_seconds", ()): 30.0,
+            ("calsync_backlog_limit", (("scope", "workspace"),)): 2,
+            ("calsync_backlog_limit", (("scope", "overall"),)): 3,
+            ("calsync_work_completed_total", (("kind", "question"),)): 0,
+            ("calsync_work_shed_total", (("kind", "question"), ("limit", "workspace"))): 1,
+            ("calsync_work_shed_total", (("kind", "click"), ("limit", "workspace"))): 1,
+            ("calsync_work_shed_total", (("kind", "question"), ("limit", "overall"))): 1,
+            ("calsync_work_shed_total", (("kind", "command"), ("limit", "overall"))): 0,
+        },
+        "after": {
+            ("calsync_backlog_depth", (("workspace", "T2"),)): 1,
+            ("calsync_backlog_waiting", ()): 0,
+            ("calsync_backlog_running", ()): 1,
+            ("calsync_backlog_oldest_wait_seconds", ()): 0.0,
+            ("calsync_work_completed_total", (("kind", "question"),)): 2,
+            ("calsync_work_failed_total", (("kind", "question"),)): 0,
+        },
+    }
+    for moment, figures in expected.items():
+        assert {key: seen[moment].get(key) for key in figures} == figures, moment
+    assert ("calsync_backlog_depth", (("workspace", "T1"),)) not in seen["after"]  # no work: no series
