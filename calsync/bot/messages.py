@@ -84,28 +84,20 @@ async def ask(
     thread_ts: str | None,
     event_id: str | None,
 ) -> None:
-    """The question answered in its turn, or — when the backlog is full — the rep told at once."""
+    """The question answered once (a retried event id says nothing) in its turn, or — when the
+    backlog is full — the rep told at once that it was not checked."""
     channel = event["channel"]
-    question = answer_question(bot, client, asker, channel, event.get("text"), thread_ts, event_id)
-    await bot.work.in_turn(
-        question,
-        workspace=workspace_of(context),
-        kind="question",
-        shed=lambda: too_busy(bot, client, channel, thread_ts, event_id),
-    )
-
-
-async def too_busy(
-    bot: SlackBot, client: AsyncWebClient, channel: str, thread_ts: str | None, event_id: str | None
-) -> None:
-    """A shed question: the rep is told plainly that it was not checked, once per event id (a retry
-    that finds the id claimed says nothing; with the database down they are told all the same)."""
     try:
-        if not await bot.work.claim(event_id):
-            return
-    except SQLAlchemyError:
-        log.exception("database unavailable while shedding %s", event_id)
-    await slack.post(client, channel, replies.too_busy_to_answer(), thread_ts)
+        await bot.work.once_per_event(
+            event_id,
+            answer_question(bot, client, asker, channel, event.get("text"), thread_ts),
+            workspace=workspace_of(context),
+            kind="question",
+            shed=lambda: slack.post(client, channel, replies.too_busy_to_answer(), thread_ts),
+        )
+    except SQLAlchemyError:  # the event id could not be claimed
+        log.exception("database unavailable while answering %s", event_id)
+        await slack.post(client, channel, replies.something_went_wrong(), thread_ts)
 
 
 async def answer_question(
@@ -115,15 +107,12 @@ async def answer_question(
     channel: str,
     text: str | None,
     thread_ts: str | None,
-    event_id: str | None,
 ) -> None:
     """Post "Checking…" at once, then replace it with the answer (in the thread, if one is given)."""
     try:
-        if not await bot.work.claim(event_id):
-            return
         person = await asker.person()
     except SQLAlchemyError:
-        log.exception("database unavailable while answering %s", event_id)
+        log.exception("database unavailable while answering in %s", channel)
         await slack.post(client, channel, replies.something_went_wrong(), thread_ts)
         return
     if person.email is None:

@@ -15,8 +15,10 @@ Slack signs a request, not an occasion: a click or a command replayed within the
 signature stays valid would be acted on again. So every click and command is claimed once, like an
 event id, in `processed_events` (`once`), after the ack and before any work: the key is a digest of
 the whole payload, which differs for every real click (its `trigger_id` and `action_ts`) and is the
-same for a replay, whichever instance it reaches. Whoever claims a delivery speaks for it: its work,
-or its shed reply; a replay gets neither.
+same for a replay, whichever instance it reaches; a question is claimed by its event id
+(`once_per_event`). The claim is taken on admission, not when the work's turn comes: whoever claims a
+delivery speaks for it — its work, or its shed reply — and a retry or replay gets neither (claimed
+later, a retry shed while the first delivery waited would take the question from it).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ MAX_CONCURRENT_WORK = 8
 UNKNOWN_WORKSPACE = "unknown"
 
 # What the person is told when their work is shed (it never runs).
-ShedReply = Callable[[], Awaitable[None]]
+ShedReply = Callable[[], Awaitable[object]]
 
 
 def workspace_of(context: AsyncBoltContext) -> str:
@@ -86,12 +88,31 @@ class Work:
         kind: Kind,
         shed: ShedReply,
     ) -> None:
-        """`in_turn`, unless this very payload was claimed before (a replay), in any instance sharing
-        the database: a replay's work never starts and nothing is said. The backlog decides before
-        the claim, so the decision waits on nothing."""
+        """`in_turn`, unless this very payload (a click, a command) was claimed before — a replay —
+        in any instance sharing the database."""
+        await self._claimed(interaction_key(body), work, workspace=workspace, kind=kind, shed=shed)
+
+    async def once_per_event(
+        self,
+        event_id: str | None,
+        work: Coroutine[Any, Any, None],
+        *,
+        workspace: str,
+        kind: Kind,
+        shed: ShedReply,
+    ) -> None:
+        """`in_turn`, unless the event id was claimed before (Slack retried it), in any instance."""
+        await self._claimed(event_id, work, workspace=workspace, kind=kind, shed=shed)
+
+    async def _claimed(
+        self, key: str | None, work: Coroutine[Any, Any, None], *, workspace: str, kind: Kind, shed: ShedReply
+    ) -> None:
+        """The backlog decides first (so the decision waits on nothing), then the delivery is claimed,
+        before it waits for its turn: whoever claims it speaks for it — its work, or its shed reply —
+        and a replay or a retry gets neither, shed or not, however long the claimed one waits."""
         admitted = self.backlog.admit(workspace, kind)
         try:
-            claimed = await self.claim(interaction_key(body))
+            claimed = await self.claim(key)
         except BaseException:
             self._give_up(admitted, work)
             raise

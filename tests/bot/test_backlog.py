@@ -24,6 +24,7 @@ from calsync.bot.metrics import BacklogCollector
 from calsync.bot.work import Work
 from calsync.db import make_session_factory
 from calsync.syncbackend import migrate
+from calsync.syncbackend.models import ProcessedEvent
 from tests.conftest import FrozenClock
 
 FIXED = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -292,6 +293,67 @@ def test_whoever_claims_a_delivery_speaks_for_it(
         assert dict(work.backlog.figures().depth_by_workspace) == {"T1": 1}  # replays gave their place back
         burst.gates["holder"].set()
         await holder
+
+    asyncio.run(scenario())
+
+
+async def claimed_in_the_database(sessions: sessionmaker[Session], event_id: str) -> None:
+    def seen() -> bool:
+        with sessions() as session:
+            return session.get(ProcessedEvent, event_id) is not None
+
+    for _ in range(10_000):
+        if await asyncio.to_thread(seen):
+            return
+    raise AssertionError(f"{event_id} was never claimed")
+
+
+@pytest.mark.parametrize(
+    ("retries", "workspace_of_retry"),
+    [(1, "T1"), (3, "T1"), (2, "T2")],
+    ids=["one-retry-shed", "three-retries-shed", "retries-admitted-elsewhere"],
+)
+def test_a_retry_never_takes_a_waiting_question_from_its_first_delivery(
+    retries: int, workspace_of_retry: str, sessions: sessionmaker[Session], clock: FrozenClock
+) -> None:
+    """One at a time, 2 per workspace: T1's first piece runs, the question waits its turn; Slack's
+    retries of it (shed when T1 is full, or admitted in T2) say nothing and run nothing."""
+
+    async def scenario() -> None:
+        work = Work(
+            sessions, lambda: FIXED, Backlog(per_workspace=2, overall=9, clock=clock), max_concurrent=1
+        )
+        burst = Burst()
+        holder = asyncio.create_task(
+            work.in_turn(
+                burst.piece("holder"), workspace="T1", kind="click", shed=functools.partial(burst.told, "h")
+            )
+        )
+        await settle()
+        first = asyncio.create_task(
+            work.once_per_event(
+                "Ev1",
+                burst.piece("first"),
+                workspace="T1",
+                kind="question",
+                shed=functools.partial(burst.told, "first"),
+            )
+        )
+        await claimed_in_the_database(sessions, "Ev1")  # the first delivery is in, and waits its turn
+        for attempt in range(retries):
+            name = f"retry{attempt}"
+            await work.once_per_event(
+                "Ev1",
+                burst.piece(name),
+                workspace=workspace_of_retry,
+                kind="question",
+                shed=functools.partial(burst.told, name),
+            )
+        assert burst.shed == [] and burst.started == ["holder"]
+        burst.gates["holder"].set()
+        burst.gates["first"].set()
+        await asyncio.gather(holder, first)
+        assert burst.started == ["holder", "first"] and burst.shed == []
 
     asyncio.run(scenario())
 
