@@ -372,15 +372,16 @@ def last_call_id(database_url: str) -> int:
 
 
 def settle(database_url: str, questions: list[Question], limit: float, quiet: float) -> bool:
-    """Wait until every question has an answer and the Slack emulator has had no call for `quiet`
-    seconds (a late double would still be on its way), at most `limit` seconds. True if it settled."""
+    """Wait until every question has an answer (or was shed) and the Slack emulator has had no call
+    for `quiet` seconds (a late double would still be on its way), at most `limit` seconds. True if
+    it settled."""
     deadline = time.monotonic() + limit
     last, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
         calls = last_call_id(database_url)
         if calls != last:
             last, last_change = calls, time.monotonic()
-        answered = all(thread.final for thread in threads(database_url, questions).values())
+        answered = all(thread.final or thread.shed for thread in threads(database_url, questions).values())
         if answered and time.monotonic() - last_change >= quiet:
             return True
         time.sleep(0.5)

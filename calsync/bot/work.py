@@ -70,8 +70,8 @@ class Work:
         self, work: Coroutine[Any, Any, None], *, workspace: str, kind: Kind, shed: ShedReply
     ) -> None:
         """Run `work` in its turn, or — past a backlog limit — close it unstarted and `shed`.
-        Listeners pass every piece of after-the-ack work through here or `once`; nothing inside
-        calls them again."""
+        Listeners pass every piece of after-the-ack work through here, `once` or `once_per_event`;
+        nothing inside calls them again."""
         admitted = self.backlog.admit(workspace, kind)
         if isinstance(admitted, Shed):
             work.close()  # a shed piece of work never starts, now or later
