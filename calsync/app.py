@@ -25,6 +25,7 @@ from calsync.settings import Settings
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import APIRouter, FastAPI
+    from prometheus_client import CollectorRegistry
     from slack_bolt.async_app import AsyncApp
     from slack_sdk.web.async_client import AsyncWebClient
 
@@ -328,6 +329,7 @@ def build_slack_bot(
 ) -> SlackBot:
     """The Slack surface over `client` (the one Web API client; built here when not passed) and
     `notices` (built over that client when not passed)."""
+    from calsync.bot.backlog import Backlog
     from calsync.bot.people import People
     from calsync.bot.queue import AnswerQueue, task_app
     from calsync.bot.slackbot import SlackBot
@@ -345,7 +347,16 @@ def build_slack_bot(
         people=People(
             services.sessions, agent_ids=settings.agent_ids, agent_usergroup=settings.agent_usergroup
         ),
-        work=Work(services.sessions, services.clock),
+        work=Work(
+            services.sessions,
+            services.clock,
+            Backlog(
+                per_workspace=settings.backlog_per_workspace,
+                overall=settings.backlog_max,
+                clock=services.clock,
+            ),
+            max_concurrent=settings.work_concurrency,
+        ),
         answers=Answers(
             troubleshooter=troubleshooter,
             support_contact=settings.support_contact,
@@ -369,6 +380,8 @@ def build_slack_bot(
             task_app(libpq_conninfo(services.engine)),
             services.sessions,
             services.clock,
+            per_workspace=settings.backlog_per_workspace,
+            overall=settings.backlog_max,
         ),
         client=client,
         notices=notices if notices is not None else build_notices(services, troubleshooter, client),
@@ -452,8 +465,9 @@ def build_web_app(
     bot: SlackBot | None = None,
 ) -> FastAPI:
     """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
-    flow is always served; with `bot` it also tells the rep in Slack afterwards, and the app keeps
-    the bot's answer queue open while it serves (and answers too, per `CALSYNC_SERVE_ANSWERS`)."""
+    flow is always served; with `bot` it also tells the rep in Slack afterwards, keeps the bot's
+    answer queue open while it serves (and answers too, per `CALSYNC_SERVE_ANSWERS`), and `/metrics`
+    shows the bot's backlog (`build_metrics`)."""
     from calsync.store.web import database_is_up
     from calsync.web.app import create_web_app
     from calsync.web.slack_verify import SlackVerifier
@@ -468,6 +482,7 @@ def build_web_app(
         routers=routers,
         slack_verifier=SlackVerifier(secret) if bolt_app is not None and secret else None,
         lifespan=build_answering(services, bot) if bot is not None else None,
+        metrics=build_metrics(bot),
     )
 
 
@@ -479,6 +494,30 @@ def build_answering(services: Services, bot: SlackBot) -> Callable[[], AbstractA
     settings = services.settings
     embedded = settings.serve_answers or not durable(bot.questions.app)
     return answering(bot, embedded_worker=embedded, concurrency=settings.answer_concurrency)
+
+
+def build_metrics(bot: SlackBot | None) -> CollectorRegistry:
+    """What `GET /metrics` shows, in a registry of this app's own (never prometheus_client's global
+    one, so two apps in one process each show their own): the bot's backlog, when there is a bot,
+    and the process's CPU and memory."""
+    import functools
+
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from calsync.bot.metrics import BacklogCollector, QuestionQueueCollector
+    from calsync.store import questions
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    if bot is not None:
+        registry.register(BacklogCollector(bot.work.backlog.figures))
+        queue = bot.questions
+        registry.register(
+            QuestionQueueCollector(
+                functools.partial(questions.figures, queue.sessions, queue.clock), lambda: queue.shed_count
+            )
+        )
+    return registry
 
 
 def signing_secret(settings: Settings) -> str | None:

@@ -11,12 +11,14 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from calsync.bot.clicks import is_private
 from calsync.bot.middleware import Next
 from calsync.bot.people import Asker
+from calsync.bot.work import workspace_of
 from calsync.flows import slack
 from calsync.knowledge.matcher import MAX_QUESTION_CHARS
 from calsync.knowledge.smalltalk import small_talk
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from calsync.bot.slackbot import SlackBot
 
 log = logging.getLogger(__name__)
+SHED = "calsync_question_shed"  # context key: the backlog was full, the rep is told so after the ack
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
 
 
@@ -49,12 +52,20 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
     record = queue_question(bot)
 
     @app.event("message", matchers=[from_a_person, in_a_dm], middleware=[record])
-    async def on_direct_message() -> None:
-        """Recorded and queued by `record` before the ack; a worker answers it (`answer`)."""
+    async def on_direct_message(
+        event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
+    ) -> None:
+        """Recorded and queued by `record` before the ack; a worker answers it (`answer`). When the
+        backlog was full, the rep is told now that it was not checked."""
+        if context.get(SHED):
+            await slack.post(client, event["channel"], replies.too_busy_to_answer(), event.get("thread_ts"))
 
     @app.event("app_mention", matchers=[from_a_person], middleware=[record])
-    async def on_mention() -> None:
-        """Recorded and queued by `record` before the ack; answered in the mention's thread."""
+    async def on_mention(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
+        """As a DM, answered in the mention's thread."""
+        if context.get(SHED):
+            thread_ts = event.get("thread_ts") or event.get("ts")
+            await slack.post(client, event["channel"], replies.too_busy_to_answer(), thread_ts)
 
     @app.event("message")
     async def on_other_message() -> None:
@@ -68,22 +79,29 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
 def queue_question(bot: SlackBot) -> Callable[..., Awaitable[None]]:
     """Listener middleware (it runs before Bolt acks an event): the question is recorded, durably,
     and its job deferred, so the ack promises an answer that a crash cannot lose. A retry of an
-    event already recorded queues nothing."""
+    event already recorded queues nothing. Past a backlog limit (questions waiting in this
+    workspace, or in all, across every process) the question is not queued: its event is claimed
+    (so its retries say nothing) and the listener tells the rep after the ack."""
 
-    async def middleware(body: dict[str, Any], event: dict[str, Any], next: Next) -> None:
+    async def middleware(
+        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, next: Next
+    ) -> None:
         channel, ts = str(event["channel"]), str(event.get("ts") or "")
         thread_ts = event.get("thread_ts")
         if event.get("type") == "app_mention":
             thread_ts = thread_ts or ts or None
         question = Question(
             event_id=str(body.get("event_id") or f"{channel}:{ts}"),
-            team_id=str(body.get("team_id") or event.get("team") or ""),
+            team_id=workspace_of(context),
             channel=channel,
             user=str(event["user"]),
             text=str(event.get("text") or ""),
             thread_ts=thread_ts,
         )
-        await bot.questions.enqueue(question)
+        if await bot.questions.full(question.team_id):
+            context[SHED] = await bot.questions.shed(question.event_id)
+        else:
+            await bot.questions.enqueue(question)
         await next()
 
     return middleware

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.store import questions
+from calsync.store.claims import claim
 from calsync.store.questions import Question
 
 if TYPE_CHECKING:
@@ -76,19 +78,38 @@ async def _answer_job(context: procrastinate.JobContext, event_id: str) -> None:
 
 
 class AnswerQueue:
-    """The serving side: record the question, defer its job. Both happen before the ack."""
+    """The serving side: record the question, defer its job. Both happen before the ack.
+
+    The backlog limits count the questions waiting in the database, across every process; the
+    counts are read at most every `fresh_for` seconds (and counted up locally in between), so the
+    check costs the ack almost nothing and a burst overshoots a limit by what arrives in that window.
+    """
 
     def __init__(
-        self, app: procrastinate.App, sessions: sessionmaker[Session], clock: Callable[[], datetime]
+        self,
+        app: procrastinate.App,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], datetime],
+        *,
+        per_workspace: int = 100,
+        overall: int = 300,
+        fresh_for: float = 0.25,
     ) -> None:
         self.app = app
         self.sessions = sessions
         self.clock = clock
+        self.per_workspace = per_workspace
+        self.overall = overall
+        self.fresh_for = fresh_for
+        self.shed_count = 0
+        self._counts: dict[str, tuple[float, int, int]] = {}  # workspace -> (read at, its count, total)
 
     async def enqueue(self, question: Question) -> bool:
         """False for a retry of an event already recorded (nothing is queued twice)."""
         if not await asyncio.to_thread(questions.record, self.sessions, self.clock, question):
             return False
+        read_at, workspace, total = self._counts.get(question.team_id, (0.0, 0, 0))
+        self._counts[question.team_id] = (read_at, workspace + 1, total + 1)
         await self.defer(question.event_id)
         return True
 
@@ -96,6 +117,24 @@ class AnswerQueue:
         deferrer = self.app.configure_task(ANSWER_TASK, queueing_lock=event_id)
         with contextlib.suppress(AlreadyEnqueued):  # its job is waiting already
             await deferrer.defer_async(event_id=event_id)
+
+    async def full(self, team_id: str) -> bool:
+        """Whether this workspace, or all together, have as many questions waiting as they may."""
+        read_at, workspace, total = self._counts.get(team_id, (0.0, 0, 0))
+        if time.monotonic() - read_at > self.fresh_for:
+            backlog = await asyncio.to_thread(questions.backlog, self.sessions, team_id)
+            read_at, workspace, total = time.monotonic(), backlog.workspace, backlog.total
+            if len(self._counts) > 10_000:
+                self._counts.clear()
+            self._counts[team_id] = (read_at, workspace, total)
+        return workspace >= self.per_workspace or total >= self.overall
+
+    async def shed(self, event_id: str) -> bool:
+        """Claim a question that will not be answered (the backlog is full): True when this delivery
+        is the one to tell the rep, False for a retry of one already told or answered."""
+        claimed = await asyncio.to_thread(claim, self.sessions, self.clock, event_id)
+        self.shed_count += claimed
+        return claimed
 
     async def backlog(self, team_id: str) -> questions.Backlog:
         return await asyncio.to_thread(questions.backlog, self.sessions, team_id)

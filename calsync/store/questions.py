@@ -163,3 +163,44 @@ def backlog(sessions: sessionmaker[Session], team_id: str) -> Backlog:
             select(func.count()).where(waiting, QueuedQuestion.team_id == team_id[:32])
         )
         return Backlog(workspace=int(workspace or 0), total=int(total or 0), oldest=oldest)
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """The question queue as `/metrics` shows it, across every process sharing the database."""
+
+    waiting_by_workspace: dict[str, int]
+    oldest_wait_seconds: float
+    answered_last_minute: int
+    given_up: int
+
+
+def figures(sessions: sessionmaker[Session], clock: Clock) -> QueueFigures:
+    now = clock()
+    waiting = QueuedQuestion.answered_at.is_(None)
+    with sessions() as session:
+        by_workspace = {
+            str(team): int(count)
+            for team, count in session.execute(
+                select(QueuedQuestion.team_id, func.count())
+                .where(waiting, QueuedQuestion.attempts < MAX_ATTEMPTS)
+                .group_by(QueuedQuestion.team_id)
+            )
+        }
+        oldest = session.scalar(
+            select(func.min(QueuedQuestion.enqueued_at)).where(
+                waiting, QueuedQuestion.attempts < MAX_ATTEMPTS
+            )
+        )
+        answered = session.scalar(
+            select(func.count()).where(QueuedQuestion.answered_at >= now - timedelta(minutes=1))
+        )
+        given_up = session.scalar(
+            select(func.count()).where(waiting, QueuedQuestion.attempts >= MAX_ATTEMPTS)
+        )
+    return QueueFigures(
+        waiting_by_workspace=by_workspace,
+        oldest_wait_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        answered_last_minute=int(answered or 0),
+        given_up=int(given_up or 0),
+    )
