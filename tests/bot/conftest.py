@@ -161,7 +161,7 @@ def slack_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
     _, bot = build_engine_and_bot(services, build_troubleshooter(services))
     bolt_app = build_bolt_app(services, bot)
     assert bolt_app is not None
-    with BackgroundServer(build_web_app(services, bolt_app, bot=bot)) as server:
+    with BackgroundServer(build_web_app(services, bolt_app, bot=bot), lifespan=True) as server:
         yield SlackHarness(sandbox_session, server.url, sandbox_session.endpoints.slack_signing_secret)
 
 

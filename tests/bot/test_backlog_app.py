@@ -78,7 +78,9 @@ def backlog_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
     _, bot = build_engine_and_bot(services, troubleshooter)
     bolt_app = build_bolt_app(services, bot)
     assert bolt_app is not None
-    with BackgroundServer(build_web_app(services, bolt_app, troubleshooter, bot=bot)) as server:
+    with BackgroundServer(
+        build_web_app(services, bolt_app, troubleshooter, bot=bot), lifespan=True
+    ) as server:
         yield SlackHarness(sandbox_session, server.url, sandbox_session.endpoints.slack_signing_secret)
 
 
