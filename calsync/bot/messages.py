@@ -6,6 +6,7 @@ nothing. A retried event (the same event id) is answered once."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -24,13 +25,16 @@ from calsync.knowledge.matcher import MAX_QUESTION_CHARS
 from calsync.knowledge.smalltalk import small_talk
 from calsync.render import replies
 from calsync.render.kit import checking_message
+from calsync.store import questions
 from calsync.store.questions import Question
 
 if TYPE_CHECKING:
     from calsync.bot.slackbot import SlackBot
 
 log = logging.getLogger(__name__)
-SHED = "calsync_question_shed"  # context key: the backlog was full, the rep is told so after the ack
+# Context key: why a question was not queued ("shed": the backlog was full; "database": it could not
+# be recorded); the rep is told after the ack.
+NOT_QUEUED = "calsync_question_not_queued"
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
 
 
@@ -55,17 +59,14 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
     async def on_direct_message(
         event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
     ) -> None:
-        """Recorded and queued by `record` before the ack; a worker answers it (`answer`). When the
-        backlog was full, the rep is told now that it was not checked."""
-        if context.get(SHED):
-            await slack.post(client, event["channel"], replies.too_busy_to_answer(), event.get("thread_ts"))
+        """Recorded and queued by `record` before the ack; a worker answers it (`answer`). When it
+        could not be queued, the rep is told so now."""
+        await tell_if_not_queued(context, client, event["channel"], event.get("thread_ts"))
 
     @app.event("app_mention", matchers=[from_a_person], middleware=[record])
     async def on_mention(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         """As a DM, answered in the mention's thread."""
-        if context.get(SHED):
-            thread_ts = event.get("thread_ts") or event.get("ts")
-            await slack.post(client, event["channel"], replies.too_busy_to_answer(), thread_ts)
+        await tell_if_not_queued(context, client, event["channel"], event.get("thread_ts") or event.get("ts"))
 
     @app.event("message")
     async def on_other_message() -> None:
@@ -98,13 +99,38 @@ def queue_question(bot: SlackBot) -> Callable[..., Awaitable[None]]:
             text=str(event.get("text") or ""),
             thread_ts=thread_ts,
         )
-        if await bot.questions.full(question.team_id):
-            context[SHED] = await bot.questions.shed(question.event_id)
-        else:
-            await bot.questions.enqueue(question)
+        try:
+            if await bot.questions.full(question.team_id):
+                context[NOT_QUEUED] = "shed" if await bot.questions.shed(question.event_id) else None
+            else:
+                await bot.questions.enqueue(question)
+        except SQLAlchemyError:  # nothing could be recorded: say so rather than promise an answer
+            log.exception("database unavailable while queueing %s", question.event_id)
+            context[NOT_QUEUED] = "database"
         await next()
 
     return middleware
+
+
+async def tell_if_not_queued(
+    context: AsyncBoltContext, client: AsyncWebClient, channel: str, thread_ts: str | None
+) -> None:
+    """After the ack: the one sentence for a question `queue_question` could not queue."""
+    why = context.get(NOT_QUEUED)
+    if why == "shed":
+        await slack.post(client, channel, replies.too_busy_to_answer(), thread_ts)
+    elif why == "database":
+        await slack.post(client, channel, replies.something_went_wrong(), thread_ts)
+
+
+async def orphaned_placeholder(bot: SlackBot, client: AsyncWebClient, question: Question) -> str | None:
+    """A "Checking…" of ours in the question's thread (or DM) that no waiting question holds: the one a
+    dead attempt posted but could not note. Replaced by the answer, so it is not left behind."""
+    checking = checking_message().text
+    mine = await slack.own_messages(client, question.channel, question.thread_ts, checking)
+    held = await asyncio.to_thread(questions.placeholders_in_use, bot.sessions, question.channel)
+    free = [ts for ts in mine if ts not in held]
+    return free[0] if free else None
 
 
 async def answer(
@@ -128,7 +154,10 @@ async def answer(
     # A greeting or a thank-you is answered at once; anything else is diagnosed (a few seconds).
     placeholder = question.placeholder_ts
     if placeholder is None and small_talk(text) is None:
-        placeholder = await slack.post(client, channel, checking_message(), thread_ts)
+        if question.attempts > 1:  # an attempt died: maybe after posting "Checking…", before noting it
+            placeholder = await orphaned_placeholder(bot, client, question)
+        if placeholder is None:
+            placeholder = await slack.post(client, channel, checking_message(), thread_ts)
         await placeholder_posted(placeholder)
     message = await bot.answers.answer(
         person, text, channel=channel, thread_ts=thread_ts, private=is_private(channel)

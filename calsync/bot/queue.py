@@ -55,7 +55,9 @@ def task_app(conninfo: str | None) -> procrastinate.App:
     (SQLite), over its in-memory store."""
     if conninfo is not None:
         connector: procrastinate.BaseConnector = procrastinate.PsycopgConnector(
-            conninfo=conninfo, min_size=1, max_size=8
+            conninfo=conninfo,
+            min_size=0,
+            max_size=8,  # 0: opening waits for no connection (the database may be down)
         )
     else:
         from procrastinate.testing import InMemoryConnector
@@ -224,8 +226,28 @@ async def run_answer_worker(
     concurrency: int = 8,
     name: str | None = None,
     stalled_after: float = STALLED_AFTER_SECONDS,
+    restart_after: float = 5.0,
 ) -> None:
-    """Answer questions until `stop` is set. The app must be open (`queue.app.open_async()`)."""
+    """Answer questions until `stop` is set; a worker that fails (the database went away) is started
+    again `restart_after` seconds later. The app must be open (`queue.app.open_async()`)."""
+    while not stop.is_set():
+        try:
+            await _work(queue, worker, stop, concurrency=concurrency, name=name, stalled_after=stalled_after)
+        except Exception:
+            log.exception("the answer worker stopped; starting it again in %.0f s", restart_after)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=restart_after)
+
+
+async def _work(
+    queue: AnswerQueue,
+    worker: AnswerWorker,
+    stop: asyncio.Event,
+    *,
+    concurrency: int,
+    name: str | None,
+    stalled_after: float,
+) -> None:
     app = queue.app
     options: dict[str, Any] = {
         "queues": [ANSWER_QUEUE],

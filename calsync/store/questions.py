@@ -34,6 +34,7 @@ class Question:
     text: str
     thread_ts: str | None = None
     placeholder_ts: str | None = None
+    attempts: int = 0  # this one included, once taken
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ def take(
             text=row.text,
             thread_ts=row.thread_ts,
             placeholder_ts=row.placeholder_ts,
+            attempts=row.attempts,
         )
 
 
@@ -109,6 +111,20 @@ def placeholder_posted(sessions: sessionmaker[Session], event_id: str, ts: str |
     with transaction(sessions) as session:
         session.execute(
             update(QueuedQuestion).where(QueuedQuestion.event_id == event_id).values(placeholder_ts=ts)
+        )
+
+
+def placeholders_in_use(sessions: sessionmaker[Session], channel: str) -> set[str]:
+    """The "Checking…" messages of the questions still waiting in a channel."""
+    with sessions() as session:
+        return set(
+            session.scalars(
+                select(QueuedQuestion.placeholder_ts).where(
+                    QueuedQuestion.channel == channel,
+                    QueuedQuestion.answered_at.is_(None),
+                    QueuedQuestion.placeholder_ts.is_not(None),
+                )
+            )
         )
 
 
