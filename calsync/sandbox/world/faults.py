@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, inspect, or_, select, update
 
-from calsync.db import transaction
-from calsync.sandbox.world.base import WorldBase, _table
+from calsync.db import table_of, transaction
+from calsync.sandbox.world.base import WorldBase
 from calsync.sandbox.world.tables import Endpoint, FaultKind, SandboxFault, SandboxRequest
 
 
@@ -19,8 +19,8 @@ class FaultHit:
     fault_id: int | None = None  # the fault's row: a `hold` lasts while it is there
 
 
-_FAULTS = _table(SandboxFault)
-_REQUESTS = _table(SandboxRequest)
+_FAULTS = table_of(SandboxFault)
+_REQUESTS = table_of(SandboxRequest)
 
 _FAULTS_OF = (
     select(_FAULTS)
