@@ -16,7 +16,12 @@ lands in that thread and is counted per question: the bot posts "Checking…" in
 replaces it in place (chat.update) with the answer; a thread whose messages all still say
 "Checking…" has lost its answer, a thread with more than one bot message has a double. Counted from
 the Slack emulator's record after both instances have stopped, so nothing can arrive afterwards.
-Exit status 1 when any answer is lost or doubled.
+Exit status 1 when any answer is lost or doubled, or any question was shed.
+
+The soak proves one answer per question under retries and faults, not shedding: each instance's
+backlog (`CALSYNC_BACKLOG_PER_WORKSPACE`, `CALSYNC_BACKLOG_MAX`) is raised to `--backlog` (5000, above
+any burst the soak sends), so a question shed ("ask me again in a minute") is a failure here.
+`--backlog 0` keeps calsync's own limits, to see how a burst past them is shed (the shed column).
 
     .venv/bin/python benchmarks/soak.py [--questions 500] [--runs 1] [--postgres-url URL]
 
@@ -61,6 +66,7 @@ from slackload import (
     start_emulators,
 )
 
+from calsync.render.replies import TOO_BUSY_TO_ANSWER
 from calsync.sandbox.slack_requests import JSON, event_body, signed_headers
 
 if TYPE_CHECKING:
@@ -278,6 +284,7 @@ class Thread:
     final: list[datetime] = field(default_factory=list)  # when each final answer was given
     placeholders: int = 0  # "Checking…" never replaced
     errors: int = 0  # "Something went wrong" answers
+    shed: int = 0  # "ask me again in a minute": the backlog was full, nothing was checked
     messages: list[str] = field(default_factory=list)  # the ts of every bot message in the thread
 
 
@@ -313,6 +320,9 @@ def threads(database_url: str, questions: list[Question]) -> dict[str, Thread]:
         thread.messages.append(ts)
         if text == CHECKING:
             thread.placeholders += 1
+            continue
+        if TOO_BUSY_TO_ANSWER in text:
+            thread.shed += 1
             continue
         thread.final.append(updated_at if updated_at.tzinfo else updated_at.replace(tzinfo=UTC))
         thread.errors += SOMETHING_WENT_WRONG in text
@@ -362,15 +372,16 @@ def last_call_id(database_url: str) -> int:
 
 
 def settle(database_url: str, questions: list[Question], limit: float, quiet: float) -> bool:
-    """Wait until every question has an answer and the Slack emulator has had no call for `quiet`
-    seconds (a late double would still be on its way), at most `limit` seconds. True if it settled."""
+    """Wait until every question has an answer (or was shed) and the Slack emulator has had no call
+    for `quiet` seconds (a late double would still be on its way), at most `limit` seconds. True if
+    it settled."""
     deadline = time.monotonic() + limit
     last, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
         calls = last_call_id(database_url)
         if calls != last:
             last, last_change = calls, time.monotonic()
-        answered = all(thread.final for thread in threads(database_url, questions).values())
+        answered = all(thread.final or thread.shed for thread in threads(database_url, questions).values())
         if answered and time.monotonic() - last_change >= quiet:
             return True
         time.sleep(0.5)
@@ -435,7 +446,8 @@ class Result:
     updates: int  # chat.update calls on the messages there
     answers: int
     doubles: int  # extra bot messages in a question's thread
-    lost: int  # questions without an answer
+    lost: int  # questions without any reply
+    shed: int  # questions answered only with "ask me again in a minute"
     stuck_placeholders: int
     error_answers: int
     rate_limited: int  # 429s the Google/Microsoft emulators answered
@@ -479,7 +491,12 @@ def one_run(args: argparse.Namespace, seed: int) -> Result:
         try:
             settings = start_emulators(env, state, children)
             emulators = children[-1].process.pid
-            app_env = child_env(state, settings, database_url=database_url)
+            limits = (
+                {"CALSYNC_BACKLOG_PER_WORKSPACE": str(args.backlog), "CALSYNC_BACKLOG_MAX": str(args.backlog)}
+                if args.backlog
+                else {}
+            )
+            app_env = child_env(state, {**settings, **limits}, database_url=database_url)
             servers = [start_app(app_env, state, f"app{index}") for index in range(args.instances)]
             children.extend(servers)
             apps = [read_app(server) for server in servers]
@@ -532,8 +549,11 @@ def one_run(args: argparse.Namespace, seed: int) -> Result:
         posts=posts,
         updates=updates,
         answers=sum(len(thread.final) for thread in said.values()),
-        doubles=sum(max(0, len(thread.final) + thread.placeholders - 1) for thread in said.values()),
-        lost=sum(1 for thread in said.values() if not thread.final),
+        doubles=sum(
+            max(0, len(thread.final) + thread.placeholders + thread.shed - 1) for thread in said.values()
+        ),
+        lost=sum(1 for thread in said.values() if not thread.final and not thread.shed),
+        shed=sum(thread.shed for thread in said.values()),
         stuck_placeholders=sum(thread.placeholders for thread in said.values()),
         error_answers=sum(thread.errors for thread in said.values()),
         rate_limited=sum(count for (_provider, status), count in faults.items() if status == 429),
@@ -560,6 +580,7 @@ COLUMNS = [
     ("answers", "answers"),
     ("doubles", "doubles"),
     ("lost", "lost"),
+    ("shed", "shed"),
     ("error_answers", "error answers"),
     ("faults", "429s / 503s injected"),
     ("last_answer", "time to last answer"),
@@ -582,6 +603,7 @@ def cells(result: Result) -> list[str]:
         f"**{r.answers:g}**",
         f"**{r.doubles:g}**",
         f"**{r.lost:g}**" + ("" if r.settled else " (not settled)"),
+        f"{r.shed:g}",
         f"{r.error_answers:g}",
         f"{r.rate_limited:g} / {r.unavailable:g}",
         f"{r.last_answer:.1f} s",
@@ -626,6 +648,9 @@ def main() -> int:
         default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES),
         help="a PostgreSQL server URL whose user may CREATE DATABASE (default: $TEST_POSTGRES_URL)",
     )
+    parser.add_argument(
+        "--backlog", type=int, default=5000, help="each instance's backlog limits (0: calsync's own)"
+    )
     parser.add_argument("--keep-logs", help="copy the child processes' logs into this directory")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -667,7 +692,9 @@ def main() -> int:
         if result.lost or result.doubles or result.answers != result.questions
     ]
     if bad:
-        print(f"\nFAILED: lost or doubled answers in run(s) {', '.join(map(str, bad))}", file=sys.stderr)
+        print(
+            f"\nFAILED: lost, doubled or shed answers in run(s) {', '.join(map(str, bad))}", file=sys.stderr
+        )
         return 1
     return 0
 

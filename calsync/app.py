@@ -8,7 +8,7 @@ service; the logic lives in the packages, not here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypedDict
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from calsync.db import make_engine, make_session_factory
+from calsync.db import libpq_conninfo, make_engine, make_session_factory
 from calsync.sandbox.demo import DEMO_QUESTIONS
 from calsync.sandbox.demo import demo_problems as _demo_problems
 from calsync.settings import Settings
@@ -25,6 +25,7 @@ from calsync.settings import Settings
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import APIRouter, FastAPI
+    from prometheus_client import CollectorRegistry
     from slack_bolt.async_app import AsyncApp
     from slack_sdk.web.async_client import AsyncWebClient
 
@@ -328,7 +329,9 @@ def build_slack_bot(
 ) -> SlackBot:
     """The Slack surface over `client` (the one Web API client; built here when not passed) and
     `notices` (built over that client when not passed)."""
+    from calsync.bot.backlog import Backlog
     from calsync.bot.people import People
+    from calsync.bot.queue import AnswerQueue, task_app
     from calsync.bot.slackbot import SlackBot
     from calsync.bot.work import Work
     from calsync.flows.answers import Answers
@@ -344,7 +347,16 @@ def build_slack_bot(
         people=People(
             services.sessions, agent_ids=settings.agent_ids, agent_usergroup=settings.agent_usergroup
         ),
-        work=Work(services.sessions, services.clock),
+        work=Work(
+            services.sessions,
+            services.clock,
+            Backlog(
+                per_workspace=settings.backlog_per_workspace,
+                overall=settings.backlog_max,
+                clock=services.clock,
+            ),
+            max_concurrent=settings.work_concurrency,
+        ),
         answers=Answers(
             troubleshooter=troubleshooter,
             support_contact=settings.support_contact,
@@ -363,6 +375,13 @@ def build_slack_bot(
             sessions=services.sessions,
             clock=services.clock,
             support_contact=settings.support_contact,
+        ),
+        questions=AnswerQueue(
+            task_app(libpq_conninfo(services.engine)),
+            services.sessions,
+            services.clock,
+            per_workspace=settings.backlog_per_workspace,
+            overall=settings.backlog_max,
         ),
         client=client,
         notices=notices if notices is not None else build_notices(services, troubleshooter, client),
@@ -446,7 +465,9 @@ def build_web_app(
     bot: SlackBot | None = None,
 ) -> FastAPI:
     """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
-    flow is always served; with `bot` it also tells the rep in Slack afterwards."""
+    flow is always served; with `bot` it also tells the rep in Slack afterwards, keeps the bot's
+    answer queue open while it serves (and answers too, per `CALSYNC_SERVE_ANSWERS`), and `/metrics`
+    shows the bot's backlog (`build_metrics`)."""
     from calsync.store.web import database_is_up
     from calsync.web.app import create_web_app
     from calsync.web.slack_verify import SlackVerifier
@@ -460,7 +481,43 @@ def build_web_app(
         healthy=database_is_up(services.engine),
         routers=routers,
         slack_verifier=SlackVerifier(secret) if bolt_app is not None and secret else None,
+        lifespan=build_answering(services, bot) if bot is not None else None,
+        metrics=build_metrics(bot),
     )
+
+
+def build_answering(services: Services, bot: SlackBot) -> Callable[[], AbstractAsyncContextManager[None]]:
+    """The serving process's part of the answer queue: open it, and answer too unless answer workers
+    run apart (`CALSYNC_SERVE_ANSWERS=false`, PostgreSQL only: SQLite's queue lives in this process)."""
+    from calsync.bot.queue import answering, durable
+
+    settings = services.settings
+    embedded = settings.serve_answers or not durable(bot.questions.app)
+    return answering(bot, embedded_worker=embedded, concurrency=settings.answer_concurrency)
+
+
+def build_metrics(bot: SlackBot | None) -> CollectorRegistry:
+    """What `GET /metrics` shows, in a registry of this app's own (never prometheus_client's global
+    one, so two apps in one process each show their own): the bot's backlog, when there is a bot,
+    and the process's CPU and memory."""
+    import functools
+
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from calsync.bot.metrics import BacklogCollector, QuestionQueueCollector
+    from calsync.store import questions
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    if bot is not None:
+        registry.register(BacklogCollector(bot.work.backlog.figures))
+        queue = bot.questions
+        registry.register(
+            QuestionQueueCollector(
+                functools.partial(questions.figures, queue.sessions, queue.clock), lambda: queue.shed_count
+            )
+        )
+    return registry
 
 
 def signing_secret(settings: Settings) -> str | None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, Row, Table, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 
@@ -52,6 +52,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+# A row of a Core SELECT of a whole table (its columns by name: `row.email`).
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
+
+
+def table_of(model: type[DeclarativeBase]) -> Table:
+    """A mapped class's table, for SQLAlchemy Core statements built once (on the paths run per
+    request, building a statement and its cache key costs about as much as running it)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
@@ -61,3 +73,11 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def libpq_conninfo(engine: Engine) -> str | None:
+    """The engine's PostgreSQL database as libpq takes it (for psycopg pools outside SQLAlchemy, such
+    as the answer queue's); None for any other database."""
+    if engine.url.get_backend_name() != "postgresql":
+        return None
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

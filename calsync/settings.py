@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     # HMAC key for signed links (reconnect, reports). Unset: generated once into state_dir (sandbox only).
     link_secret: SecretStr | None = Field(default=None, alias="CALSYNC_LINK_SECRET")
 
+    # The work after Slack's ack (answers, commands, clicks): how many pieces run at once, and how many
+    # one workspace and all workspaces together may hold (waiting and running) before more is shed.
+    work_concurrency: int = Field(default=8, ge=1, alias="CALSYNC_WORK_CONCURRENCY")
+    backlog_per_workspace: int = Field(default=100, ge=1, alias="CALSYNC_BACKLOG_PER_WORKSPACE")
+    backlog_max: int = Field(default=300, ge=1, alias="CALSYNC_BACKLOG_MAX")
+
     # Seconds one provider call may take before it is classified as a timeout.
     provider_timeout: float = Field(default=8.0, alias="CALSYNC_PROVIDER_TIMEOUT")
     # Total seconds the retry loop may spend on one provider operation (429/5xx with backoff).
@@ -73,6 +79,10 @@ class Settings(BaseSettings):
     health_interval_minutes: float = Field(default=60.0, gt=0, alias="CALSYNC_HEALTH_INTERVAL_MINUTES")
     mass_cancel_count: int = Field(default=3, ge=1, alias="CALSYNC_MASS_CANCEL_COUNT")
     mass_cancel_share: float = Field(default=0.2, ge=0, le=1, alias="CALSYNC_MASS_CANCEL_SHARE")
+    # The answer queue (README, *Process model*): whether `calsync serve` also answers in its own
+    # process (always so on SQLite), and how many questions one answer worker works on at once.
+    serve_answers: bool = Field(default=True, alias="CALSYNC_SERVE_ANSWERS")
+    answer_concurrency: int = Field(default=8, ge=1, le=256, alias="CALSYNC_ANSWER_CONCURRENCY")
 
     @property
     def agent_ids(self) -> frozenset[str]:

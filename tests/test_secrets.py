@@ -272,31 +272,32 @@ def app(known: Known, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]
     with SandboxRuntime(world, directory, clock) as endpoints:
         sandbox = Sandbox.build(engine, world, cipher, clock, endpoints, directory)
         late = LateApp()
-        with BackgroundServer(late) as server:
-            settings = endpoints.apply(
-                Settings(  # type: ignore[call-arg]
-                    _env_file=None,
-                    CALSYNC_STATE_DIR=directory,
-                    CALSYNC_ENCRYPTION_KEY=SecretStr(ENCRYPTION_KEY),
-                    CALSYNC_LINK_SECRET=SecretStr(LINK_SECRET),
-                    CALSYNC_AGENT_SLACK_IDS=AGENT,
-                    CALSYNC_SUPPORT_CHANNEL=SUPPORT_CHANNEL,
-                    CALSYNC_PUBLIC_URL=server.url,
-                )
+        server = BackgroundServer(late, lifespan=True)  # bound (its URL known) now, started below
+        settings = endpoints.apply(
+            Settings(  # type: ignore[call-arg]
+                _env_file=None,
+                CALSYNC_STATE_DIR=directory,
+                CALSYNC_ENCRYPTION_KEY=SecretStr(ENCRYPTION_KEY),
+                CALSYNC_LINK_SECRET=SecretStr(LINK_SECRET),
+                CALSYNC_AGENT_SLACK_IDS=AGENT,
+                CALSYNC_SUPPORT_CHANNEL=SUPPORT_CHANNEL,
+                CALSYNC_PUBLIC_URL=server.url,
             )
-            services = Services(
-                settings=settings,
-                engine=engine,
-                sessions=sandbox.sessions,
-                cipher=cipher,
-                clock=clock,
-                providers=sandbox.providers,
-                world=world,
-                sandbox=endpoints,
-            )
-            troubleshooter = build_troubleshooter(services)
-            bot = build_slack_bot(services, troubleshooter)
-            late.app = build_web_app(services, build_bolt_app(services, bot), troubleshooter, bot=bot)
+        )
+        services = Services(
+            settings=settings,
+            engine=engine,
+            sessions=sandbox.sessions,
+            cipher=cipher,
+            clock=clock,
+            providers=sandbox.providers,
+            world=world,
+            sandbox=endpoints,
+        )
+        troubleshooter = build_troubleshooter(services)
+        bot = build_slack_bot(services, troubleshooter)
+        late.app = build_web_app(services, build_bolt_app(services, bot), troubleshooter, bot=bot)
+        with server:
             sandbox.load_file(DEMO)
             world.slack_add_channel(SUPPORT_CHANNEL, "calendar-support")
             if world.slack_channel(HELP_CHANNEL) is None:

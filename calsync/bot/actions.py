@@ -1,5 +1,6 @@
 """The buttons. Every click is acked at once (`ack_at_once`) and, but for Details, claimed once
-(`Work.once`: a replayed payload does nothing).
+(`Work.once`: a replayed payload does nothing). A click past the backlog's limits is shed: nothing is
+done, and the clicker is told so privately.
 
 Answers belong to their owner: a click on an answer's button by anyone but the rep it was made for
 acts on nothing and edits nothing — the clicker gets a private reply about themselves (agents: the
@@ -12,14 +13,15 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt.async_app import AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from calsync.bot.clicks import Click
-from calsync.bot.home import publish_home
+from calsync.bot.home import publish_home, publish_unchecked_home
 from calsync.bot.middleware import ack_at_once
 from calsync.bot.people import Asker
 from calsync.bot.respond import Respond, privately, update_clicked
+from calsync.bot.work import workspace_of
 from calsync.flows.holds import decide_hold
 from calsync.render import kit, replies
 from calsync.render.notices import hold_decided_message
@@ -49,10 +51,23 @@ def on_click(bot: SlackBot, handle: Handle, *, claimed: bool = True) -> Callable
     """A button's listener: the click handled after the ack, in turn, and (`claimed`) once."""
 
     async def listener(
-        body: dict[str, Any], click: Click, asker: Asker, respond: AsyncRespond, client: AsyncWebClient
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        click: Click,
+        asker: Asker,
+        respond: AsyncRespond,
+        client: AsyncWebClient,
     ) -> None:
         work = handle(bot, client, respond, asker, click)
-        await (bot.work.once(body, work) if claimed else bot.work.in_turn(work))
+        workspace = workspace_of(context)
+
+        async def shed() -> None:
+            await privately(respond, replies.too_busy_to_act())
+
+        if claimed:
+            await bot.work.once(body, work, workspace=workspace, kind="click", shed=shed)
+        else:
+            await bot.work.in_turn(work, workspace=workspace, kind="click", shed=shed)
 
     return listener
 
@@ -62,8 +77,16 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
         return app.action(kit.ACTION_PATTERNS[action], middleware=[ack_at_once], **options)
 
     @button(kit.ACTION_CHECK_AGAIN, matchers=[in_home])
-    async def on_check_again_at_home(body: dict[str, Any], asker: Asker, client: AsyncWebClient) -> None:
-        await bot.work.once(body, publish_home(bot, client, asker))
+    async def on_check_again_at_home(
+        body: dict[str, Any], context: AsyncBoltContext, asker: Asker, client: AsyncWebClient
+    ) -> None:
+        await bot.work.once(
+            body,
+            publish_home(bot, client, asker),
+            workspace=workspace_of(context),
+            kind="click",
+            shed=lambda: publish_unchecked_home(client, asker),
+        )
 
     button(kit.ACTION_CHECK_AGAIN)(on_click(bot, check_again))
     button(kit.ACTION_DID_YOU_MEAN)(on_click(bot, functools.partial(check_again, picked=True)))

@@ -1,5 +1,6 @@
 """`/calsync …`: help, reconnect, diagnose (yourself, or — for agents — someone else). Every reply is
-ephemeral: only the person who typed it sees it."""
+ephemeral: only the person who typed it sees it, and so is the note when the backlog is full and the
+command is shed (`bot/work.py`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt.async_app import AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -15,6 +16,7 @@ from calsync.bot.command_text import Command, Diagnose, Help, Reconnect, Unknown
 from calsync.bot.middleware import ack_at_once
 from calsync.bot.people import Asker
 from calsync.bot.respond import Respond, ephemeral
+from calsync.bot.work import workspace_of
 from calsync.render import replies
 from calsync.render.answers import help_message
 from calsync.render.kit import checking_message, error_message
@@ -30,9 +32,19 @@ log = logging.getLogger(__name__)
 def register(app: AsyncApp, bot: SlackBot) -> None:
     @app.command("/calsync", middleware=[ack_at_once])
     async def on_calsync(
-        command: dict[str, Any], asker: Asker, respond: AsyncRespond, client: AsyncWebClient
+        command: dict[str, Any],
+        context: AsyncBoltContext,
+        asker: Asker,
+        respond: AsyncRespond,
+        client: AsyncWebClient,
     ) -> None:
-        await bot.work.once(command, calsync(bot, client, respond, asker, parse_command(command.get("text"))))
+        await bot.work.once(
+            command,
+            calsync(bot, client, respond, asker, parse_command(command.get("text"))),
+            workspace=workspace_of(context),
+            kind="command",
+            shed=lambda: ephemeral(respond, replies.too_busy_to_act()),
+        )
 
 
 async def calsync(

@@ -1,8 +1,9 @@
 """The Slack listeners, registered on the Bolt app: the middleware first, then one module per
 surface — messages (DMs, @mentions), `/calsync`, the buttons, App Home. Each listener acks, calls
-a flow, renders and sends; the work after the ack goes through `SlackBot.work`, which bounds how
-much of it runs at once so a burst of questions cannot starve the event loop that acks the next
-request, and claims clicks and commands once (`bot/work.py`)."""
+a flow, renders and sends; the work after the ack goes through `SlackBot.work`, which holds at
+most so much of it per workspace and overall (past that it is shed, and the person told at once),
+bounds how much runs at once so a burst of questions cannot starve the event loop that acks the next
+request, and claims questions, clicks and commands once (`bot/work.py`)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.bot.people import People
+from calsync.bot.queue import AnswerQueue
 from calsync.bot.work import Work
 from calsync.diagnostics.troubleshooter import Troubleshooter
 from calsync.flows.answers import Answers
@@ -30,5 +31,6 @@ class SlackBot:
     answers: Answers
     support: Support
     links: ReconnectLinks
+    questions: AnswerQueue  # DMs and @mentions: recorded before the ack, answered by a worker
     client: AsyncWebClient | None = None  # None without a bot token
     notices: Notices | None = None  # what is said without being asked (None without a client)

@@ -26,6 +26,7 @@ cli.command("demo")(questions.demo_command)
 cli.command("sync")(sync.sync_command)
 cli.command("worker")(sync.worker_command)
 cli.command("serve")(serve.serve_command)
+cli.command("answer-worker")(serve.answer_worker_command)
 
 
 def main() -> None:

@@ -74,3 +74,48 @@ def serve_command(
             asyncio.run(both())
         else:
             server.run()
+
+
+def answer_worker_command(
+    concurrency: int = typer.Option(0, help="Questions answered at once (0: CALSYNC_ANSWER_CONCURRENCY)."),
+) -> None:
+    """Answer the questions `calsync serve` queued (PostgreSQL). Run as many as you like, on any
+    machine with the database: each question is answered once, and a worker that dies leaves its
+    questions to the others."""
+    import asyncio
+    import os
+    import signal
+
+    from calsync.app import build_engine_and_bot, build_troubleshooter, open_services
+    from calsync.bot.queue import answer_worker, durable, run_answer_worker
+
+    with open_services(announce=note) as services:
+        _, bot = build_engine_and_bot(services, build_troubleshooter(services))
+        queue = bot.questions
+        if not durable(queue.app):
+            note(
+                "Answer workers in their own process need PostgreSQL (DATABASE_URL); with SQLite, "
+                "`calsync serve` answers its questions itself."
+            )
+            raise typer.Exit(2)
+        if bot.client is None:
+            note("No SLACK_BOT_TOKEN: there is no Slack to answer in.")
+            raise typer.Exit(2)
+        name = f"answers-{os.getpid()}"
+
+        async def run() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            async with queue.app.open_async():
+                note(f"calsync answer worker {name} started.")
+                await run_answer_worker(
+                    queue,
+                    answer_worker(bot),
+                    stop,
+                    concurrency=concurrency or services.settings.answer_concurrency,
+                    name=name,
+                )
+
+        asyncio.run(run())

@@ -1,23 +1,29 @@
 """A read-only snapshot of one rep's sync state in the backend, as plain frozen values.
 
 Checks read this, never the ORM: they run concurrently on the event loop, and a snapshot taken in
-one short transaction is consistent and cannot lazy-load behind their back.
+one short transaction is consistent and cannot lazy-load behind their back. It is read with
+SQLAlchemy Core statements built once (every answer reads one): the ORM's identity map, its
+loading and building each statement cost several times what the database takes to run them.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Connection, bindparam, select
+from sqlalchemy.orm import Session
 
+from calsync.db import AnyRow, table_of
 from calsync.render import labels
 from calsync.syncbackend.models import (
     Appointment,
     CalendarConnection,
     CancellationHold,
+    EventLink,
     SyncRun,
     User,
 )
@@ -133,23 +139,65 @@ class RepState:
 _State = TypeVar("_State")
 
 
-def _snapshot(state: type[_State], row: object, **derived: Any) -> _State:
-    """The frozen `state` of an ORM row: each field read from the row's attribute of the same name,
-    except the `derived` ones."""
-    values = {field.name: getattr(row, field.name) for field in fields(state) if field.name not in derived}  # type: ignore[arg-type]
+def _snapshot(state: type[_State], row: AnyRow, **derived: Any) -> _State:
+    """The frozen `state` of a row: each field read from the row's column of the same name, except
+    the `derived` ones."""
+    values = {f.name: getattr(row, f.name) for f in fields(state) if f.name not in derived}  # type: ignore[arg-type]
     return state(**values, **derived)
 
 
-def _connection(row: CalendarConnection) -> ConnectionState:
+def _connection(row: AnyRow) -> ConnectionState:
     return _snapshot(ConnectionState, row, label=labels.connection_label(row.provider, row.account_email))
 
 
-def _appointment(row: Appointment) -> AppointmentState:
-    return _snapshot(AppointmentState, row, links=tuple(_snapshot(LinkState, link) for link in row.links))
+def _appointment(row: AnyRow, links: Sequence[AnyRow]) -> AppointmentState:
+    return _snapshot(AppointmentState, row, links=tuple(_snapshot(LinkState, link) for link in links))
 
 
-def _run(row: SyncRun) -> SyncRunState:
+def _run(row: AnyRow) -> SyncRunState:
     return _snapshot(SyncRunState, row, counts=dict(row.counts or {}))
+
+
+def _hold(row: AnyRow) -> HoldState:
+    return _snapshot(
+        HoldState,
+        row,
+        appointment_ids=tuple(row.appointment_ids or ()),
+        source=str((row.detail or {}).get("source", "")),
+    )
+
+
+_USERS = table_of(User)
+_CONNECTIONS = table_of(CalendarConnection)
+_APPOINTMENTS = table_of(Appointment)
+_LINKS = table_of(EventLink)
+_RUNS = table_of(SyncRun)
+_HOLDS = table_of(CancellationHold)
+_USER_BY_EMAIL = select(_USERS).where(_USERS.c.email == bindparam("email"))
+_CONNECTIONS_OF = (
+    select(_CONNECTIONS).where(_CONNECTIONS.c.user_id == bindparam("user_id")).order_by(_CONNECTIONS.c.id)
+)
+_APPOINTMENTS_OF = (
+    select(_APPOINTMENTS)
+    .where(
+        _APPOINTMENTS.c.user_id == bindparam("user_id"),
+        _APPOINTMENTS.c.start >= bindparam("since"),
+        _APPOINTMENTS.c.start <= bindparam("until"),
+    )
+    .order_by(_APPOINTMENTS.c.start)
+)
+_LINKS_OF = select(_LINKS).where(_LINKS.c.appointment_id.in_(bindparam("ids", expanding=True)))
+_RUNS_OF = (
+    select(_RUNS)
+    .where(_RUNS.c.connection_id == bindparam("connection_id"))
+    .order_by(_RUNS.c.started_at.desc())
+    .limit(SYNC_RUNS_PER_CONNECTION)
+)
+_OPEN_HOLDS_OF = (
+    select(_HOLDS)
+    .where(_HOLDS.c.user_id == bindparam("user_id"), _HOLDS.c.status == "open")
+    .order_by(_HOLDS.c.id)
+)
 
 
 def find_user(session: Session, email: str) -> User | None:
@@ -158,56 +206,46 @@ def find_user(session: Session, email: str) -> User | None:
 
 def load_rep_state(session: Session, user: User, now: datetime) -> RepState:
     """The rep's connections, recent appointments with their event links, and recent sync runs."""
-    connections = session.scalars(
-        select(CalendarConnection)
-        .where(CalendarConnection.user_id == user.id)
-        .order_by(CalendarConnection.id)
+    return _rep_state(session.connection(), user, now)[0]
+
+
+def read_rep(session: Session, email: str, now: datetime) -> tuple[RepState, Sequence[AnyRow]] | None:
+    """The rep with this email (`load_rep_state`) and the rows of their connections, which hold
+    their tokens; None when no user has this email."""
+    connection = session.connection()
+    user = connection.execute(_USER_BY_EMAIL, {"email": email.strip().lower()}).first()
+    return _rep_state(connection, user, now) if user is not None else None
+
+
+def _rep_state(
+    connection: Connection, user: User | AnyRow, now: datetime
+) -> tuple[RepState, Sequence[AnyRow]]:
+    mine = {"user_id": user.id}
+    connections = connection.execute(_CONNECTIONS_OF, mine).all()
+    appointments = connection.execute(
+        _APPOINTMENTS_OF, {**mine, "since": now - APPOINTMENTS_BACK, "until": now + APPOINTMENTS_AHEAD}
     ).all()
-    appointments = session.scalars(
-        select(Appointment)
-        .where(
-            Appointment.user_id == user.id,
-            Appointment.start >= now - APPOINTMENTS_BACK,
-            Appointment.start <= now + APPOINTMENTS_AHEAD,
-        )
-        .options(selectinload(Appointment.links))
-        .order_by(Appointment.start)
-    ).all()
-    runs: list[SyncRun] = []
-    for connection in connections:
-        runs.extend(
-            session.scalars(
-                select(SyncRun)
-                .where(SyncRun.connection_id == connection.id)
-                .order_by(SyncRun.started_at.desc())
-                .limit(SYNC_RUNS_PER_CONNECTION)
-            ).all()
-        )
+    links: dict[str, list[AnyRow]] = defaultdict(list)
+    if appointments:
+        for link in connection.execute(_LINKS_OF, {"ids": [row.id for row in appointments]}):
+            links[link.appointment_id].append(link)
+    runs: list[AnyRow] = []
+    for row in connections:
+        runs.extend(connection.execute(_RUNS_OF, {"connection_id": row.id}))
     runs.sort(key=lambda run: run.started_at, reverse=True)
-    holds = session.scalars(
-        select(CancellationHold)
-        .where(CancellationHold.user_id == user.id, CancellationHold.status == "open")
-        .order_by(CancellationHold.id)
-    ).all()
-    return RepState(
+    holds = connection.execute(_OPEN_HOLDS_OF, mine)
+    rep = RepState(
         user_id=user.id,
         email=user.email,
         name=user.name,
         role=user.role,
         slack_user_id=user.slack_user_id,
         connections=tuple(_connection(row) for row in connections),
-        appointments=tuple(_appointment(row) for row in appointments),
+        appointments=tuple(_appointment(row, links[row.id]) for row in appointments),
         sync_runs=tuple(_run(row) for row in runs),
-        holds=tuple(
-            _snapshot(
-                HoldState,
-                row,
-                appointment_ids=tuple(row.appointment_ids or ()),
-                source=str((row.detail or {}).get("source", "")),
-            )
-            for row in holds
-        ),
+        holds=tuple(_hold(row) for row in holds),
     )
+    return rep, connections
 
 
 def evidence_time(value: datetime | None) -> Any:

@@ -21,19 +21,26 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from calsync.db import transaction
+from calsync.db import table_of, transaction
 from calsync.diagnostics.answer import Answer, compose
 from calsync.diagnostics.check import Check, CheckContext
 from calsync.diagnostics.findings import by_severity
 from calsync.diagnostics.live import LiveView
 from calsync.diagnostics.runner import DEFAULT_BUDGET, run_checks
-from calsync.diagnostics.state import RepState, find_user, load_rep_state
+from calsync.diagnostics.state import RepState, read_rep
 from calsync.knowledge.loader import KnowledgeBase
 from calsync.knowledge.smalltalk import SmallTalk, small_talk
 from calsync.syncbackend.crypto import TokenCipher
-from calsync.syncbackend.models import AuditEntry, CalendarConnection, MissingTokenError
+from calsync.syncbackend.models import (
+    AuditEntry,
+    CalendarConnection,
+    MissingTokenError,
+    authorization_columns,
+    stored_authorization,
+)
 from calsync.syncbackend.providers.base import Authorization, CalendarProvider
 
 
@@ -214,14 +221,14 @@ class Troubleshooter:
 
     def _read(self, email: str, now: datetime) -> _Snapshot:
         with self.sessions() as session:
-            user = find_user(session, email)
-            if user is None:
+            found = read_rep(session, email, now)
+            if found is None:
                 raise UnknownUser(email)
-            rep = load_rep_state(session, user, now)
+            rep, connections = found
             authorizations = {}
-            for connection in session.query(CalendarConnection).filter_by(user_id=user.id):
+            for connection in connections:
                 try:
-                    authorizations[connection.id] = connection.authorization(self.cipher)
+                    authorizations[connection.id] = stored_authorization(connection, self.cipher)
                 except MissingTokenError:
                     continue
             return _Snapshot(rep, authorizations)
@@ -230,27 +237,33 @@ class Troubleshooter:
         """Keep tokens a provider refreshed (Microsoft rotates refresh tokens) and audit the diagnosis;
         the audit entry's id is the diagnosis id."""
         with transaction(self.sessions) as session:
+            connection = session.connection()
             for connection_id, auth in snapshot.authorizations.items():
-                if not auth.refreshed:
-                    continue
-                connection = session.get(CalendarConnection, connection_id)
-                if connection is not None:
-                    connection.store_authorization(self.cipher, auth)
-                    connection.last_refreshed_at = answer.checked_at
-            entry = AuditEntry(
-                at=answer.checked_at,
-                actor=actor,
-                action="ask" if answer.question is not None else "diagnose",
-                subject_user_id=snapshot.rep.user_id,
-                detail={
+                if auth.refreshed:
+                    stored = authorization_columns(self.cipher, auth)
+                    connection.execute(
+                        _STORE_TOKENS,
+                        {**stored, "last_refreshed_at": answer.checked_at, "connection_id": connection_id},
+                    )
+            entry = {
+                "at": answer.checked_at,
+                "actor": actor,
+                "action": "ask" if answer.question is not None else "diagnose",
+                "subject_user_id": snapshot.rep.user_id,
+                "detail": {
                     "question": answer.question,
                     "article": answer.article,
                     "codes": [finding.code for finding in answer.findings],
                     "causes": [cause.code for cause in answer.causes],
                     "seconds": round(seconds, 3),
                 },
-                result="off_topic" if answer.off_topic else answer.worst.value,
-            )
-            session.add(entry)
-            session.flush()
-            return str(entry.id)
+                "result": "off_topic" if answer.off_topic else answer.worst.value,
+            }
+            return str(connection.execute(_AUDIT, entry).scalar_one())
+
+
+# What every answer writes, in SQLAlchemy Core (see `diagnostics/state.py` for why).
+_CONNECTIONS = table_of(CalendarConnection)
+_STORE_TOKENS = update(_CONNECTIONS).where(_CONNECTIONS.c.id == bindparam("connection_id"))  # SET: the keys
+_AUDIT_LOG = table_of(AuditEntry)
+_AUDIT = insert(_AUDIT_LOG).returning(_AUDIT_LOG.c.id)

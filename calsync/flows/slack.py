@@ -38,6 +38,27 @@ async def replace(
         log.warning("chat.update in %s failed: %s", channel, error.response.get("error"))
 
 
+async def own_messages(client: AsyncWebClient, channel: str, thread_ts: str | None, text: str) -> list[str]:
+    """The ts of this bot's messages saying exactly `text` in the thread (or among the channel's
+    latest 50), oldest first; [] when Slack will not say."""
+    try:
+        me = (await client.auth_test()).get("user_id")
+        if thread_ts:
+            found = await client.conversations_replies(channel=channel, ts=thread_ts, limit=200)
+            messages = list(found.get("messages") or [])
+        else:
+            found = await client.conversations_history(channel=channel, limit=50)
+            messages = list(reversed(found.get("messages") or []))
+    except SlackApiError as error:
+        log.warning("reading %s failed: %s", channel, error.response.get("error"))
+        return []
+    return [
+        str(m["ts"])
+        for m in messages
+        if m.get("user") == me and m.get("text") == text and m.get("ts") and m.get("ts") != thread_ts
+    ]
+
+
 async def open_dm(client: AsyncWebClient, slack_user_id: str) -> str:
     """The DM channel with this user ("" when Slack gives none); a Slack API error is raised."""
     opened = await client.conversations_open(users=slack_user_id)

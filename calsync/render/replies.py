@@ -18,6 +18,17 @@ SOMETHING_WENT_WRONG = (
 )
 
 
+# Past a backlog limit (`bot/work.py`): the work is shed — it never runs — and the person is told so.
+TOO_BUSY_TO_ANSWER = (
+    "I'm getting more questions than I can check right now, so I haven't looked at this one. "
+    "Please ask me again in a minute."
+)
+TOO_BUSY_TO_ACT = (
+    "I'm getting more requests than I can handle right now, so I haven't done that. "
+    "Please try again in a minute."
+)
+
+
 def mention(slack_user_id: str | None, otherwise: str) -> str:
     """`<@U123>`, or `otherwise` for someone with no Slack id."""
     return f"<@{slack_user_id}>" if slack_user_id else otherwise
@@ -25,6 +36,16 @@ def mention(slack_user_id: str | None, otherwise: str) -> str:
 
 def something_went_wrong() -> Message:
     return error_message(SOMETHING_WENT_WRONG)
+
+
+def too_busy_to_answer() -> Message:
+    """A question that was shed: nothing was checked, and no answer will follow."""
+    return error_message(TOO_BUSY_TO_ANSWER)
+
+
+def too_busy_to_act() -> Message:
+    """A command or a click that was shed: nothing was done."""
+    return error_message(TOO_BUSY_TO_ACT)
 
 
 def not_a_user(support_contact: str) -> Message:

@@ -6,6 +6,8 @@ a fault gives in its wire format (`answer`), and, where it differs, what a timed
 
 - `latency`: the answer waits `seconds` first
 - `hang`: no answer for `seconds` (default 60), or until the client gives up (logged as 499)
+- `hold`: like `hang`, but it also ends once the fault is removed (`World.remove_fault`,
+  `clear_faults`), and then the request is answered as usual: a latch a test opens when it wants
 - any other kind: the emulator's `answer` for it, or no change (a kind that means nothing there)
 - `short_list` (`short_list`): a successful list answered without its first `drop` items
 - `lost_response` (`lose_answer`): the request is carried out, but its answer replaced by an error
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,11 +32,18 @@ CLIENT_CLOSED = 499  # logged when the client gave up during an emulated hang
 FaultAnswer = Callable[[FaultHit], Response | None]
 
 
-async def hang(request: Request, seconds: float, *, poll: float = 0.05) -> bool:
+async def hang(
+    request: Request,
+    seconds: float,
+    *,
+    poll: float = 0.05,
+    released: Callable[[], Awaitable[bool]] | None = None,
+) -> bool:
     """Answer nothing for `seconds`, like a stuck backend. True when the client gave up first.
 
-    The wait ends early once the client disconnects, so a stopped test server is not kept waiting.
-    The request body must have been read before (the disconnect arrives on the same channel).
+    The wait ends early once the client disconnects, so a stopped test server is not kept waiting,
+    or once `released` says so. The request body must have been read before (the disconnect arrives
+    on the same channel).
     """
     deadline = time.monotonic() + seconds
     while True:
@@ -44,11 +53,29 @@ async def hang(request: Request, seconds: float, *, poll: float = 0.05) -> bool:
         await asyncio.sleep(min(poll, left))
         if await request.is_disconnected():
             return True
+        if released is not None and await released():
+            return False
 
 
 def _client_closed(gave_up: bool) -> Response | None:
     """After a hang: the client's giving up is logged as 499; a hang sat out changes nothing."""
     return Response(status_code=CLIENT_CLOSED) if gave_up else None
+
+
+async def _hold(
+    request: Request, hit: FaultHit, still_there: Callable[[int], Awaitable[bool]] | None
+) -> bool:
+    """A `hold`: a hang that also ends once its fault is gone. True when the client gave up first."""
+    seconds = float(hit.params.get("seconds", DEFAULT_HANG_SECONDS))
+    fault_id = hit.fault_id
+    if still_there is None or fault_id is None:
+        return await hang(request, seconds)
+    check = still_there
+
+    async def released() -> bool:
+        return not await check(fault_id)
+
+    return await hang(request, seconds, released=released)
 
 
 async def apply_faults(
@@ -58,11 +85,13 @@ async def apply_faults(
     *,
     latency_seconds: float = 1.0,
     after_hang: Callable[[bool], Response | None] = _client_closed,
+    still_there: Callable[[int], Awaitable[bool]] | None = None,
 ) -> Response | None:
     """Apply one request's faults in order; the response of the first fault that answers, if any.
 
     `latency_seconds`: a `latency` fault's wait when it names none; `after_hang`: what answers once a
-    hang is over (given whether the client gave up), None to go on."""
+    hang is over (given whether the client gave up), None to go on; `still_there`: whether a fault
+    (by id) still exists, which a `hold` asks (without it a hold is a hang)."""
     for hit in hits:
         if hit.kind == "latency":
             await asyncio.sleep(float(hit.params.get("seconds", latency_seconds)))
@@ -71,6 +100,9 @@ async def apply_faults(
             response = after_hang(gave_up)
             if response is not None:
                 return response
+        elif hit.kind == "hold":
+            if await _hold(request, hit, still_there):
+                return Response(status_code=CLIENT_CLOSED)
         else:
             response = answer(hit)
             if response is not None:

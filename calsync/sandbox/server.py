@@ -117,9 +117,12 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int = 0,
         threads: int | None = None,
+        lifespan: bool = False,
     ) -> None:
         """`threads`: how many worker threads the app's blocking calls (`run_in_threadpool`) may use
-        at once; None keeps anyio's default (40)."""
+        at once; None keeps anyio's default (40). `lifespan`: run the app's start-up and shut-down
+        (calsync's web app opens its answer queue and runs its answer worker there); the emulators
+        have none."""
         self._threads = threads
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -130,7 +133,7 @@ class BackgroundServer:
             app,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan="on" if lifespan else "off",
             timeout_keep_alive=30,
             ssl_certfile=str(tls.cert_path) if tls else None,
             ssl_keyfile=str(tls.key_path) if tls else None,

@@ -119,7 +119,10 @@ class SlackEmulator(SlackMethods):
     async def _apply_faults(self, request: Request, endpoint: str, email: str | None) -> Response | None:
         """Carry out the faults (`calsync.sandbox.faults`), answering in Slack's wire format."""
         hits = await run_in_threadpool(self.world.take_faults, PROVIDER, endpoint, email)
-        return await apply_faults(request, hits, self._fault_response)
+        return await apply_faults(request, hits, self._fault_response, still_there=self._still_there)
+
+    async def _still_there(self, fault_id: int) -> bool:
+        return bool(await run_in_threadpool(self.world.has_fault, fault_id))
 
     @staticmethod
     def _fault_response(hit: FaultHit) -> Response | None:

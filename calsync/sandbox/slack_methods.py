@@ -53,6 +53,8 @@ class SlackMethods:
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
             "conversations.open": self._conversations_open,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
@@ -171,6 +173,36 @@ class SlackMethods:
             "already_open": already,
             "channel": {"id": channel_id, "is_im": True, "user": user.id},
         }
+
+    def _page(self, call: _Call, messages: list[SandboxSlackMessage]) -> dict[str, Any]:
+        try:
+            limit = min(max(int(call.params.get("limit", 100)), 1), 999)
+        except (TypeError, ValueError):
+            raise SlackError("invalid_limit") from None
+        return {"messages": [self._message(m) for m in messages[:limit]], "has_more": len(messages) > limit}
+
+    def _conversations_history(self, call: _Call) -> dict[str, Any]:
+        """The channel's messages, newest first, without thread replies (but those also sent to it)."""
+        channel = self._channel(_string(call.params, "channel"))
+        shown = [
+            m
+            for m in self.world.slack_messages(channel)
+            if m.ephemeral_for is None and (m.thread_ts in (None, m.ts) or m.reply_broadcast)
+        ]
+        return self._page(call, shown[::-1])
+
+    def _conversations_replies(self, call: _Call) -> dict[str, Any]:
+        """A thread: its parent, then the replies, oldest first."""
+        channel = self._channel(_string(call.params, "channel"))
+        ts = _string(call.params, "ts")
+        thread = (
+            [m for m in self.world.slack_messages(channel, thread_ts=ts) if m.ephemeral_for is None]
+            if ts
+            else []
+        )
+        if not thread or thread[0].ts != ts:
+            raise SlackError("thread_not_found")
+        return self._page(call, thread)
 
     def _chat_post_message(self, call: _Call) -> dict[str, Any]:
         channel = self._channel(_string(call.params, "channel"))

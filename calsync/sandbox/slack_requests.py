@@ -30,12 +30,14 @@ def signed_headers(
     }
 
 
-def event_body(event: dict[str, Any], event_id: str, event_time: int | None = None) -> bytes:
-    """An Events API `event_callback` envelope around `event`."""
+def event_body(
+    event: dict[str, Any], event_id: str, event_time: int | None = None, *, team_id: str = TEAM_ID
+) -> bytes:
+    """An Events API `event_callback` envelope around `event`, from workspace `team_id`."""
     return json.dumps(
         {
             "token": "legacy",
-            "team_id": TEAM_ID,
+            "team_id": team_id,
             "api_app_id": APP_ID,
             "event": event,
             "type": "event_callback",
@@ -45,12 +47,14 @@ def event_body(event: dict[str, Any], event_id: str, event_time: int | None = No
     ).encode()
 
 
-def command_body(*, user: str, channel: str, text: str, response_url: str, trigger_id: str) -> bytes:
+def command_body(
+    *, user: str, channel: str, text: str, response_url: str, trigger_id: str, team_id: str = TEAM_ID
+) -> bytes:
     """A `/calsync` slash command, form-encoded as Slack posts it."""
     return urlencode(
         {
             "token": "legacy",
-            "team_id": TEAM_ID,
+            "team_id": team_id,
             "channel_id": channel,
             "user_id": user,
             "command": "/calsync",

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from calsync.db import AnyRow, table_of
 from calsync.syncbackend.models import AuditEntry, User
 
 
@@ -23,13 +24,20 @@ class Person:
     user_id: int | None = None
 
 
-def _person(slack_user_id: str, user: User) -> Person:
+def _person(slack_user_id: str, user: User | AnyRow) -> Person:
     return Person(slack_user_id, user.email, user.name, user.role, user.id)
+
+
+_USERS = table_of(User)
+# Who is asking, looked up for every message: SQLAlchemy Core, built once (see diagnostics/state.py).
+_BY_SLACK_ID = select(_USERS.c.id, _USERS.c.email, _USERS.c.name, _USERS.c.role).where(
+    _USERS.c.slack_user_id == bindparam("slack_user_id")
+)
 
 
 def by_slack_id(sessions: sessionmaker[Session], slack_user_id: str) -> Person | None:
     with sessions() as session:
-        user = session.scalars(select(User).where(User.slack_user_id == slack_user_id)).first()
+        user = session.connection().execute(_BY_SLACK_ID, {"slack_user_id": slack_user_id}).first()
         return _person(slack_user_id, user) if user else None
 
 

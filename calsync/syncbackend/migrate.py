@@ -21,13 +21,17 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SANDBOX_TABLE_PREFIX = "sandbox_"
 
 
+_NOT_OURS = (SANDBOX_TABLE_PREFIX, "procrastinate_")
+
+
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Leave the sandbox world's tables (and their indexes and constraints) out of migrations."""
+    """Leave the sandbox world's tables and the answer queue's (procrastinate's, on PostgreSQL, with
+    their indexes and constraints) out of the models' comparison: they have schemas of their own."""
     if type_ == "table":
-        return not (name or "").startswith(SANDBOX_TABLE_PREFIX)
+        return not (name or "").startswith(_NOT_OURS)
     table = getattr(obj, "table", None)
     table_name = getattr(table, "name", None)
-    return not (isinstance(table_name, str) and table_name.startswith(SANDBOX_TABLE_PREFIX))
+    return not (isinstance(table_name, str) and table_name.startswith(_NOT_OURS))
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:

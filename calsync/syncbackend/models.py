@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
-from calsync.db import UTCDateTime
+from calsync.db import AnyRow, UTCDateTime
 from calsync.syncbackend.providers.base import Authorization, ProviderName
 
 if TYPE_CHECKING:
@@ -228,20 +228,13 @@ class CalendarConnection(Base):
         expires_at: datetime | None = None,
     ) -> None:
         """Store the tokens encrypted; only ciphertext reaches the columns."""
-        self.refresh_token_encrypted = cipher.encrypt(refresh_token)
-        self.access_token_encrypted = cipher.encrypt(access_token) if access_token is not None else None
-        self.access_token_expires_at = expires_at
+        for name, value in token_columns(cipher, refresh_token, access_token, expires_at).items():
+            setattr(self, name, value)
 
     def store_authorization(self, cipher: TokenCipher, auth: Authorization) -> None:
         """Persist an `Authorization` a provider refreshed in place (tokens, expiry, scopes)."""
-        self.set_tokens(
-            cipher,
-            refresh_token=auth.refresh_token,
-            access_token=auth.access_token,
-            expires_at=auth.expires_at,
-        )
-        if auth.scopes:
-            self.scopes = " ".join(auth.scopes)
+        for name, value in authorization_columns(cipher, auth).items():
+            setattr(self, name, value)
 
     def clear_tokens(self) -> None:
         """Forget the grant (on disconnect): the ciphertext is removed, not just marked."""
@@ -250,23 +243,47 @@ class CalendarConnection(Base):
         self.access_token_expires_at = None
 
     def authorization(self, cipher: TokenCipher) -> Authorization:
-        """The decrypted tokens as the provider contract wants them.
+        """The decrypted tokens as the provider contract wants them (see `stored_authorization`)."""
+        return stored_authorization(self, cipher)
 
-        Raises `MissingTokenError` when there is no refresh token and
-        `calsync.syncbackend.crypto.TokenDecryptError` when the key does not match.
-        """
-        if self.refresh_token_encrypted is None:
-            raise MissingTokenError(f"calendar connection {self.id} has no stored refresh token")
-        access_token = (
-            cipher.decrypt(self.access_token_encrypted) if self.access_token_encrypted is not None else None
-        )
-        return Authorization(
-            refresh_token=cipher.decrypt(self.refresh_token_encrypted),
-            access_token=access_token,
-            expires_at=self.access_token_expires_at,
-            account_email=self.account_email,
-            scopes=self.scope_list,
-        )
+
+def token_columns(
+    cipher: TokenCipher, refresh_token: str, access_token: str | None, expires_at: datetime | None
+) -> dict[str, Any]:
+    """The token columns of a connection, as `CalendarConnection.set_tokens` writes them: ciphertext."""
+    return {
+        "refresh_token_encrypted": cipher.encrypt(refresh_token),
+        "access_token_encrypted": cipher.encrypt(access_token) if access_token is not None else None,
+        "access_token_expires_at": expires_at,
+    }
+
+
+def authorization_columns(cipher: TokenCipher, auth: Authorization) -> dict[str, Any]:
+    """What storing a refreshed `Authorization` writes (tokens, expiry, and scopes when it has any),
+    for an ORM object (`store_authorization`) or a Core UPDATE alike."""
+    columns = token_columns(cipher, auth.refresh_token, auth.access_token, auth.expires_at)
+    if auth.scopes:
+        columns["scopes"] = " ".join(auth.scopes)
+    return columns
+
+
+def stored_authorization(connection: CalendarConnection | AnyRow, cipher: TokenCipher) -> Authorization:
+    """A connection's decrypted tokens as the provider contract wants them, from its ORM object or
+    a Core row of `calendar_connections`.
+
+    Raises `MissingTokenError` when there is no refresh token and
+    `calsync.syncbackend.crypto.TokenDecryptError` when the key does not match.
+    """
+    if connection.refresh_token_encrypted is None:
+        raise MissingTokenError(f"calendar connection {connection.id} has no stored refresh token")
+    access = connection.access_token_encrypted
+    return Authorization(
+        refresh_token=cipher.decrypt(connection.refresh_token_encrypted),
+        access_token=cipher.decrypt(access) if access is not None else None,
+        expires_at=connection.access_token_expires_at,
+        account_email=connection.account_email,
+        scopes=tuple(connection.scopes.split()) if connection.scopes else (),
+    )
 
 
 class Appointment(Base):
@@ -442,6 +459,29 @@ class ProcessedEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class QueuedQuestion(Base):
+    """A rep's question, acked and waiting for its answer. Written in the transaction that claims the
+    event, before Slack gets the ack, so an acked question survives any crash; `answered_at` is set
+    once the answer is in Slack. `taken_by` is the queue job answering it (a job retried after its
+    worker died keeps its id, so it may take the question again; any other job waits for the lease)."""
+
+    __tablename__ = "queued_questions"
+    __repr_fields__ = ("event_id", "team_id", "taken_by", "answered_at")
+
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text, default="")
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    taken_by: Mapped[str | None] = mapped_column(String(64))
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    placeholder_ts: Mapped[str | None] = mapped_column(String(32))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
 class ReportView(Base):
     """A report link's one browser: its first opening inserts the row (keyed by a digest of the link's
     nonce), so a second browser's insert fails, in any process (see `calsync.store.reports`)."""
@@ -509,4 +549,7 @@ __all__ = [
     "ReportView",
     "SyncRun",
     "User",
+    "authorization_columns",
+    "stored_authorization",
+    "token_columns",
 ]

@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
-from calsync.db import transaction
+from calsync.db import table_of, transaction
 from calsync.syncbackend.models import QuotaCall, QuotaKey
 from calsync.syncbackend.providers.base import (
     Authorization,
@@ -152,6 +153,42 @@ class CallPermit:
             await asyncio.to_thread(self.limiter.finish, self.call_id)
 
 
+# The statements of every admitted call, built once (SQLAlchemy Core on the session's connection:
+# building them, and the ORM's execution layer, cost several times what SQLite takes to run them).
+_KEYS = table_of(QuotaKey)
+_CALLS = table_of(QuotaCall)
+# Hold the key's row until the transaction ends, creating it the first time: on PostgreSQL a row
+# lock (`SELECT … FOR UPDATE`); on SQLite a write first takes the database's write lock.
+_LOCK: dict[bool, tuple[Executable, ...]] = {
+    True: (
+        postgresql.insert(_KEYS)
+        .values(key=bindparam("key"), touched_at=bindparam("now"))
+        .on_conflict_do_nothing(),
+        select(_KEYS.c.key).where(_KEYS.c.key == bindparam("key")).with_for_update(),
+    ),
+    False: (
+        sqlite.insert(_KEYS)
+        .values(key=bindparam("key"), touched_at=bindparam("now"))
+        .on_conflict_do_update(index_elements=[_KEYS.c.key], set_={"touched_at": bindparam("now")}),
+    ),
+}
+_FORGET_ENDED = delete(_CALLS).where(
+    _CALLS.c.key == bindparam("key"),
+    _CALLS.c.started_at <= bindparam("since"),
+    or_(_CALLS.c.busy_until.is_(None), _CALLS.c.busy_until <= bindparam("now")),
+)
+_IN_WINDOW = select(func.count(), func.min(_CALLS.c.started_at)).where(
+    _CALLS.c.key == bindparam("key"), _CALLS.c.started_at > bindparam("since")
+)
+_RUNNING = select(func.count()).where(
+    _CALLS.c.key == bindparam("key"),
+    _CALLS.c.busy_until.is_not(None),
+    _CALLS.c.busy_until > bindparam("now"),
+)
+_START = insert(_CALLS).returning(_CALLS.c.id)
+_FINISH = update(_CALLS).where(_CALLS.c.id == bindparam("call_id")).values(busy_until=None)
+
+
 class DatabaseLimiter:
     """The budget in the shared database (see the module's docstring)."""
 
@@ -182,63 +219,29 @@ class DatabaseLimiter:
     def try_start(self, key: str, budget: Budget) -> tuple[int | None, float]:
         """(the call's id, its start) when it may start now, else (None, seconds to wait)."""
         with transaction(self.sessions) as session:
-            self._lock(session, key, self._now())
+            connection = session.connection()
+            for statement in _LOCK[connection.dialect.name == "postgresql"]:
+                connection.execute(statement, {"key": key, "now": self._now()})
             now = self._now()  # read once the lock is held: a waiting instance must not count stale time
-            since = now - budget.window
-            session.execute(
-                delete(QuotaCall).where(
-                    QuotaCall.key == key,
-                    QuotaCall.started_at <= since,
-                    or_(QuotaCall.busy_until.is_(None), QuotaCall.busy_until <= now),
-                )
-            )
-            count, oldest = session.execute(
-                select(func.count(), func.min(QuotaCall.started_at)).where(
-                    QuotaCall.key == key, QuotaCall.started_at > since
-                )
-            ).one()
+            window = {"key": key, "since": now - budget.window, "now": now}
+            connection.execute(_FORGET_ENDED, window)
+            count, oldest = connection.execute(_IN_WINDOW, window).one()
             if count >= budget.limit:
                 return None, float(oldest) + budget.window - now
             if budget.concurrent is not None:
-                running = session.scalar(
-                    select(func.count()).where(
-                        and_(
-                            QuotaCall.key == key,
-                            QuotaCall.busy_until.is_not(None),
-                            QuotaCall.busy_until > now,
-                        )
-                    )
-                )
+                running = connection.execute(_RUNNING, window).scalar()
                 if (running or 0) >= budget.concurrent:
                     return None, self.poll
             busy_until = now + self.busy_ttl if budget.concurrent is not None else None
-            call_id = session.scalar(
-                insert(QuotaCall)
-                .values(key=key, started_at=now, busy_until=busy_until)
-                .returning(QuotaCall.id)
-            )
+            call_id = connection.execute(
+                _START, {"key": key, "started_at": now, "busy_until": busy_until}
+            ).scalar()
             assert call_id is not None
             return int(call_id), now
 
     def finish(self, call_id: int) -> None:
         with transaction(self.sessions) as session:
-            session.execute(update(QuotaCall).where(QuotaCall.id == call_id).values(busy_until=None))
-
-    @staticmethod
-    def _lock(session: Session, key: str, now: float) -> None:
-        """Hold `key`'s row until the transaction ends; create it the first time."""
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            session.execute(
-                postgresql.insert(QuotaKey).values(key=key, touched_at=now).on_conflict_do_nothing()
-            )
-            session.execute(select(QuotaKey.key).where(QuotaKey.key == key).with_for_update())
-        else:  # SQLite: a write first takes the database's write lock for the whole transaction
-            session.execute(
-                sqlite.insert(QuotaKey)
-                .values(key=key, touched_at=now)
-                .on_conflict_do_update(index_elements=[QuotaKey.key], set_={"touched_at": now})
-            )
+            session.connection().execute(_FINISH, {"call_id": call_id})
 
 
 def quota_key(provider: str, auth: Authorization) -> str:

@@ -1,6 +1,6 @@
 """The HTTP app: Slack's events, commands and interactivity at `POST /slack/events` (each request's
 size, age and signature verified on the raw bytes before anything parses it, `slack_verify.py`; then
-Bolt), and `GET /healthz` (`healthy`: `calsync.store.web.database_is_up`)."""
+Bolt), `GET /healthz` (`healthy`: `calsync.store.web.database_is_up`) and `GET /metrics` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncApp
 
@@ -89,16 +92,24 @@ def create_web_app(
     healthy: Callable[[], bool],
     routers: Sequence[APIRouter] = (),
     slack_verifier: SlackVerifier | None = None,
+    lifespan: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
     """The app; `routers` add the pages (reconnect, reports, playground) built by the composition root.
-    With `bolt_app`, `slack_verifier` is required: no request reaches Bolt unverified."""
+    With `bolt_app`, `slack_verifier` is required: no request reaches Bolt unverified. With `metrics`,
+    `GET /metrics` shows that registry in Prometheus's text format."""
     from calsync.web.templating import STATIC_DIR
 
     if bolt_app is not None and slack_verifier is None:
         raise ValueError("serving /slack/events needs a SlackVerifier (SLACK_SIGNING_SECRET)")
     from calsync.web import hardening
 
-    app = FastAPI(title="calsync", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="calsync",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=(lambda _app: lifespan()) if lifespan is not None else None,
+    )
     hardening.install(app)  # security headers on every response; 503/500 pages
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in routers:
@@ -133,6 +144,16 @@ def create_web_app(
             except Exception:  # Bolt could not read the request (listeners run after the ack, elsewhere)
                 log.warning("a request to /slack/events could not be read", exc_info=True)
                 return PlainTextResponse("not a Slack request", status_code=400)
+
+    if metrics is not None:
+        registry = metrics
+
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus_metrics(request: Request) -> Response:
+            """Read in a worker thread: the question queue's figures are a database read, which must
+            not hold up the acks on the event loop."""
+            encode, content_type = choose_encoder(request.headers.get("accept", ""))
+            return Response(await asyncio.to_thread(encode, registry), headers={"Content-Type": content_type})
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -22,6 +22,7 @@ from calsync.sandbox.server import BackgroundServer
 from calsync.sandbox.slack_requests import (
     FORM,
     JSON,
+    TEAM_ID,
     button_click_body,
     command_body,
     event_body,
@@ -71,9 +72,14 @@ class SlackHarness:
         return self.http.post(f"{self.url}/slack/events", content=body, headers=signed)
 
     def event(
-        self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry: int | None = None,
+        team_id: str = TEAM_ID,
     ) -> httpx.Response:
-        body = event_body(event, event_id or f"Ev{next(_ids):08d}")
+        body = event_body(event, event_id or f"Ev{next(_ids):08d}", team_id=team_id)
         headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
         return self.post(body, JSON, headers)
 
@@ -94,10 +100,17 @@ class SlackHarness:
         }
         return self.event(event, **kwargs), channel
 
-    def command(self, user: str, text: str, channel: str = HELP_CHANNEL) -> tuple[httpx.Response, str]:
+    def command(
+        self, user: str, text: str, channel: str = HELP_CHANNEL, *, team_id: str = TEAM_ID
+    ) -> tuple[httpx.Response, str]:
         response_url = self.sandbox.world.slack_response_url(self.slack_base, channel=channel, user_id=user)
         body = command_body(
-            user=user, channel=channel, text=text, response_url=response_url, trigger_id=f"trig{next(_ids)}"
+            user=user,
+            channel=channel,
+            text=text,
+            response_url=response_url,
+            trigger_id=f"trig{next(_ids)}",
+            team_id=team_id,
         )
         return self.post(body, FORM), channel
 
@@ -120,32 +133,40 @@ class SlackHarness:
         return [m for m in self.sandbox.world.slack_messages(channel) if m.ephemeral_for == user]
 
 
-@pytest.fixture(scope="module")
-def slack_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
-    """The app, built by the composition root's own factories, serving on an ephemeral port."""
-    endpoints = sandbox_session.endpoints
-    settings = endpoints.apply(
-        Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            CALSYNC_STATE_DIR=sandbox_session.tmp_dir,  # generated secrets stay out of the working tree
-            CALSYNC_AGENT_SLACK_IDS=AGENT_BY_SETTING,
-            CALSYNC_SUPPORT_CHANNEL=SUPPORT_CHANNEL,
-        )
-    )
-    services = sandbox_session.services(settings)
-    _, bot = build_engine_and_bot(services, build_troubleshooter(services))
-    bolt_app = build_bolt_app(services, bot)
-    assert bolt_app is not None
-    with BackgroundServer(build_web_app(services, bolt_app)) as server:
-        yield SlackHarness(sandbox_session, server.url, endpoints.slack_signing_secret)
+def bot_settings(sandbox: Sandbox, **env: str) -> Settings:
+    """The settings the bot tests serve with (agents, the support channel), pointed at the sandbox,
+    plus `env` (settings by their variable names)."""
+    values: dict[str, Any] = {
+        "CALSYNC_STATE_DIR": sandbox.tmp_dir,  # generated secrets stay out of the working tree
+        "CALSYNC_AGENT_SLACK_IDS": AGENT_BY_SETTING,
+        "CALSYNC_SUPPORT_CHANNEL": SUPPORT_CHANNEL,
+        **env,
+    }
+    return sandbox.endpoints.apply(Settings(_env_file=None, **values))  # type: ignore[call-arg]
 
 
-@pytest.fixture
-def slack(slack_server: SlackHarness, sandbox: Sandbox) -> SlackHarness:
-    """The app with the demo world loaded afresh (the `sandbox` fixture empties it first)."""
+def load_demo(sandbox: Sandbox) -> None:
+    """The demo world, the support channel and the agent by setting (the `sandbox` fixture emptied it)."""
     from pathlib import Path
 
     sandbox.load_file(Path(__file__).parents[2] / "calsync" / "sandbox" / "scenarios" / "demo.yaml")
     sandbox.world.slack_add_channel(SUPPORT_CHANNEL, "calendar-support")
     sandbox.world.slack_add_user(AGENT_BY_SETTING, "agent.by.setting@northwind.example", "Agent Setting")
+
+
+@pytest.fixture(scope="module")
+def slack_server(sandbox_session: Sandbox) -> Iterator[SlackHarness]:
+    """The app, built by the composition root's own factories, serving on an ephemeral port."""
+    services = sandbox_session.services(bot_settings(sandbox_session))
+    _, bot = build_engine_and_bot(services, build_troubleshooter(services))
+    bolt_app = build_bolt_app(services, bot)
+    assert bolt_app is not None
+    with BackgroundServer(build_web_app(services, bolt_app, bot=bot), lifespan=True) as server:
+        yield SlackHarness(sandbox_session, server.url, sandbox_session.endpoints.slack_signing_secret)
+
+
+@pytest.fixture
+def slack(slack_server: SlackHarness, sandbox: Sandbox) -> SlackHarness:
+    """The app with the demo world loaded afresh (the `sandbox` fixture empties it first)."""
+    load_demo(sandbox)
     return slack_server

@@ -58,22 +58,23 @@ class Robust:
 def robust_app(sandbox_session: Sandbox) -> Iterator[Robust]:
     endpoints = sandbox_session.endpoints
     late = LateApp()
-    with BackgroundServer(late) as server:
-        link_secret = secrets.token_urlsafe(32)
-        settings = endpoints.apply(
-            Settings(  # type: ignore[call-arg]
-                _env_file=None,
-                CALSYNC_STATE_DIR=sandbox_session.tmp_dir,
-                CALSYNC_AGENT_SLACK_IDS=AGENT_BY_SETTING,
-                CALSYNC_SUPPORT_CHANNEL=SUPPORT_CHANNEL,
-            ).model_copy(update={"public_url": server.url, "link_secret": SecretStr(link_secret)})
-        )
-        services = sandbox_session.services(settings)
-        troubleshooter = build_troubleshooter(services)
-        _, bot = build_engine_and_bot(services, troubleshooter)
-        bolt_app = build_bolt_app(services, bot)
-        assert bolt_app is not None
-        late.app = build_web_app(services, bolt_app, troubleshooter, bot=bot)
+    server = BackgroundServer(late, lifespan=True)  # bound (its URL known) now, started below
+    link_secret = secrets.token_urlsafe(32)
+    settings = endpoints.apply(
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            CALSYNC_STATE_DIR=sandbox_session.tmp_dir,
+            CALSYNC_AGENT_SLACK_IDS=AGENT_BY_SETTING,
+            CALSYNC_SUPPORT_CHANNEL=SUPPORT_CHANNEL,
+        ).model_copy(update={"public_url": server.url, "link_secret": SecretStr(link_secret)})
+    )
+    services = sandbox_session.services(settings)
+    troubleshooter = build_troubleshooter(services)
+    _, bot = build_engine_and_bot(services, troubleshooter)
+    bolt_app = build_bolt_app(services, bot)
+    assert bolt_app is not None
+    late.app = build_web_app(services, bolt_app, troubleshooter, bot=bot)
+    with server:
         links = ReconnectLinks(LinkSigner(link_secret.encode(), sandbox_session.clock), server.url)
         verify = ssl.create_default_context(cafile=str(endpoints.ca_path))
         with httpx.Client(timeout=30, verify=verify, trust_env=False) as browser:

@@ -584,7 +584,9 @@ def database_down_server(
     bolt_app = build_bolt_app(services, bot)
     assert bolt_app is not None
     try:
-        with BackgroundServer(build_web_app(services, bolt_app, troubleshooter, bot=bot)) as server:
+        with BackgroundServer(
+            build_web_app(services, bolt_app, troubleshooter, bot=bot), lifespan=True
+        ) as server:
             yield SlackHarness(sandbox, server.url, endpoints.slack_signing_secret)
     finally:
         engine.dispose()

@@ -6,6 +6,7 @@ use the shared `sandbox` fixture (the emulator as `SandboxRuntime` starts it).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -365,6 +366,19 @@ async def test_fault_for_one_person_by_email(slack: Slack) -> None:
         await client.users_info(user="U0ANA")
     assert raised.value.response.status_code == 503
     assert (await client.users_info(user="U0SAM"))["user"]["id"] == "U0SAM"
+
+
+async def test_a_hold_answers_nothing_until_the_fault_is_removed(slack: Slack) -> None:
+    """A latch for tests: the held call is carried out as usual once the fault is gone."""
+    hold = slack.world.add_fault("slack", "hold", endpoint="chat.postMessage")  # type: ignore[arg-type]
+    client = slack.client()
+    held = asyncio.create_task(client.chat_postMessage(channel="C0HELP", text="held"))
+    for _ in range(3):  # other methods are answered meanwhile; the held one still waits
+        assert (await client.users_info(user="U0SAM"))["user"]["id"] == "U0SAM"
+    assert not held.done() and slack.world.slack_messages("C0HELP") == []
+    slack.world.remove_fault(hold)
+    assert (await held)["ok"] is True
+    assert [m.text for m in slack.world.slack_messages("C0HELP")] == ["held"]
 
 
 # -- the call log -------------------------------------------------------------------------------------

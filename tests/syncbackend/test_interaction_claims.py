@@ -9,13 +9,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from calsync.bot.backlog import Backlog
 from calsync.bot.work import Work
 from calsync.store.claims import interaction_key
 
 
 def _bot(sessions: sessionmaker[Session]) -> Work:
-    # Claiming needs only the database; no diagnosis runs here.
-    return Work(sessions, lambda: datetime.now(UTC))
+    # Claiming needs only the database; no diagnosis runs here. The backlog holds every delivery.
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    return Work(sessions, clock, Backlog(per_workspace=100, overall=100, clock=clock))
+
+
+async def _never_shed() -> None:
+    raise AssertionError("nothing is shed here")
 
 
 def _click(trigger: str) -> dict[str, Any]:
@@ -37,7 +43,9 @@ def test_deliveries_of_one_payload_racing_in_two_instances_run_once(sessions: se
 
     async def deliver() -> None:
         deliveries = [
-            instances[n % 2].once(_click(trigger), work(trigger))
+            instances[n % 2].once(
+                _click(trigger), work(trigger), workspace="T0SANDBOX", kind="click", shed=_never_shed
+            )
             for trigger in ("trig-a", "trig-b", "trig-c")
             for n in range(6)
         ]

@@ -22,6 +22,7 @@ from calsync.syncbackend.models import (
     Feedback,
     OAuthSession,
     ProcessedEvent,
+    QueuedQuestion,
     QuotaCall,
     QuotaKey,
     ReportView,
@@ -223,6 +224,25 @@ def build_quota_call(session: Session) -> Base:
     return row
 
 
+def build_queued_question(session: Session) -> Base:
+    row = QueuedQuestion(
+        event_id="Ev0001",
+        team_id="T1",
+        channel="D1",
+        user="U1",
+        text="where is my demo",
+        thread_ts="1700000000.000100",
+        enqueued_at=NOW,
+        taken_by="job-0",
+        taken_at=NOW,
+        attempts=1,
+        placeholder_ts="1700000000.000200",
+        answered_at=NOW,
+    )
+    session.add(row)
+    return row
+
+
 def build_report_view(session: Session) -> Base:
     row = ReportView(nonce_digest="d" * 64, claimed_at=NOW)
     session.add(row)
@@ -258,6 +278,11 @@ TABLE_CASES = {
     "quota_keys": TableCase(QuotaKey, build_quota_key, {"touched_at": 1_800_000_060.75}),
     "quota_calls": TableCase(QuotaCall, build_quota_call, {"busy_until": None}),
     "report_views": TableCase(ReportView, build_report_view, {"claimed_at": NOW + timedelta(seconds=5)}),
+    "queued_questions": TableCase(
+        QueuedQuestion,
+        build_queued_question,
+        {"taken_by": "job-1", "answered_at": NOW + timedelta(seconds=2)},
+    ),
 }
 
 

@@ -87,20 +87,21 @@ class WebHarness:
 def web_server(sandbox_session: Sandbox) -> Iterator[WebHarness]:
     endpoints = sandbox_session.endpoints
     late = LateApp()
-    with BackgroundServer(late) as server:
-        settings = endpoints.apply(
-            Settings(_env_file=None).model_copy(  # type: ignore[call-arg]
-                update={
-                    "public_url": server.url,
-                    "link_secret": SecretStr(secrets.token_urlsafe(32)),
-                    "state_dir": sandbox_session.tmp_dir,
-                }
-            )
+    server = BackgroundServer(late, lifespan=True)  # bound (its URL known) now, started below
+    settings = endpoints.apply(
+        Settings(_env_file=None).model_copy(  # type: ignore[call-arg]
+            update={
+                "public_url": server.url,
+                "link_secret": SecretStr(secrets.token_urlsafe(32)),
+                "state_dir": sandbox_session.tmp_dir,
+            }
         )
-        services = sandbox_session.services(settings)
-        troubleshooter = build_troubleshooter(services)
-        bot = build_slack_bot(services, troubleshooter)
-        late.app = build_web_app(services, build_bolt_app(services, bot), bot=bot)
+    )
+    services = sandbox_session.services(settings)
+    troubleshooter = build_troubleshooter(services)
+    bot = build_slack_bot(services, troubleshooter)
+    late.app = build_web_app(services, build_bolt_app(services, bot), bot=bot)
+    with server:
         assert settings.link_secret is not None
         links = ReconnectLinks(
             LinkSigner(settings.link_secret.get_secret_value().encode(), sandbox_session.clock), server.url

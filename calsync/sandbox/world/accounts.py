@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, select, update
 
-from calsync.db import transaction
-from calsync.sandbox.world.base import WorldBase, _loaded, _table
+from calsync.db import table_of, transaction
+from calsync.sandbox.world.base import WorldBase, _loaded
 from calsync.sandbox.world.tables import (
     Provider,
     SandboxAccessToken,
@@ -17,9 +17,9 @@ from calsync.sandbox.world.tables import (
     SandboxGrant,
 )
 
-_ACCOUNTS = _table(SandboxAccount)
-_GRANTS = _table(SandboxGrant)
-_ACCESS_TOKENS = _table(SandboxAccessToken)
+_ACCOUNTS = table_of(SandboxAccount)
+_GRANTS = table_of(SandboxGrant)
+_ACCESS_TOKENS = table_of(SandboxAccessToken)
 
 # The statements every emulated request runs, built once (building one and its cache key costs
 # about as much as running it on SQLite).

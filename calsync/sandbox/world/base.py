@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from sqlalchemy import RowMapping, Table, update
+from sqlalchemy import RowMapping, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,12 +13,6 @@ from calsync.db import make_session_factory, transaction
 from calsync.sandbox.world.tables import SandboxBase, SandboxCounter
 
 _T = TypeVar("_T", bound=SandboxBase)
-
-
-def _table(model: type[SandboxBase]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
 
 
 def _loaded(model: type[_T], row: RowMapping) -> _T:

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, inspect, or_, select, update
 
-from calsync.db import transaction
-from calsync.sandbox.world.base import WorldBase, _table
+from calsync.db import table_of, transaction
+from calsync.sandbox.world.base import WorldBase
 from calsync.sandbox.world.tables import Endpoint, FaultKind, SandboxFault, SandboxRequest
 
 
@@ -16,10 +16,11 @@ from calsync.sandbox.world.tables import Endpoint, FaultKind, SandboxFault, Sand
 class FaultHit:
     kind: str
     params: dict[str, Any]
+    fault_id: int | None = None  # the fault's row: a `hold` lasts while it is there
 
 
-_FAULTS = _table(SandboxFault)
-_REQUESTS = _table(SandboxRequest)
+_FAULTS = table_of(SandboxFault)
+_REQUESTS = table_of(SandboxRequest)
 
 _FAULTS_OF = (
     select(_FAULTS)
@@ -66,6 +67,14 @@ class FaultsMixin(WorldBase):
         with transaction(self.sessions) as session:
             session.execute(delete(SandboxFault))
 
+    def remove_fault(self, fault_id: int) -> None:
+        with transaction(self.sessions) as session:
+            session.execute(delete(SandboxFault).where(SandboxFault.id == fault_id))
+
+    def has_fault(self, fault_id: int) -> bool:
+        with self.sessions() as session:
+            return session.get(SandboxFault, fault_id) is not None
+
     def take_faults(self, provider: str, endpoint: str, account_email: str | None) -> list[FaultHit]:
         """The faults that apply to one request, consuming one use of each counted fault (a
         conditional UPDATE, so two requests at once never both take a fault's last use)."""
@@ -82,7 +91,7 @@ class FaultsMixin(WorldBase):
                     taken = connection.execute(_TAKE_FAULT, {"fault_id": fault.id})
                     if taken.rowcount != 1:
                         continue
-                hits.append(FaultHit(kind=fault.kind, params=dict(fault.params or {})))
+                hits.append(FaultHit(kind=fault.kind, params=dict(fault.params or {}), fault_id=fault.id))
             return hits
 
 

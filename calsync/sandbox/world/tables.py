@@ -20,6 +20,7 @@ FaultKind = Literal[
     "rate_limit",  # params: retry_after (seconds) — HTTP 429 with Retry-After
     "unavailable",  # params: status (default 503)
     "hang",  # params: seconds (default 60) — no answer until the client gives up
+    "hold",  # params: seconds (default 60) — no answer while the fault exists (a test lets go), then as usual
     "invalid_grant",  # params: description (Google) or aadsts (int) + suberror (Microsoft)
     "malformed",  # 200 with a body that is not the JSON the client expects
     "sync_token_expired",  # Google 410 Gone / Graph syncStateNotFound on an incremental read

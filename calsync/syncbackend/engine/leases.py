@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 
-from calsync.db import transaction
+from calsync.db import table_of, transaction
 from calsync.syncbackend.crypto import TokenDecryptError
 from calsync.syncbackend.engine.common import (
     Context,
@@ -20,8 +20,8 @@ from calsync.syncbackend.engine.common import (
     error_message,
     mark_disconnected,
 )
-from calsync.syncbackend.models import CalendarConnection, MissingTokenError, SyncRun
-from calsync.syncbackend.providers.base import Authorization, GrantError, ProviderError
+from calsync.syncbackend.models import CalendarConnection, MissingTokenError, SyncRun, authorization_columns
+from calsync.syncbackend.providers.base import GrantError, ProviderError
 from calsync.syncbackend.schedule import claim, claim_due, claim_health_batch, release
 
 
@@ -155,11 +155,10 @@ class HealthSweep:
                 continue
             values: dict[str, object] = {"last_checked_at": now}
             if target.auth.refreshed:
-                values.update(self._stored_tokens(target.auth), last_refreshed_at=now)
+                values.update(authorization_columns(self.ctx.cipher, target.auth), last_refreshed_at=now)
             values["connection_id"] = target.connection_id
             rows.setdefault(frozenset(values), []).append(values)
-        table = CalendarConnection.__table__
-        assert isinstance(table, Table)
+        table = table_of(CalendarConnection)
         with transaction(self.ctx.sessions) as session:
             ids = [t.connection_id for t, _ in outcomes]
             existing = (
@@ -210,16 +209,3 @@ class HealthSweep:
             session.flush()
             release(session, claimed, self.ctx.worker_id)
         return counts, disconnected
-
-    def _stored_tokens(self, auth: Authorization) -> dict[str, object]:
-        """The columns `CalendarConnection.store_authorization` writes for a refreshed grant."""
-        stored = CalendarConnection()
-        stored.store_authorization(self.ctx.cipher, auth)
-        values: dict[str, object] = {
-            "refresh_token_encrypted": stored.refresh_token_encrypted,
-            "access_token_encrypted": stored.access_token_encrypted,
-            "access_token_expires_at": stored.access_token_expires_at,
-        }
-        if auth.scopes:
-            values["scopes"] = stored.scopes
-        return values

@@ -4,10 +4,12 @@ Threads: both client libraries are synchronous, so every blocking call runs in a
 the provider's own pool (`threads.BlockingCalls`). httplib2 is not thread-safe (one `Http` shared
 between threads hands one request's response to another), so no HTTP object is ever shared: each
 API request executes on its own `google_auth_httplib2.AuthorizedHttp` over a fresh
-`httplib2.Http(timeout=...)`, and each token refresh uses its own `requests.Session`. What is
-shared is only what is read-only once built: the discovery-built service and its `events()` /
-`calendarList()` resources, built once per provider (building the resources costs ~1.5 ms each,
-the service ~1 ms; a fresh `Http` ~20 µs).
+`httplib2.Http(timeout=...)`. What is shared is what is read-only once built — the
+discovery-built service and its `events()` / `calendarList()` resources, built once per provider
+(building the resources costs ~1.5 ms each, the service ~1 ms; a fresh `Http` ~20 µs) — and the
+token endpoint's connections: token refreshes go through google-auth's urllib3 transport over one
+`urllib3.PoolManager` per provider, whose connection pools are thread-safe (about half the CPU of
+a refresh through a `requests.Session`, which is not documented as thread-safe, made for each).
 
 Errors: every failure leaves as one of `base.py`'s classes. A token endpoint that answers 429/5xx or
 garbage is a transient failure, never a `GrantError`: only an `invalid_grant` answer means that
@@ -31,10 +33,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import google.auth.exceptions
 import google.auth.transport
-import google.auth.transport.requests
+import google.auth.transport.urllib3
 import google_auth_httplib2
 import httplib2
-import requests
+import urllib3
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
@@ -61,7 +63,7 @@ from calsync.syncbackend.providers.base import (
     RateLimited,
 )
 from calsync.syncbackend.providers.retry import parse_retry_after, with_retries
-from calsync.syncbackend.providers.threads import BlockingCalls
+from calsync.syncbackend.providers.threads import MAX_THREADS, BlockingCalls
 
 logger = logging.getLogger(__name__)
 
@@ -104,15 +106,15 @@ class _Refreshed:
 
 
 class _TokenTransport(google.auth.transport.Request):
-    """google-auth's requests transport with our timeout, and the token endpoint's failures classified.
+    """google-auth's urllib3 transport with our timeout, and the token endpoint's failures classified.
 
     google-auth turns every failed token response into a `RefreshError` and retries 429/5xx itself
     with real sleeps. Raising our classified error from the transport stops both: a flaky endpoint
     is reported as what it is (at once, to our own retry loop, `retry.py`) and never mistaken for a dead grant.
     """
 
-    def __init__(self, session: requests.Session, timeout: float) -> None:
-        self._inner = google.auth.transport.requests.Request(session=session)
+    def __init__(self, http: urllib3.PoolManager, timeout: float) -> None:
+        self._inner = google.auth.transport.urllib3.Request(http)
         self._timeout = timeout
         self.payload: dict[str, Any] | None = None
 
@@ -157,7 +159,9 @@ class _TokenTransport(google.auth.transport.Request):
 
 def _transport_failure(exc: BaseException, what: str) -> ProviderError:
     """A failure to get any answer: timeout, refused, reset, name not found."""
-    if isinstance(exc, (TimeoutError, socket.timeout, requests.exceptions.Timeout)):
+    # urllib3's NewConnectionError (refused, unreachable) is a ConnectTimeoutError, but no timeout.
+    timed_out = isinstance(exc, (TimeoutError, socket.timeout, urllib3.exceptions.TimeoutError))
+    if timed_out and not isinstance(exc, urllib3.exceptions.NewConnectionError):
         return ProviderTimeout(PROVIDER, f"{what} did not answer in time")
     return ProviderUnavailable(PROVIDER, f"could not reach {what} ({type(exc).__name__})")
 
@@ -439,6 +443,9 @@ class GoogleProvider:
         self._resources: tuple[Any, Any] | None = None
         self._build_lock = threading.Lock()
         self._threads = BlockingCalls(PROVIDER)
+        # No proxy from the environment; no retries (ours are in `retry.py`); a kept connection per
+        # provider thread (with fewer, each refresh beyond them would open and drop one).
+        self._token_http = urllib3.PoolManager(retries=False, maxsize=MAX_THREADS)
 
     def __repr__(self) -> str:
         return f"GoogleProvider(api_url={self.api_url!r}, token_url={self.token_url!r})"
@@ -477,9 +484,7 @@ class GoogleProvider:
             transport.close()  # httplib2 leaves the socket open after a timeout
 
     def _refresh_blocking(self, refresh_token: str) -> _Refreshed:
-        session = requests.Session()
-        session.trust_env = False  # no proxy or netrc from the environment
-        transport = _TokenTransport(session, self.timeout)
+        transport = _TokenTransport(self._token_http, self.timeout)
         credentials = Credentials(
             token=None,
             refresh_token=refresh_token,
@@ -495,8 +500,6 @@ class GoogleProvider:
             if isinstance(classified, _Unauthorized):  # pragma: no cover - a refresh never yields it
                 classified = ProviderError(PROVIDER, "refresh: unexpected 401")
             raise classified from None
-        finally:
-            session.close()
         payload = transport.payload or {}
         if not credentials.token:
             raise MalformedResponse(PROVIDER, "Google's token endpoint answered without an access token")
