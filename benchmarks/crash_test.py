@@ -84,7 +84,9 @@ def start_worker(env: dict[str, str], state: Path, name: str) -> Child:
     return worker
 
 
-async def deliver_until_acked(serving: Serving, bodies: list[bytes], burst: float, hard_stop: float) -> tuple[int, int]:
+async def deliver_until_acked(
+    serving: Serving, bodies: list[bytes], burst: float, hard_stop: float
+) -> tuple[int, int]:
     """Each body first at its moment in the burst, then every second until a 200: (acked, deliveries)."""
     import aiohttp
 
@@ -104,7 +106,9 @@ async def deliver_until_acked(serving: Serving, bodies: list[bytes], burst: floa
                     headers["X-Slack-Retry-Reason"] = "http_error"
                 deliveries += 1
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.post(f"{app.url}/slack/events", data=body, headers=headers) as response:
+                    async with session.post(
+                        f"{app.url}/slack/events", data=body, headers=headers
+                    ) as response:
                         await response.read()
                         if response.status == 200:
                             acked += 1
@@ -147,7 +151,9 @@ def run(args: argparse.Namespace, database_url: str, state: Path) -> Outcome:
         async def burst_and_kill() -> tuple[int, int]:
             assert serving is not None
             sending = asyncio.create_task(
-                deliver_until_acked(serving, [q.body for q in questions], args.burst, hard_stop=args.burst + 120)
+                deliver_until_acked(
+                    serving, [q.body for q in questions], args.burst, hard_stop=args.burst + 120
+                )
             )
             await asyncio.sleep(args.kill_at)
             if postgres:
@@ -184,7 +190,9 @@ def run(args: argparse.Namespace, database_url: str, state: Path) -> Outcome:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--questions", type=int, default=150)
     parser.add_argument("--burst", type=float, default=3.0, help="seconds over which the questions are sent")
     parser.add_argument("--kill-at", type=float, default=1.5, help="seconds into the burst")
