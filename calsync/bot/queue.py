@@ -56,8 +56,8 @@ def task_app(conninfo: str | None) -> procrastinate.App:
     if conninfo is not None:
         connector: procrastinate.BaseConnector = procrastinate.PsycopgConnector(
             conninfo=conninfo,
-            min_size=0,
-            max_size=8,  # 0: opening waits for no connection (the database may be down)
+            min_size=0,  # opening waits for no connection (the database may be down)
+            max_size=32,  # the serving process defers many at once; 8 was a queue of its own (BENCHMARKS.md)
         )
     else:
         from procrastinate.testing import InMemoryConnector
@@ -200,9 +200,9 @@ def answer_worker(bot: SlackBot) -> AnswerWorker:
 
 
 async def resume(queue: AnswerQueue, lease: timedelta = LEASE) -> int:
-    """Defer a job again for every recorded question no job holds (never taken, or its lease ran
-    out): after a crash between recording and deferring, or an attempt that failed. Deferring a
-    question whose job is waiting queues nothing. How many were deferred."""
+    """Defer a job again for every recorded question no job holds (never taken though queued longer
+    than `lease`, or its lease ran out): after a crash between recording and deferring, or an attempt
+    that failed. A question whose job is still waiting is left alone. How many were deferred."""
     waiting = await asyncio.to_thread(questions.unanswered, queue.sessions, queue.clock, lease)
     for event_id in waiting:
         await queue.defer(event_id)
@@ -266,7 +266,7 @@ async def _work(
         # The in-memory queue died with the process that held it, and this is its only worker: what
         # it had taken is no one's now.
         await asyncio.to_thread(questions.release_all, queue.sessions)
-    resumed = await resume(queue)
+    resumed = await resume(queue, timedelta(0) if not durable(app) else worker.lease)
     if resumed:
         log.info("answer worker: %d recorded questions deferred again", resumed)
     running = asyncio.create_task(app.run_worker_async(**options))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -140,7 +140,9 @@ def answered(sessions: sessionmaker[Session], clock: Clock, event_id: str) -> No
 def unanswered(
     sessions: sessionmaker[Session], clock: Clock, lease: timedelta, limit: int = 10_000
 ) -> list[str]:
-    """Event ids waiting for an answer that no job holds (never taken, or the lease ran out), oldest first."""
+    """Event ids waiting for an answer that no job holds — never taken though queued longer than
+    `lease` (its job was lost), or taken by a job whose lease ran out — oldest first. With a lease of
+    0: every unanswered one."""
     now = clock()
     with sessions() as session:
         return list(
@@ -149,7 +151,10 @@ def unanswered(
                 .where(
                     QueuedQuestion.answered_at.is_(None),
                     QueuedQuestion.attempts < MAX_ATTEMPTS,
-                    or_(QueuedQuestion.taken_by.is_(None), QueuedQuestion.taken_at < now - lease),
+                    or_(
+                        and_(QueuedQuestion.taken_by.is_(None), QueuedQuestion.enqueued_at <= now - lease),
+                        QueuedQuestion.taken_at < now - lease,
+                    ),
                 )
                 .order_by(QueuedQuestion.enqueued_at)
                 .limit(limit)
