@@ -192,7 +192,8 @@ class SlackMethods:
         return self._page(call, shown[::-1])
 
     def _conversations_replies(self, call: _Call) -> dict[str, Any]:
-        """A thread: its parent, then the replies, oldest first."""
+        """A thread: its parent, then the replies, oldest first. (People's own messages are not in
+        the sandbox, so a thread under a rep's question shows only the replies.)"""
         channel = self._channel(_string(call.params, "channel"))
         ts = _string(call.params, "ts")
         thread = (
@@ -200,7 +201,7 @@ class SlackMethods:
             if ts
             else []
         )
-        if not thread or thread[0].ts != ts:
+        if not thread:
             raise SlackError("thread_not_found")
         return self._page(call, thread)
 

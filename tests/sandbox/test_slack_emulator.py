@@ -157,6 +157,33 @@ async def test_thread_replies_and_broadcast(slack: Slack) -> None:
     assert len(slack.world.slack_messages("C0HELP")) == 3
 
 
+async def test_history_and_replies_read_back_what_was_posted(slack: Slack) -> None:
+    client = slack.client()
+    question_ts = "1764000000.000200"  # a rep's message, which the sandbox does not hold
+    first = await client.chat_postMessage(channel="C0HELP", text="first")
+    in_thread = await client.chat_postMessage(channel="C0HELP", thread_ts=question_ts, text="Checking…")
+    await client.chat_postMessage(
+        channel="C0HELP", thread_ts=question_ts, text="also sent", reply_broadcast=True
+    )
+    last = await client.chat_postMessage(channel="C0HELP", text="last")
+    await client.chat_postEphemeral(channel="C0HELP", user="U0ANA", text="only for Ana")
+
+    history = await client.conversations_history(channel="C0HELP", limit=2)
+    assert [m["text"] for m in history["messages"]] == ["last", "also sent"]  # newest first, no ephemeral
+    assert history["has_more"] is True
+    assert history["messages"][0]["ts"] == last["ts"]
+    everything = await client.conversations_history(channel="C0HELP")
+    assert [m["text"] for m in everything["messages"]] == ["last", "also sent", "first"]
+    assert everything["messages"][-1]["ts"] == first["ts"]
+
+    replies = await client.conversations_replies(channel="C0HELP", ts=question_ts)
+    assert replies["messages"][0]["ts"] == in_thread["ts"]
+    assert [m["text"] for m in replies["messages"]] == ["Checking…", "also sent"]
+    with pytest.raises(SlackApiError) as refused:
+        await client.conversations_replies(channel="C0HELP", ts="1764000000.999999")
+    assert refused.value.response["error"] == "thread_not_found"
+
+
 async def test_posting_to_a_user_id_lands_in_their_dm(slack: Slack) -> None:
     posted = await slack.client().chat_postMessage(channel="U0SAM", text="Here is your link")
     assert posted["channel"] == slack.world.slack_dm_channel("U0SAM")
