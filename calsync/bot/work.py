@@ -15,10 +15,10 @@ Slack signs a request, not an occasion: a click or a command replayed within the
 signature stays valid would be acted on again. So every click and command is claimed once, like an
 event id, in `processed_events` (`once`), after the ack and before any work: the key is a digest of
 the whole payload, which differs for every real click (its `trigger_id` and `action_ts`) and is the
-same for a replay, whichever instance it reaches; a question is claimed by its event id
-(`once_per_event`). The claim is taken on admission, not when the work's turn comes: whoever claims a
-delivery speaks for it — its work, or its shed reply — and a retry or replay gets neither (claimed
-later, a retry shed while the first delivery waited would take the question from it).
+same for a replay, whichever instance it reaches (questions are claimed with their record, before
+the ack: `bot/queue.py`). The claim is taken on admission, not when the work's turn comes: whoever
+claims a delivery speaks for it — its work, or its shed reply — and a replay gets neither (claimed
+later, a replay shed while the first delivery waited would take the work from it).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Work:
         self, work: Coroutine[Any, Any, None], *, workspace: str, kind: Kind, shed: ShedReply
     ) -> None:
         """Run `work` in its turn, or — past a backlog limit — close it unstarted and `shed`.
-        Listeners pass every piece of after-the-ack work through here, `once` or `once_per_event`;
+        Listeners pass every piece of after-the-ack work through here or `once`;
         nothing inside calls them again."""
         admitted = self.backlog.admit(workspace, kind)
         if isinstance(admitted, Shed):
@@ -91,18 +91,6 @@ class Work:
         """`in_turn`, unless this very payload (a click, a command) was claimed before — a replay —
         in any instance sharing the database."""
         await self._claimed(interaction_key(body), work, workspace=workspace, kind=kind, shed=shed)
-
-    async def once_per_event(
-        self,
-        event_id: str | None,
-        work: Coroutine[Any, Any, None],
-        *,
-        workspace: str,
-        kind: Kind,
-        shed: ShedReply,
-    ) -> None:
-        """`in_turn`, unless the event id was claimed before (Slack retried it), in any instance."""
-        await self._claimed(event_id, work, workspace=workspace, kind=kind, shed=shed)
 
     async def _claimed(
         self, key: str | None, work: Coroutine[Any, Any, None], *, workspace: str, kind: Kind, shed: ShedReply

@@ -23,6 +23,7 @@ from calsync.bot.backlog import Backlog, Kind, Shed, Ticket
 from calsync.bot.metrics import BacklogCollector
 from calsync.bot.work import Work
 from calsync.db import make_session_factory
+from calsync.store.claims import interaction_key
 from calsync.syncbackend import migrate
 from calsync.syncbackend.models import ProcessedEvent
 from tests.conftest import FrozenClock
@@ -313,11 +314,13 @@ async def claimed_in_the_database(sessions: sessionmaker[Session], event_id: str
     [(1, "T1"), (3, "T1"), (2, "T2")],
     ids=["one-retry-shed", "three-retries-shed", "retries-admitted-elsewhere"],
 )
-def test_a_retry_never_takes_a_waiting_question_from_its_first_delivery(
+def test_a_replay_never_takes_a_waiting_command_from_its_first_delivery(
     retries: int, workspace_of_retry: str, sessions: sessionmaker[Session], clock: FrozenClock
 ) -> None:
-    """One at a time, 2 per workspace: T1's first piece runs, the question waits its turn; Slack's
-    retries of it (shed when T1 is full, or admitted in T2) say nothing and run nothing."""
+    """One at a time, 2 per workspace: T1's first piece runs, the command waits its turn; replays of
+    it (shed when T1 is full, or admitted in T2) say nothing and run nothing. (Questions go through
+    the answer queue: test_answer_queue.py.)"""
+    body = {"command": "/calsync", "text": "diagnose", "trigger_id": "1.2.abc", "user_id": "U1"}
 
     async def scenario() -> None:
         work = Work(
@@ -331,22 +334,22 @@ def test_a_retry_never_takes_a_waiting_question_from_its_first_delivery(
         )
         await settle()
         first = asyncio.create_task(
-            work.once_per_event(
-                "Ev1",
+            work.once(
+                body,
                 burst.piece("first"),
                 workspace="T1",
-                kind="question",
+                kind="command",
                 shed=functools.partial(burst.told, "first"),
             )
         )
-        await claimed_in_the_database(sessions, "Ev1")  # the first delivery is in, and waits its turn
+        await claimed_in_the_database(sessions, interaction_key(body))  # in, and waiting its turn
         for attempt in range(retries):
             name = f"retry{attempt}"
-            await work.once_per_event(
-                "Ev1",
+            await work.once(
+                body,
                 burst.piece(name),
                 workspace=workspace_of_retry,
-                kind="question",
+                kind="command",
                 shed=functools.partial(burst.told, name),
             )
         assert burst.shed == [] and burst.started == ["holder"]
