@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from procrastinate.exceptions import ConnectorException
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
@@ -104,7 +105,7 @@ def queue_question(bot: SlackBot) -> Callable[..., Awaitable[None]]:
                 context[NOT_QUEUED] = "shed" if await bot.questions.shed(question.event_id) else None
             else:
                 await bot.questions.enqueue(question)
-        except SQLAlchemyError:  # nothing could be recorded: say so rather than promise an answer
+        except (SQLAlchemyError, ConnectorException):  # nothing recorded: say so, promise no answer
             log.exception("database unavailable while queueing %s", question.event_id)
             context[NOT_QUEUED] = "database"
         await next()

@@ -1,7 +1,8 @@
 """Questions answered apart from the acks: recorded before the ack, answered by queue workers.
 
-The serving process only records the question (`store.questions.record`: the event claim and the
-question in one transaction) and defers a job; the answer — the diagnosis, the rendering, the
+The serving process only records the question and defers its job — on PostgreSQL the event claim,
+the question and the job in one statement (`_RECORD_AND_DEFER`), on SQLite the claim and the
+question in one transaction (`store.questions.record`), then the in-memory job; the answer — the diagnosis, the rendering, the
 Slack messages — is made by a worker (`calsync answer-worker`, or the one `calsync serve` runs for
 you). The queue is procrastinate: on PostgreSQL its jobs live in the same database, workers in any
 number of processes take them (LISTEN/NOTIFY, heartbeats), and a job whose worker stopped
@@ -46,6 +47,27 @@ ANSWER_QUEUE = "answers"
 LEASE = timedelta(seconds=60)  # another job may take a question its holder has not answered by then
 STALLED_AFTER_SECONDS = 10.0  # a worker silent this long is taken for dead; its jobs go to others
 HEARTBEAT_SECONDS = 2.0
+
+# The claim, the question and its procrastinate job in one statement (autocommit: all or nothing).
+# It calls procrastinate's versioned SQL function and row type directly, as its own `defer_jobs`
+# query does; a procrastinate upgrade that retires the _v1 pair fails the PostgreSQL queue tests.
+_RECORD_AND_DEFER = """
+WITH claim AS (
+    INSERT INTO processed_events (event_id, received_at)
+    VALUES (%(event_id)s, %(now)s AT TIME ZONE 'UTC')
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), question AS (
+    INSERT INTO queued_questions (event_id, team_id, channel, "user", text, thread_ts, enqueued_at, attempts)
+    SELECT event_id, %(team_id)s, %(channel)s, %(user)s, %(text)s, %(thread_ts)s, %(now)s, 0 FROM claim
+    RETURNING event_id
+)
+SELECT procrastinate_defer_jobs_v1(ARRAY(
+    SELECT ROW(%(queue)s, %(task)s, 0, NULL, event_id, jsonb_build_object('event_id', event_id), NULL)
+        ::procrastinate_job_to_defer_v1
+    FROM question
+)) AS ids
+"""
 
 Answer = Callable[[Question, Callable[[str | None], Awaitable[None]]], Awaitable[None]]
 
@@ -107,13 +129,36 @@ class AnswerQueue:
         self._counts: dict[str, tuple[float, int, int]] = {}  # workspace -> (read at, its count, total)
 
     async def enqueue(self, question: Question) -> bool:
-        """False for a retry of an event already recorded (nothing is queued twice)."""
-        if not await asyncio.to_thread(questions.record, self.sessions, self.clock, question):
+        """False for a retry of an event already recorded (nothing is queued twice).
+
+        On PostgreSQL the claim, the question and its job are one statement on the queue's own
+        async pool (`_RECORD_AND_DEFER`): one round trip, no thread hop, and no acked question without
+        its job. On SQLite (jobs in memory) the question is recorded, then its job deferred."""
+        if durable(self.app):
+            if not await self._record_and_defer(question):
+                return False
+        elif await asyncio.to_thread(questions.record, self.sessions, self.clock, question):
+            await self.defer(question.event_id)
+        else:
             return False
         read_at, workspace, total = self._counts.get(question.team_id, (0.0, 0, 0))
         self._counts[question.team_id] = (read_at, workspace + 1, total + 1)
-        await self.defer(question.event_id)
         return True
+
+    async def _record_and_defer(self, question: Question) -> bool:
+        row = await self.app.connector.execute_query_one_async(
+            _RECORD_AND_DEFER,
+            event_id=question.event_id[:255],
+            team_id=question.team_id[:32],
+            channel=question.channel,
+            user=question.user,
+            text=question.text,
+            thread_ts=question.thread_ts,
+            now=self.clock(),
+            queue=ANSWER_QUEUE,
+            task=ANSWER_TASK,
+        )
+        return bool(row["ids"])  # NULL: the event was claimed before (a retry)
 
     async def defer(self, event_id: str) -> None:
         deferrer = self.app.configure_task(ANSWER_TASK, queueing_lock=event_id)

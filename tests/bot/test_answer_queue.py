@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from procrastinate.exceptions import ConnectorException
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +24,7 @@ from calsync.db import libpq_conninfo, make_session_factory
 from calsync.store import questions
 from calsync.store.questions import Question
 from calsync.syncbackend import migrate
-from calsync.syncbackend.models import QueuedQuestion
+from calsync.syncbackend.models import ProcessedEvent, QueuedQuestion
 
 pytestmark = pytest.mark.postgres
 
@@ -238,3 +239,39 @@ async def test_recorded_questions_are_ordered_oldest_first(
             "Ev0002",
             "Ev0003",
         ]
+
+
+async def test_on_postgresql_the_claim_the_question_and_its_job_stand_or_fall_together(
+    queue: AnswerQueue, sessions: sessionmaker[Session]
+) -> None:
+    if not durable(queue.app):
+        pytest.skip("one statement on PostgreSQL; SQLite records, then defers in memory")
+    # A job already waiting under this event's queueing lock makes the job insert fail: the claim
+    # and the question written by the same statement must be gone with it.
+    await queue.defer("Ev0007")
+    with pytest.raises(ConnectorException):
+        await queue.enqueue(question(7))
+    with sessions() as session:
+        assert session.get(QueuedQuestion, "Ev0007") is None
+        assert session.get(ProcessedEvent, "Ev0007") is None
+    assert await waiting_jobs(queue) == 1
+    # After a shed (claimed, never queued) a redelivery records nothing and defers nothing.
+    assert await queue.shed("Ev0008") is True
+    assert await queue.enqueue(question(8)) is False
+    with sessions() as session:
+        assert session.get(QueuedQuestion, "Ev0008") is None
+    assert await waiting_jobs(queue) == 1
+
+
+async def test_the_recorded_times_are_the_clocks(sessions: sessionmaker[Session], engine: Engine) -> None:
+    at = datetime(2026, 12, 4, 9, 30, 15, tzinfo=UTC)
+    answer_queue = AnswerQueue(task_app(libpq_conninfo(engine)), sessions, fixed_clock(at))
+    async with answer_queue.app.open_async():
+        assert await answer_queue.enqueue(question(9)) is True
+    with sessions() as session:
+        row = session.get(QueuedQuestion, "Ev0009")
+        claim = session.get(ProcessedEvent, "Ev0009")
+        assert (
+            row is not None and row.enqueued_at == at and row.attempts == 0 and row.text == "where is my demo"
+        )
+        assert claim is not None and claim.received_at.replace(tzinfo=UTC) == at
