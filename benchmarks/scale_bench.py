@@ -680,7 +680,7 @@ def py_spy(args: argparse.Namespace, pid: int, name: str) -> subprocess.Popen[by
     command = [
         str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(int(args.duration)), "--rate", "200",
         "--nonblocking", "--format", "raw", "-o", str(Path(args.py_spy) / f"{name}.txt"),
-    ]  # fmt: skip
+    ] + (["--idle", "--threads"] if args.py_spy_idle else [])  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -966,6 +966,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--py-spy", help="sample each app with py-spy during its ack phases into this directory"
+    )
+    parser.add_argument(
+        "--py-spy-idle", action="store_true", help="with --py-spy: sample waiting threads too, one stack per thread"
     )
     parser.add_argument("--keep-logs", help="copy the child processes' logs into this directory")
     parser.add_argument("--seed", type=int, default=0)
