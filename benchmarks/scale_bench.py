@@ -26,9 +26,11 @@ uvicorn with `calsync.app.make_http_server`'s settings, listeners that do nothin
    counts); how many questions the workers answered meanwhile (the answers flowed during both).
 
 `--profile` starts the web process as `serve_timed_app` instead: the same app, with the queue work
-each DM or @mention does before its ack timed in it (waiting for a thread, the record transaction,
-back on the event loop, the procrastinate defer, and how many defers were waiting for one of the
-procrastinate pool's connections), reported per rate. `--py-spy DIR` samples both apps during their
+each DM or @mention does before its ack timed in it (the backlog check, the one statement that
+claims, records and defers, and how many were waiting for one of the procrastinate pool's
+connections), reported per rate. Always, the backlog limits are raised to `--backlog-limit` for the web
+process, so the ack phases measure questions queued, not shed (the defaults, 100 per workspace, are
+full after the backlog of `--backlog` DMs: every question would be shed). `--py-spy DIR` samples both apps during their
 ack phases (collapsed stacks). `--latency S` makes every Google and Microsoft request S seconds slow.
 
 Each figure is also given as the median over `--runs`. Loopback only; every wait is bounded; every
@@ -61,7 +63,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ack_bench import Prepared as Request
 from ack_bench import World, fix_response_urls, prepare_world, send_all
@@ -160,58 +161,46 @@ class Meter:
 
 def serve_timed_app(port: int, out: Path) -> None:
     """Child process: `slackload.serve_app`, with the queue work each DM or @mention does before its
-    ack timed (`AnswerQueue.enqueue`: waiting for a thread of the default pool, the record
-    transaction in it, back on the event loop, the procrastinate defer). One JSON line per question
-    (wall-clock start and the four parts, in seconds) is written to `out` when the server stops."""
+    ack timed: the backlog check (`AnswerQueue.full`, a count at most every 0.25 s) and the one
+    statement that claims, records and defers (`AnswerQueue._record_and_defer`), with how many others
+    were waiting for one of the procrastinate pool's connections as it started. One JSON line per
+    question (wall-clock start and the parts, in seconds) is written to `out` when the server stops."""
     import contextvars
     import json
 
     from slackload import serve_app
 
     from calsync.bot.queue import AnswerQueue
-    from calsync.store import questions
     from calsync.store.questions import Question as Asked
 
     marks: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("marks")
     rows: list[dict[str, float]] = []
-    record, enqueue, defer = questions.record, AnswerQueue.enqueue, AnswerQueue.defer
+    full, statement = AnswerQueue.full, AnswerQueue._record_and_defer
 
-    def timed_record(*args: Any, **kwargs: Any) -> bool:
+    async def timed_full(self: AnswerQueue, team_id: str) -> bool:
+        mine = {"wall": time.time(), "start": time.perf_counter()}
+        marks.set(mine)
+        try:
+            return await full(self, team_id)
+        finally:
+            mine["checked"] = time.perf_counter()
+            rows.append(mine)
+
+    async def timed_statement(self: AnswerQueue, question: Asked) -> bool:
         mine = marks.get(None)
         if mine is not None:
-            mine["thread"] = time.perf_counter()
+            stats = self.app.connector.pool.get_stats()  # type: ignore[attr-defined]
+            mine["waiting"] = stats.get("requests_waiting", 0)
+            mine["in use"] = stats.get("pool_size", 0) - stats.get("pool_available", 0)
+            mine["statement"] = time.perf_counter()
         try:
-            return record(*args, **kwargs)
+            return await statement(self, question)
         finally:
             if mine is not None:
                 mine["recorded"] = time.perf_counter()
 
-    async def timed_defer(self: AnswerQueue, event_id: str) -> None:
-        mine = marks.get(None)
-        if mine is not None:
-            mine["defer"] = time.perf_counter()
-            pool = self.app.connector.pool  # type: ignore[attr-defined]
-            stats = pool.get_stats()
-            mine["waiting"] = stats.get(
-                "requests_waiting", 0
-            )  # for one of the procrastinate pool's connections
-            mine["in use"] = stats.get("pool_size", 0) - stats.get("pool_available", 0)
-        await defer(self, event_id)
-        if mine is not None:
-            mine["deferred"] = time.perf_counter()
-
-    async def timed_enqueue(self: AnswerQueue, question: Asked) -> bool:
-        mine = {"wall": time.time(), "start": time.perf_counter()}
-        marks.set(mine)
-        try:
-            return await enqueue(self, question)
-        finally:
-            mine["end"] = time.perf_counter()
-            rows.append(mine)
-
-    questions.record = timed_record
-    AnswerQueue.enqueue = timed_enqueue  # type: ignore[method-assign]
-    AnswerQueue.defer = timed_defer  # type: ignore[method-assign]
+    AnswerQueue.full = timed_full  # type: ignore[method-assign]
+    AnswerQueue._record_and_defer = timed_statement  # type: ignore[method-assign]
     # uvicorn raises the SIGTERM it caught again once it has shut down: let that end us through `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -219,14 +208,12 @@ def serve_timed_app(port: int, out: Path) -> None:
     finally:
         with out.open("w") as sink:
             for row in rows:
-                if {"thread", "recorded", "defer", "deferred"} <= row.keys():
+                if {"checked", "statement", "recorded"} <= row.keys():
                     parts = {
                         "wall": row["wall"],
-                        "thread wait": row["thread"] - row["start"],
-                        "record (thread)": row["recorded"] - row["thread"],
-                        "back on the loop": row["defer"] - row["recorded"],
-                        "defer": row["deferred"] - row["defer"],
-                        "enqueue": row["end"] - row["start"],
+                        "backlog check": row["checked"] - row["start"],
+                        "claim + record + defer (one statement)": row["recorded"] - row["statement"],
+                        "enqueue": row["recorded"] - row["start"],
                         "pool: others waiting": row["waiting"],
                         "pool: connections in use": row["in use"],
                     }
@@ -291,6 +278,8 @@ def stage(args: argparse.Namespace, seed: int) -> Iterator[Stage]:
                     **settings,
                     "CALSYNC_SERVE_ANSWERS": "false",
                     "CALSYNC_ANSWER_CONCURRENCY": str(args.concurrency),
+                    "CALSYNC_BACKLOG_PER_WORKSPACE": str(args.backlog_limit),
+                    "CALSYNC_BACKLOG_MAX": str(args.backlog_limit),
                 },
                 database_url=database_url,
             )
@@ -911,7 +900,7 @@ def report_ack_path(args: argparse.Namespace, phases: list[Phase]) -> None:
             continue
         print()
         print(
-            f"The queue work before each DM's or @mention's ack at {rate:g} requests/s (`AnswerQueue.enqueue`, "
+            f"The queue work before each DM's or @mention's ack at {rate:g} requests/s (`AnswerQueue`, "
             f"timed inside the web process; {len(parts['enqueue'])} questions, all runs together):"
         )
         print()
@@ -952,6 +941,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of requests per app")
     parser.add_argument("--ack-workers", type=int, default=2, help="answer workers during the ack phase")
     parser.add_argument("--backlog", type=int, default=400, help="DMs queued before the ack phase")
+    parser.add_argument(
+        "--backlog-limit",
+        type=int,
+        default=1_000_000,
+        help="the web process's backlog limits (queue, do not shed)",
+    )
     parser.add_argument("--settle", type=float, default=180.0, help="seconds a step may take to answer")
     parser.add_argument("--quiet", type=float, default=3.0, help="seconds without a Slack call = settled")
     parser.add_argument(
@@ -968,7 +963,9 @@ def main() -> int:
         "--py-spy", help="sample each app with py-spy during its ack phases into this directory"
     )
     parser.add_argument(
-        "--py-spy-idle", action="store_true", help="with --py-spy: sample waiting threads too, one stack per thread"
+        "--py-spy-idle",
+        action="store_true",
+        help="with --py-spy: sample waiting threads too, one stack per thread",
     )
     parser.add_argument("--keep-logs", help="copy the child processes' logs into this directory")
     parser.add_argument("--seed", type=int, default=0)

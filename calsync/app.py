@@ -340,6 +340,13 @@ def build_slack_bot(
 
     settings = services.settings
     client = client if client is not None else build_slack_client(services)
+    questions = AnswerQueue(
+        task_app(libpq_conninfo(services.engine)),
+        services.sessions,
+        services.clock,
+        per_workspace=settings.backlog_per_workspace,
+        overall=settings.backlog_max,
+    )
     return SlackBot(
         troubleshooter=troubleshooter,
         sessions=services.sessions,
@@ -356,6 +363,7 @@ def build_slack_bot(
                 clock=services.clock,
             ),
             max_concurrent=settings.work_concurrency,
+            claim=questions.claim,
         ),
         answers=Answers(
             troubleshooter=troubleshooter,
@@ -376,13 +384,7 @@ def build_slack_bot(
             clock=services.clock,
             support_contact=settings.support_contact,
         ),
-        questions=AnswerQueue(
-            task_app(libpq_conninfo(services.engine)),
-            services.sessions,
-            services.clock,
-            per_workspace=settings.backlog_per_workspace,
-            overall=settings.backlog_max,
-        ),
+        questions=questions,
         client=client,
         notices=notices if notices is not None else build_notices(services, troubleshooter, client),
     )

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import procrastinate
@@ -67,6 +67,23 @@ SELECT procrastinate_defer_jobs_v1(ARRAY(
         ::procrastinate_job_to_defer_v1
     FROM question
 )) AS ids
+"""
+
+# A claim alone (a shed question, a command, a click): one statement, 1 when this delivery won it.
+_CLAIM = """
+WITH claim AS (
+    INSERT INTO processed_events (event_id, received_at)
+    VALUES (%(event_id)s, %(now)s AT TIME ZONE 'UTC')
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) AS claimed FROM claim
+"""
+
+# What `store.questions.backlog` counts, in one statement.
+_BACKLOG = """
+SELECT count(*) FILTER (WHERE team_id = %(team_id)s) AS workspace, count(*) AS total, min(enqueued_at) AS oldest
+FROM queued_questions WHERE answered_at IS NULL
 """
 
 Answer = Callable[[Question, Callable[[str | None], Awaitable[None]]], Awaitable[None]]
@@ -169,7 +186,7 @@ class AnswerQueue:
         """Whether this workspace, or all together, have as many questions waiting as they may."""
         read_at, workspace, total = self._counts.get(team_id, (0.0, 0, 0))
         if time.monotonic() - read_at > self.fresh_for:
-            backlog = await asyncio.to_thread(questions.backlog, self.sessions, team_id)
+            backlog = await self.backlog(team_id)
             read_at, workspace, total = time.monotonic(), backlog.workspace, backlog.total
             if len(self._counts) > 10_000:
                 self._counts.clear()
@@ -179,12 +196,24 @@ class AnswerQueue:
     async def shed(self, event_id: str) -> bool:
         """Claim a question that will not be answered (the backlog is full): True when this delivery
         is the one to tell the rep, False for a retry of one already told or answered."""
-        claimed = await asyncio.to_thread(claim, self.sessions, self.clock, event_id)
+        claimed = await self.claim(event_id)
         self.shed_count += claimed
         return claimed
 
+    async def claim(self, key: str) -> bool:
+        """True the first time `key` is claimed in `processed_events` (`store.claims.claim`), in any
+        process sharing the database: on PostgreSQL one statement on the queue's async pool."""
+        if not durable(self.app):
+            return await asyncio.to_thread(claim, self.sessions, self.clock, key)
+        row = await self.app.connector.execute_query_one_async(_CLAIM, event_id=key[:255], now=self.clock())
+        return bool(row["claimed"])
+
     async def backlog(self, team_id: str) -> questions.Backlog:
-        return await asyncio.to_thread(questions.backlog, self.sessions, team_id)
+        if not durable(self.app):
+            return await asyncio.to_thread(questions.backlog, self.sessions, team_id)
+        row = await self.app.connector.execute_query_one_async(_BACKLOG, team_id=team_id[:32])
+        oldest = row["oldest"].astimezone(UTC) if row["oldest"] is not None else None
+        return questions.Backlog(workspace=int(row["workspace"]), total=int(row["total"]), oldest=oldest)
 
 
 @dataclass

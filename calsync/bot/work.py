@@ -53,10 +53,12 @@ class Work:
         clock: Callable[[], datetime],
         backlog: Backlog,
         max_concurrent: int = MAX_CONCURRENT_WORK,
+        claim: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.backlog = backlog
+        self._claim = claim  # from the event loop (`AnswerQueue.claim`); else the sync claim in a thread
         self.max_concurrent = max(1, max_concurrent)
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
@@ -64,6 +66,8 @@ class Work:
         """True the first time an event id is seen, in any process sharing the database."""
         if not event_id:
             return True
+        if self._claim is not None:
+            return await self._claim(event_id)
         return await asyncio.to_thread(claim, self.sessions, self.clock, event_id)
 
     async def in_turn(

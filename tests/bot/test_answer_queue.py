@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from calsync.bot.queue import AnswerQueue, AnswerWorker, durable, resume, run_answer_worker, task_app
 from calsync.db import libpq_conninfo, make_session_factory
 from calsync.store import questions
+from calsync.store.claims import claim
 from calsync.store.questions import Question
 from calsync.syncbackend import migrate
 from calsync.syncbackend.models import ProcessedEvent, QueuedQuestion
@@ -275,3 +276,17 @@ async def test_the_recorded_times_are_the_clocks(sessions: sessionmaker[Session]
             row is not None and row.enqueued_at == at and row.attempts == 0 and row.text == "where is my demo"
         )
         assert claim is not None and claim.received_at.replace(tzinfo=UTC) == at
+
+
+async def test_claims_and_backlog_counts_from_the_event_loop_agree_with_the_stores(
+    queue: AnswerQueue, sessions: sessionmaker[Session]
+) -> None:
+    """On PostgreSQL `claim` and `backlog` are statements on the queue's async pool, elsewhere the
+    store's functions in a thread: the same answers either way."""
+    assert [await queue.claim("interaction:abc") for _ in range(3)] == [True, False, False]
+    assert claim(sessions, utcnow, "interaction:abc") is False
+    for n, team in [(11, "T1"), (12, "T1"), (13, "T2")]:
+        await queue.enqueue(question(n, team))
+    for team in ("T1", "T2", "T3"):
+        assert await queue.backlog(team) == questions.backlog(sessions, team)
+    assert (await queue.backlog("T1")).workspace == 2 and (await queue.backlog("T3")).total == 3
