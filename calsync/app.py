@@ -7,7 +7,7 @@ service; the logic lives in the packages, not here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +23,8 @@ from calsync.sandbox.demo import demo_problems as _demo_problems
 from calsync.settings import Settings
 
 if TYPE_CHECKING:
+    import asyncio
+
     import uvicorn
     from fastapi import APIRouter, FastAPI
     from prometheus_client import CollectorRegistry
@@ -465,6 +467,7 @@ def build_web_app(
     *,
     sandbox: bool | None = None,
     bot: SlackBot | None = None,
+    sync_engine: SyncEngine | None = None,
 ) -> FastAPI:
     """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
     flow is always served; with `bot` it also tells the rep in Slack afterwards, keeps the bot's
@@ -483,19 +486,62 @@ def build_web_app(
         healthy=database_is_up(services.engine),
         routers=routers,
         slack_verifier=SlackVerifier(secret) if bolt_app is not None and secret else None,
-        lifespan=build_answering(services, bot) if bot is not None else None,
+        lifespan=build_serving(services, bot, sync_engine),
         metrics=build_metrics(bot),
     )
+
+
+def build_serving(
+    services: Services, bot: SlackBot | None, sync_engine: SyncEngine | None
+) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+    """What runs beside the HTTP server for as long as it serves: the answer queue (`build_answering`)
+    with a bot, and the sync engine's worker loop with `sync_engine` (`calsync serve` on one machine)."""
+    import asyncio
+    import contextlib
+
+    from calsync.syncbackend.engine import run_worker
+
+    if bot is None and sync_engine is None:
+        return None
+    answering = build_answering(services, bot) if bot is not None else None
+
+    @contextlib.asynccontextmanager
+    async def serving() -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if answering is not None:
+                await stack.enter_async_context(answering())
+            if sync_engine is not None:
+                stop = asyncio.Event()
+                syncing = asyncio.create_task(run_worker(sync_engine, stop))
+                stack.push_async_callback(lambda: _stopped(stop, syncing))
+            yield
+
+    return serving
+
+
+async def _stopped(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Ask the loop running in `task` to end at its next turn, and wait for it."""
+    stop.set()
+    await task
 
 
 def build_answering(services: Services, bot: SlackBot) -> Callable[[], AbstractAsyncContextManager[None]]:
     """The serving process's part of the answer queue: open it, and answer too unless answer workers
     run apart (`CALSYNC_SERVE_ANSWERS=false`, PostgreSQL only: SQLite's queue lives in this process)."""
-    from calsync.bot.queue import answering, durable
+    from calsync.bot.queue import answering
 
     settings = services.settings
-    embedded = settings.serve_answers or not durable(bot.questions.app)
-    return answering(bot, embedded_worker=embedded, concurrency=settings.answer_concurrency)
+    return answering(
+        bot, embedded_worker=answers_in_serve(settings, bot), concurrency=settings.answer_concurrency
+    )
+
+
+def answers_in_serve(settings: Settings, bot: SlackBot) -> bool:
+    """Whether the serving process answers questions too: as `CALSYNC_SERVE_ANSWERS` says, and always
+    on SQLite (its queue lives in that process)."""
+    from calsync.bot.queue import durable
+
+    return settings.serve_answers or not durable(bot.questions.app)
 
 
 def build_metrics(bot: SlackBot | None) -> CollectorRegistry:

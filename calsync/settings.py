@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # The answer queue (README, *Process model*): whether `calsync serve` also answers in its own
     # process (always so on SQLite), and how many questions one answer worker works on at once.
     serve_answers: bool = Field(default=True, alias="CALSYNC_SERVE_ANSWERS")
+    # Whether `calsync serve` also runs the sync engine (what `calsync worker` runs), so one command
+    # syncs on one machine; off where workers run apart.
+    serve_sync: bool = Field(default=True, alias="CALSYNC_SERVE_SYNC")
     answer_concurrency: int = Field(default=8, ge=1, le=256, alias="CALSYNC_ANSWER_CONCURRENCY")
 
     @property

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -98,3 +101,56 @@ def test_serve_with_a_bot_token_and_no_signing_secret_refuses_to_start(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "SLACK_SIGNING_SECRET is not set" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def sync_runs_since(database: Path, since: str) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        (count,) = connection.execute(
+            "SELECT count(*) FROM sync_runs WHERE started_at >= ?", (since,)
+        ).fetchone()
+    return int(count)
+
+
+@pytest.mark.parametrize(
+    ("flags", "syncs", "says"),
+    [
+        ([], True, "Also running: the sync engine; the answer worker."),
+        (["--no-sync"], False, "no sync engine (run `calsync worker`)"),
+    ],
+    ids=["syncs-by-default", "no-sync"],
+)
+def test_serve_runs_the_sync_engine_unless_told_not_to(
+    tmp_path: Path, flags: list[str], syncs: bool, says: str
+) -> None:
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GOOGLE_", "MICROSOFT_", "SLACK_", "CALSYNC_"))
+    }
+    env.update({"CALSYNC_STATE_DIR": str(tmp_path), "PYTHONIOENCODING": "utf-8"})
+    env.pop("DATABASE_URL", None)
+    started = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    server = subprocess.Popen(
+        [CALSYNC, "serve", "--port", str(port), *flags],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: healthy(url) or server.poll() is not None, timeout=90, what="calsync serve")
+        assert server.poll() is None, server.communicate()[1].decode()
+        database = tmp_path / "calsync.db"
+        if syncs:  # the demo's connections are due: the engine's first round runs their cycles
+            wait_for(lambda: sync_runs_since(database, started), timeout=60, what="a sync run")
+        else:
+            time.sleep(6)  # longer than a round of the engine (5 s)
+            assert sync_runs_since(database, started) == 0
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+    assert says in stderr.decode(), stderr.decode()

@@ -28,11 +28,22 @@ def refuse_unverifiable_http(settings: Settings) -> None:
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    sync: bool | None = typer.Option(
+        None, "--sync/--no-sync", help="Also run the sync engine (default: CALSYNC_SERVE_SYNC, on)."
+    ),
+    answers: bool | None = typer.Option(
+        None,
+        "--answers/--no-answers",
+        help="Also answer the questions (default: CALSYNC_SERVE_ANSWERS, on; always on with SQLite).",
+    ),
 ) -> None:
-    """Serve Slack (HTTP at /slack/events, or Socket Mode when SLACK_APP_TOKEN is set) and /healthz."""
+    """Serve Slack (HTTP at /slack/events, or Socket Mode when SLACK_APP_TOKEN is set) and /healthz;
+    on one machine also the sync engine and the answer worker (`--no-sync`, `--no-answers` where
+    `calsync worker` and `calsync answer-worker` run apart)."""
     import asyncio
 
     from calsync.app import (
+        answers_in_serve,
         build_bolt_app,
         build_engine_and_bot,
         build_troubleshooter,
@@ -44,13 +55,35 @@ def serve_command(
     from calsync.settings import Settings
 
     refuse_unverifiable_http(Settings())
-    with open_services(announce=note) as services:
+    overrides = {
+        name: value
+        for name, value in (("CALSYNC_SERVE_SYNC", sync), ("CALSYNC_SERVE_ANSWERS", answers))
+        if value is not None
+    }
+    with open_services(announce=note, settings=Settings(**overrides) if overrides else None) as services:  # type: ignore[arg-type]
         settings = services.settings
         refuse_unverifiable_http(settings)  # the sandbox brings its own Slack secret, or none at all
         troubleshooter = build_troubleshooter(services)
-        _, bot = build_engine_and_bot(services, troubleshooter)
+        engine, bot = build_engine_and_bot(services, troubleshooter)
         bolt_app = build_bolt_app(services, bot)
-        web = build_web_app(services, None if settings.slack_app_token else bolt_app, troubleshooter, bot=bot)
+        web = build_web_app(
+            services,
+            None if settings.slack_app_token else bolt_app,
+            troubleshooter,
+            bot=bot,
+            sync_engine=engine if settings.serve_sync else None,
+        )
+        note(
+            "Also running: "
+            + ("the sync engine" if settings.serve_sync else "no sync engine (run `calsync worker`)")
+            + "; "
+            + (
+                "the answer worker"
+                if answers_in_serve(settings, bot)
+                else "no answer worker (run `calsync answer-worker`)"
+            )
+            + "."
+        )
         if bolt_app is None:
             note("No SLACK_BOT_TOKEN: serving /healthz only; Slack is not connected.")
         server = make_http_server(web, host, port)
