@@ -25,16 +25,29 @@ def refuse_unverifiable_http(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
+def refuse_unusable_app_token(settings: Settings) -> None:
+    """Socket Mode takes an app-level token (`xapp-…`); a bot or user token there is a mix-up that
+    Slack would only answer with `not_allowed_token_type`."""
+    from calsync.bot.socket_mode import APP_TOKEN_PREFIX
+
+    token = settings.slack_app_token.get_secret_value().strip() if settings.slack_app_token else ""
+    if token and not token.startswith(APP_TOKEN_PREFIX):
+        note(
+            f"calsync serve: SLACK_APP_TOKEN must be an app-level token ({APP_TOKEN_PREFIX}…, Basic "
+            "Information → App-Level Tokens, scope connections:write), not a bot or user token."
+        )
+        raise typer.Exit(2)
+
+
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
 ) -> None:
     """Serve Slack (HTTP at /slack/events, or Socket Mode when SLACK_APP_TOKEN is set) and /healthz."""
-    import asyncio
-
     from calsync.app import (
         build_bolt_app,
         build_engine_and_bot,
+        build_socket_mode,
         build_troubleshooter,
         build_web_app,
         make_http_server,
@@ -44,17 +57,23 @@ def serve_command(
     from calsync.settings import Settings
 
     refuse_unverifiable_http(Settings())
+    refuse_unusable_app_token(Settings())
     with open_services(announce=note) as services:
         settings = services.settings
         refuse_unverifiable_http(settings)  # the sandbox brings its own Slack secret, or none at all
         troubleshooter = build_troubleshooter(services)
         _, bot = build_engine_and_bot(services, troubleshooter)
         bolt_app = build_bolt_app(services, bot)
-        web = build_web_app(services, None if settings.slack_app_token else bolt_app, troubleshooter, bot=bot)
+        web = build_web_app(services, bolt_app, troubleshooter, bot=bot)
         if bolt_app is None:
             note("No SLACK_BOT_TOKEN: serving /healthz only; Slack is not connected.")
         server = make_http_server(web, host, port)
-        note(f"calsync listening on http://{host}:{port} (Slack events at /slack/events, health at /healthz)")
+        slack_way_in = (
+            f"over Socket Mode (SLACK_APP_TOKEN, via {settings.slack_api_url})"
+            if build_socket_mode(services, bolt_app) is not None
+            else "at /slack/events"
+        )
+        note(f"calsync listening on http://{host}:{port} (Slack events {slack_way_in}, health at /healthz)")
         if services.world is not None:
             demo = load_demo_if_empty(
                 sessions=services.sessions, world=services.world, cipher=services.cipher, clock=services.clock
@@ -62,18 +81,9 @@ def serve_command(
             if demo:
                 note("The database was empty: loaded the demo scenario (reps @northwind.example).")
             note(f"Try calsync in your browser: http://{host}:{port}/playground")
-        if settings.slack_app_token and bolt_app is not None:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
-
-            async def both() -> None:
-                await asyncio.gather(socket_mode.start_async(), server.serve())
-
-            note("SLACK_APP_TOKEN is set: receiving Slack events over Socket Mode.")
-            asyncio.run(both())
-        else:
-            server.run()
+        server.run()
+        if not server.started:  # the start-up failed (Slack refused the app token, say); uvicorn said why
+            raise typer.Exit(3)
 
 
 def answer_worker_command(
