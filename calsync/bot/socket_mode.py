@@ -24,6 +24,28 @@ class SocketModeRefused(RuntimeError):
     """Slack would not open a Socket Mode connection for the app-level token."""
 
 
+def refusal(error: str) -> str:
+    return (
+        f"Slack refused SLACK_APP_TOKEN for Socket Mode (apps.connections.open: {error}); it must be an "
+        "app-level token (xapp-…) with connections:write, of the same app as SLACK_BOT_TOKEN"
+    )
+
+
+async def app_token_problem(api_url: str, app_token: str) -> str | None:
+    """Why Slack (at `api_url`) will not open Socket Mode for `app_token`, or None when it will.
+    Asks for one WebSocket URL and leaves it unused (Slack lets it expire)."""
+    import aiohttp
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    try:
+        await AsyncWebClient(base_url=api_url, timeout=10).apps_connections_open(app_token=app_token)
+    except SlackApiError as error:
+        return refusal(str(error.response.get("error")))
+    except (aiohttp.ClientError, TimeoutError) as error:
+        return f"Slack's Web API at {api_url} did not answer apps.connections.open ({type(error).__name__})"
+    return None
+
+
 def socket_mode(bolt_app: AsyncApp, app_token: str) -> Callable[[], AbstractAsyncContextManager[None]]:
     """The app connected over Socket Mode for the life of the block.
 
@@ -42,11 +64,7 @@ def socket_mode(bolt_app: AsyncApp, app_token: str) -> Callable[[], AbstractAsyn
             try:
                 handler.client.wss_uri = await handler.client.issue_new_wss_url()
             except SlackApiError as error:
-                raise SocketModeRefused(
-                    f"Slack refused SLACK_APP_TOKEN for Socket Mode (apps.connections.open: "
-                    f"{error.response.get('error')}); it must be an app-level token (xapp-…) "
-                    "with connections:write, of the same app as SLACK_BOT_TOKEN"
-                ) from None
+                raise SocketModeRefused(refusal(str(error.response.get("error")))) from None
             await handler.connect_async()
             yield
         finally:

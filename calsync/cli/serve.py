@@ -39,6 +39,22 @@ def refuse_unusable_app_token(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
+def refuse_app_token_slack_refuses(settings: Settings) -> None:
+    """Ask Slack for a Socket Mode URL before serving, so that a wrong app token is one sentence
+    here rather than a failed start-up's traceback (the start-up still checks: `bot/socket_mode.py`)."""
+    import asyncio
+
+    from calsync.bot.socket_mode import app_token_problem
+
+    token = settings.slack_app_token.get_secret_value().strip() if settings.slack_app_token else ""
+    if not token or settings.slack_bot_token is None:
+        return
+    problem = asyncio.run(app_token_problem(settings.slack_api_url, token))
+    if problem is not None:
+        note(f"calsync serve: {problem}.")
+        raise typer.Exit(2)
+
+
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -61,6 +77,7 @@ def serve_command(
     with open_services(announce=note) as services:
         settings = services.settings
         refuse_unverifiable_http(settings)  # the sandbox brings its own Slack secret, or none at all
+        refuse_app_token_slack_refuses(settings)
         troubleshooter = build_troubleshooter(services)
         _, bot = build_engine_and_bot(services, troubleshooter)
         bolt_app = build_bolt_app(services, bot)
