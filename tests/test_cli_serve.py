@@ -76,9 +76,10 @@ def test_serve_in_sandbox_mode_answers_health_and_the_playground(tmp_path: Path)
     assert f"http://127.0.0.1:{port}/playground" in notes
 
 
+@pytest.mark.parametrize("app_token", [None, "  "], ids=["http", "blank-app-token"])
 @pytest.mark.parametrize("secret", [None, "", "   "], ids=["unset", "empty", "blank"])
 def test_serve_with_a_bot_token_and_no_signing_secret_refuses_to_start(
-    tmp_path: Path, secret: str | None
+    tmp_path: Path, secret: str | None, app_token: str | None
 ) -> None:
     """Fail closed: unverifiable HTTP would accept forged commands. One sentence, no traceback."""
     env = {
@@ -95,6 +96,8 @@ def test_serve_with_a_bot_token_and_no_signing_secret_refuses_to_start(
     )
     if secret is not None:
         env["SLACK_SIGNING_SECRET"] = secret
+    if app_token is not None:  # a blank app token is no Socket Mode: still HTTP, still unverifiable
+        env["SLACK_APP_TOKEN"] = app_token
     done = subprocess.run(
         [CALSYNC, "serve", "--port", str(free_port())],
         cwd=tmp_path,

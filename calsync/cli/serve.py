@@ -12,12 +12,17 @@ if TYPE_CHECKING:
     from calsync.settings import Settings
 
 
+def app_token(settings: Settings) -> str:
+    """`SLACK_APP_TOKEN`, "" when unset or blank (as `calsync.app.build_socket_mode` reads it)."""
+    return settings.slack_app_token.get_secret_value().strip() if settings.slack_app_token else ""
+
+
 def refuse_unverifiable_http(settings: Settings) -> None:
     """Fail closed: a bot token served over HTTP without a signing secret would take unsigned requests
     (a forged `/calsync diagnose` with a foreign response_url would receive a diagnosis)."""
     from calsync.app import signing_secret
 
-    if settings.slack_bot_token is not None and not settings.slack_app_token and not signing_secret(settings):
+    if settings.slack_bot_token is not None and not app_token(settings) and not signing_secret(settings):
         note(
             "calsync serve: SLACK_SIGNING_SECRET is not set, so requests to /slack/events cannot be "
             "verified; set it (Basic Information → Signing Secret) or use Socket Mode (SLACK_APP_TOKEN)."
@@ -30,7 +35,7 @@ def refuse_unusable_app_token(settings: Settings) -> None:
     Slack would only answer with `not_allowed_token_type`."""
     from calsync.bot.socket_mode import APP_TOKEN_PREFIX
 
-    token = settings.slack_app_token.get_secret_value().strip() if settings.slack_app_token else ""
+    token = app_token(settings)
     if token and not token.startswith(APP_TOKEN_PREFIX):
         note(
             f"calsync serve: SLACK_APP_TOKEN must be an app-level token ({APP_TOKEN_PREFIX}…, Basic "
@@ -46,7 +51,7 @@ def refuse_app_token_slack_refuses(settings: Settings) -> None:
 
     from calsync.bot.socket_mode import app_token_problem
 
-    token = settings.slack_app_token.get_secret_value().strip() if settings.slack_app_token else ""
+    token = app_token(settings)
     if not token or settings.slack_bot_token is None:
         return
     problem = asyncio.run(app_token_problem(settings.slack_api_url, token))
