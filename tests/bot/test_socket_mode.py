@@ -214,8 +214,8 @@ def test_after_slack_asks_for_a_refresh_calsync_reconnects_and_still_answers(sla
 
 @pytest.mark.parametrize(
     ("path", "status"),
-    [("/healthz", 200), ("/playground", 200), ("/slack/events", 404)],
-    ids=["health", "playground", "no-http-events"],
+    [("/healthz", 200), ("/playground", 200), ("/oauth/google/callback", 400), ("/slack/events", 404)],
+    ids=["health", "playground", "oauth-callback", "no-http-events"],
 )
 def test_the_http_port_serves_the_pages_but_not_slack_events(
     slack: SocketSlack, path: str, status: int
