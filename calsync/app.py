@@ -23,8 +23,6 @@ from calsync.sandbox.demo import demo_problems as _demo_problems
 from calsync.settings import Settings
 
 if TYPE_CHECKING:
-    import asyncio
-
     import uvicorn
     from fastapi import APIRouter, FastAPI
     from prometheus_client import CollectorRegistry
@@ -472,7 +470,10 @@ def build_web_app(
     """The HTTP app; with a troubleshooter it also serves the pages (`build_pages`). The reconnect
     flow is always served; with `bot` it also tells the rep in Slack afterwards, keeps the bot's
     answer queue open while it serves (and answers too, per `CALSYNC_SERVE_ANSWERS`), and `/metrics`
-    shows the bot's backlog (`build_metrics`)."""
+    shows the bot's backlog (`build_metrics`).
+
+    `bolt_app` is how Slack reaches calsync: at `POST /slack/events`, or — with `SLACK_APP_TOKEN` —
+    over Socket Mode, connected while the app serves (`build_socket_mode`) and no `/slack/events`."""
     from calsync.store.web import database_is_up
     from calsync.web.app import create_web_app
     from calsync.web.slack_verify import SlackVerifier
@@ -481,48 +482,76 @@ def build_web_app(
     if troubleshooter is not None:
         routers.append(build_pages(services, troubleshooter, sandbox=sandbox))
     secret = signing_secret(services.settings)
+    socket_mode = build_socket_mode(services, bolt_app)
+    over_http = None if socket_mode is not None else bolt_app
     return create_web_app(
-        bolt_app=bolt_app,
+        bolt_app=over_http,
         healthy=database_is_up(services.engine),
         routers=routers,
-        slack_verifier=SlackVerifier(secret) if bolt_app is not None and secret else None,
-        lifespan=build_serving(services, bot, sync_engine),
+        slack_verifier=SlackVerifier(secret) if over_http is not None and secret else None,
+        lifespan=_one_after_another(
+            build_answering(services, bot) if bot is not None else None,
+            build_syncing(sync_engine) if sync_engine is not None else None,
+            socket_mode,
+        ),
         metrics=build_metrics(bot),
     )
 
 
-def build_serving(
-    services: Services, bot: SlackBot | None, sync_engine: SyncEngine | None
-) -> Callable[[], AbstractAsyncContextManager[None]] | None:
-    """What runs beside the HTTP server for as long as it serves: the answer queue (`build_answering`)
-    with a bot, and the sync engine's worker loop with `sync_engine` (`calsync serve` on one machine)."""
+def build_syncing(sync_engine: SyncEngine) -> Callable[[], AbstractAsyncContextManager[None]]:
+    """The sync engine's worker loop (what `calsync worker` runs) while it is entered: `calsync serve`
+    on one machine."""
     import asyncio
     import contextlib
 
     from calsync.syncbackend.engine import run_worker
 
-    if bot is None and sync_engine is None:
+    @contextlib.asynccontextmanager
+    async def syncing() -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_worker(sync_engine, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await running
+
+    return syncing
+
+
+def build_socket_mode(
+    services: Services, bolt_app: AsyncApp | None
+) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+    """`bolt_app` connected to Slack over Socket Mode while it is entered, when `SLACK_APP_TOKEN` is
+    set (None otherwise). The WebSocket URL comes from the bot's Web API client, so from
+    `SLACK_API_URL`. Makes no network call until entered."""
+    from calsync.bot.socket_mode import socket_mode
+
+    token = services.settings.slack_app_token
+    if bolt_app is None or token is None or not token.get_secret_value().strip():
         return None
-    answering = build_answering(services, bot) if bot is not None else None
+    return socket_mode(bolt_app, token.get_secret_value().strip())
+
+
+def _one_after_another(
+    *parts: Callable[[], AbstractAsyncContextManager[None]] | None,
+) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+    """The parts entered in order and left in reverse (the answer queue is open before Socket Mode
+    brings the first event, and stays open until the socket is closed); None when there are none."""
+    import contextlib
+
+    present = [part for part in parts if part is not None]
+    if not present:
+        return None
 
     @contextlib.asynccontextmanager
-    async def serving() -> AsyncIterator[None]:
+    async def entered() -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            if answering is not None:
-                await stack.enter_async_context(answering())
-            if sync_engine is not None:
-                stop = asyncio.Event()
-                syncing = asyncio.create_task(run_worker(sync_engine, stop))
-                stack.push_async_callback(lambda: _stopped(stop, syncing))
+            for part in present:
+                await stack.enter_async_context(part())
             yield
 
-    return serving
-
-
-async def _stopped(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
-    """Ask the loop running in `task` to end at its next turn, and wait for it."""
-    stop.set()
-    await task
+    return entered
 
 
 def build_answering(services: Services, bot: SlackBot) -> Callable[[], AbstractAsyncContextManager[None]]:

@@ -9,12 +9,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from calsync.app import utc_now
+from calsync.db import make_engine
+from calsync.sandbox.server import BackgroundServer
+from calsync.sandbox.slack_emulator import build_slack_app
+from calsync.sandbox.slack_requests import event_payload
+from calsync.sandbox.slack_socket_mode import SocketModeHub
+from calsync.sandbox.world import World
+from calsync.syncbackend import migrate
 from tests.bot.conftest import wait_for
 
 CALSYNC = str(Path(sys.executable).parent / "calsync")
@@ -70,9 +79,10 @@ def test_serve_in_sandbox_mode_answers_health_and_the_playground(tmp_path: Path)
     assert f"http://127.0.0.1:{port}/playground" in notes
 
 
+@pytest.mark.parametrize("app_token", [None, "  "], ids=["http", "blank-app-token"])
 @pytest.mark.parametrize("secret", [None, "", "   "], ids=["unset", "empty", "blank"])
 def test_serve_with_a_bot_token_and_no_signing_secret_refuses_to_start(
-    tmp_path: Path, secret: str | None
+    tmp_path: Path, secret: str | None, app_token: str | None
 ) -> None:
     """Fail closed: unverifiable HTTP would accept forged commands. One sentence, no traceback."""
     env = {
@@ -89,6 +99,8 @@ def test_serve_with_a_bot_token_and_no_signing_secret_refuses_to_start(
     )
     if secret is not None:
         env["SLACK_SIGNING_SECRET"] = secret
+    if app_token is not None:  # a blank app token is no Socket Mode: still HTTP, still unverifiable
+        env["SLACK_APP_TOKEN"] = app_token
     done = subprocess.run(
         [CALSYNC, "serve", "--port", str(free_port())],
         cwd=tmp_path,
@@ -101,6 +113,112 @@ def test_serve_with_a_bot_token_and_no_signing_secret_refuses_to_start(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "SLACK_SIGNING_SECRET is not set" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def socket_mode_env(tmp_path: Path, slack_url: str, app_token: str) -> dict[str, str]:
+    """Sandbox calendars, and Slack over Socket Mode through the test's Slack emulator (no signing secret)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GOOGLE_", "MICROSOFT_", "SLACK_"))
+    }
+    env.pop("DATABASE_URL", None)
+    env.update(
+        {
+            "CALSYNC_STATE_DIR": str(tmp_path),
+            "PYTHONIOENCODING": "utf-8",
+            "SLACK_API_URL": f"{slack_url}/api/",
+            "SLACK_BOT_TOKEN": SOCKET_BOT_TOKEN,
+            "SLACK_APP_TOKEN": app_token,
+        }
+    )
+    return env
+
+
+SOCKET_BOT_TOKEN, SOCKET_APP_TOKEN = "xoxb-sandbox-serve-socket", "xapp-1-sandbox-serve-socket"
+
+
+@pytest.fixture
+def socket_slack(tmp_path: Path) -> Iterator[tuple[World, str, SocketModeHub]]:
+    """A Slack emulator with Socket Mode on, over the world in the database `calsync serve` will use."""
+    url = f"sqlite:///{tmp_path / 'calsync.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    world = World(engine)
+    app = build_slack_app(world, bot_token=SOCKET_BOT_TOKEN, app_token=SOCKET_APP_TOKEN, clock=utc_now)
+    with BackgroundServer(app) as server:
+        yield world, server.url, app.state.socket_mode
+    engine.dispose()
+
+
+def test_serve_over_socket_mode_connects_out_answers_and_still_serves_http(
+    tmp_path: Path, socket_slack: tuple[World, str, SocketModeHub]
+) -> None:
+    world, slack_url, hub = socket_slack
+    port = free_port()
+    server = subprocess.Popen(
+        [CALSYNC, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=socket_mode_env(tmp_path, slack_url, SOCKET_APP_TOKEN),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: healthy(url) or server.poll() is not None, timeout=90, what="calsync serve")
+        assert server.poll() is None, server.communicate()[1].decode()
+        hub.wait_for_connections(1)
+        assert httpx.post(f"{url}/slack/events", content=b"{}").status_code == 404
+        channel, _ = world.slack_open_dm("U0DEMOCARLA", utc_now())
+        event = {
+            "type": "message",
+            "channel_type": "im",
+            "user": "U0DEMOCARLA",
+            "channel": channel,
+            "text": "why isn't my appointment showing?",
+            "ts": "1764200000.000100",
+        }
+        envelope_id = hub.push("events_api", event_payload(event, "EvServeSocket1"))
+        assert hub.wait_for_ack(envelope_id, timeout=10).payload is None
+        wait_for(
+            lambda: any("revoked" in m.text for m in world.slack_messages(channel)),
+            timeout=30,
+            what="the answer in Carla's DM",
+        )
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+    assert "Traceback" not in stderr.decode()  # SIGINT: a clean shutdown, the socket closed on the way
+    assert f"Slack events over Socket Mode (SLACK_APP_TOKEN, via {slack_url}/api/)" in stderr.decode()
+    assert hub.connections() == []  # closed on the way out
+
+
+@pytest.mark.parametrize(
+    ("app_token", "says"),
+    [
+        ("xoxb-a-bot-token", "SLACK_APP_TOKEN must be an app-level token"),
+        ("xapp-1-of-another-app", "apps.connections.open: invalid_auth"),
+    ],
+    ids=["not-an-app-token", "refused-by-slack"],
+)
+def test_serve_stops_on_an_app_token_it_cannot_use(
+    tmp_path: Path, socket_slack: tuple[World, str, SocketModeHub], app_token: str, says: str
+) -> None:
+    """Exit 2 with one sentence, no traceback, and no connection left open."""
+    _, slack_url, hub = socket_slack
+    done = subprocess.run(
+        [CALSYNC, "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=socket_mode_env(tmp_path, slack_url, app_token),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 2, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("calsync serve:")]
+    assert says in line
+    assert "Traceback" not in done.stderr
+    assert hub.connections() == []
 
 
 def sync_runs_since(database: Path, since: str) -> int:

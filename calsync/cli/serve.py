@@ -12,16 +12,51 @@ if TYPE_CHECKING:
     from calsync.settings import Settings
 
 
+def app_token(settings: Settings) -> str:
+    """`SLACK_APP_TOKEN`, "" when unset or blank (as `calsync.app.build_socket_mode` reads it)."""
+    return settings.slack_app_token.get_secret_value().strip() if settings.slack_app_token else ""
+
+
 def refuse_unverifiable_http(settings: Settings) -> None:
     """Fail closed: a bot token served over HTTP without a signing secret would take unsigned requests
     (a forged `/calsync diagnose` with a foreign response_url would receive a diagnosis)."""
     from calsync.app import signing_secret
 
-    if settings.slack_bot_token is not None and not settings.slack_app_token and not signing_secret(settings):
+    if settings.slack_bot_token is not None and not app_token(settings) and not signing_secret(settings):
         note(
             "calsync serve: SLACK_SIGNING_SECRET is not set, so requests to /slack/events cannot be "
             "verified; set it (Basic Information → Signing Secret) or use Socket Mode (SLACK_APP_TOKEN)."
         )
+        raise typer.Exit(2)
+
+
+def refuse_unusable_app_token(settings: Settings) -> None:
+    """Socket Mode takes an app-level token (`xapp-…`); a bot or user token there is a mix-up that
+    Slack would only answer with `not_allowed_token_type`."""
+    from calsync.bot.socket_mode import APP_TOKEN_PREFIX
+
+    token = app_token(settings)
+    if token and not token.startswith(APP_TOKEN_PREFIX):
+        note(
+            f"calsync serve: SLACK_APP_TOKEN must be an app-level token ({APP_TOKEN_PREFIX}…, Basic "
+            "Information → App-Level Tokens, scope connections:write), not a bot or user token."
+        )
+        raise typer.Exit(2)
+
+
+def refuse_app_token_slack_refuses(settings: Settings) -> None:
+    """Ask Slack for a Socket Mode URL before serving, so that a wrong app token is one sentence
+    here rather than a failed start-up's traceback (the start-up still checks: `bot/socket_mode.py`)."""
+    import asyncio
+
+    from calsync.bot.socket_mode import app_token_problem
+
+    token = app_token(settings)
+    if not token or settings.slack_bot_token is None:
+        return
+    problem = asyncio.run(app_token_problem(settings.slack_api_url, token))
+    if problem is not None:
+        note(f"calsync serve: {problem}.")
         raise typer.Exit(2)
 
 
@@ -40,12 +75,11 @@ def serve_command(
     """Serve Slack (HTTP at /slack/events, or Socket Mode when SLACK_APP_TOKEN is set) and /healthz;
     on one machine also the sync engine and the answer worker (`--no-sync`, `--no-answers` where
     `calsync worker` and `calsync answer-worker` run apart)."""
-    import asyncio
-
     from calsync.app import (
         answers_in_serve,
         build_bolt_app,
         build_engine_and_bot,
+        build_socket_mode,
         build_troubleshooter,
         build_web_app,
         make_http_server,
@@ -55,6 +89,7 @@ def serve_command(
     from calsync.settings import Settings
 
     refuse_unverifiable_http(Settings())
+    refuse_unusable_app_token(Settings())
     overrides = {
         name: value
         for name, value in (("CALSYNC_SERVE_SYNC", sync), ("CALSYNC_SERVE_ANSWERS", answers))
@@ -63,12 +98,13 @@ def serve_command(
     with open_services(announce=note, settings=Settings(**overrides) if overrides else None) as services:  # type: ignore[arg-type]
         settings = services.settings
         refuse_unverifiable_http(settings)  # the sandbox brings its own Slack secret, or none at all
+        refuse_app_token_slack_refuses(settings)
         troubleshooter = build_troubleshooter(services)
         engine, bot = build_engine_and_bot(services, troubleshooter)
         bolt_app = build_bolt_app(services, bot)
         web = build_web_app(
             services,
-            None if settings.slack_app_token else bolt_app,
+            bolt_app,
             troubleshooter,
             bot=bot,
             sync_engine=engine if settings.serve_sync else None,
@@ -87,7 +123,12 @@ def serve_command(
         if bolt_app is None:
             note("No SLACK_BOT_TOKEN: serving /healthz only; Slack is not connected.")
         server = make_http_server(web, host, port)
-        note(f"calsync listening on http://{host}:{port} (Slack events at /slack/events, health at /healthz)")
+        slack_way_in = (
+            f"over Socket Mode (SLACK_APP_TOKEN, via {settings.slack_api_url})"
+            if build_socket_mode(services, bolt_app) is not None
+            else "at /slack/events"
+        )
+        note(f"calsync listening on http://{host}:{port} (Slack events {slack_way_in}, health at /healthz)")
         if services.world is not None:
             demo = load_demo_if_empty(
                 sessions=services.sessions, world=services.world, cipher=services.cipher, clock=services.clock
@@ -95,18 +136,9 @@ def serve_command(
             if demo:
                 note("The database was empty: loaded the demo scenario (reps @northwind.example).")
             note(f"Try calsync in your browser: http://{host}:{port}/playground")
-        if settings.slack_app_token and bolt_app is not None:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            socket_mode = AsyncSocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value())
-
-            async def both() -> None:
-                await asyncio.gather(socket_mode.start_async(), server.serve())
-
-            note("SLACK_APP_TOKEN is set: receiving Slack events over Socket Mode.")
-            asyncio.run(both())
-        else:
-            server.run()
+        server.run()
+        if not server.started:  # the start-up failed (Slack refused the app token, say); uvicorn said why
+            raise typer.Exit(3)
 
 
 def answer_worker_command(

@@ -9,7 +9,9 @@ parameters are read from the query string, a form body or a JSON body alike; `bl
 Routes:
 - `GET|POST /api/{method}`: `auth.test`, `users.info`, `users.lookupByEmail`, `conversations.open`,
   `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `chat.getPermalink`, `views.publish`,
-  `usergroups.users.list`
+  `usergroups.users.list`; with an app-level token, `apps.connections.open` (only with that token;
+  the bot token gets `not_allowed_token_type` there, and the app token everywhere else)
+- `WS /link/?ticket=…` (with an app-level token): Socket Mode, `slack_socket_mode.py`
 - `POST /response/{token}`: a response URL minted by `World.slack_response_url` (JSON body with
   `text`, `blocks`, `response_type`, `replace_original`, `delete_original`, `thread_ts`)
 
@@ -38,7 +40,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from calsync.sandbox.emulator_common import REDACTED
 from calsync.sandbox.faults import apply_faults
@@ -59,17 +61,23 @@ from calsync.sandbox.slack_wire import (
 )
 from calsync.sandbox.world import FaultHit, SandboxRequest, World
 
+# Web API methods that take the app-level token (`xapp-…`) instead of the bot token.
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+
 # -- the emulator -------------------------------------------------------------------------------------
 
 
 class SlackEmulator(SlackMethods):
     """The Slack emulator's HTTP side: `/api/{method}` and response URLs, with faults and the call log."""
 
-    def routes(self) -> list[Route]:
-        return [
+    def routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [
             Route("/api/{method}", self.api, methods=["GET", "POST"]),
             Route("/response/{token}", self.response_url, methods=["POST"]),
         ]
+        if self.socket_mode is not None:
+            routes.append(WebSocketRoute("/link/", self.socket_mode.serve))
+        return routes
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -180,6 +188,16 @@ class SlackEmulator(SlackMethods):
         )
         await run_in_threadpool(self.world.record_request, entry)
 
+    def _check_token(self, method: str, token: str) -> None:
+        """Socket Mode's method takes the app-level token and nothing else does, as at Slack."""
+        app_token = self.socket_mode.app_token if self.socket_mode is not None else None
+        wants_app_token = method in APP_TOKEN_METHODS
+        if token == (app_token if wants_app_token else self.bot_token):
+            return
+        if token in (self.bot_token, app_token):
+            raise SlackError("not_allowed_token_type")
+        raise SlackError("invalid_auth")
+
     def _run(self, handler: _Handler, call: _Call) -> dict[str, Any]:
         with self._lock:
             return handler(call)
@@ -198,8 +216,7 @@ class SlackEmulator(SlackMethods):
             token = self._token(request, params)
             if token is None:
                 raise SlackError("not_authed")
-            if token != self.bot_token:
-                raise SlackError("invalid_auth")
+            self._check_token(method, token)
             params.pop("token", None)
             email = await run_in_threadpool(self._target_email, params)
             fault = await self._apply_faults(request, method, email)
@@ -284,12 +301,22 @@ def build_slack_app(
     bot_user_id: str = "U0CALSYNC",
     team_id: str = "T0SANDBOX",
     bot_id: str = "B0CALSYNC",
+    app_token: str | None = None,
 ) -> Starlette:
-    """The Slack emulator as an ASGI app (serve it with `BackgroundServer` or uvicorn)."""
+    """The Slack emulator as an ASGI app (serve it with `BackgroundServer` or uvicorn). With
+    `app_token`, Socket Mode too: the app's `state.socket_mode` is the `SocketModeHub` to push through."""
     emulator = SlackEmulator(
-        world, bot_token=bot_token, clock=clock, bot_user_id=bot_user_id, team_id=team_id, bot_id=bot_id
+        world,
+        bot_token=bot_token,
+        clock=clock,
+        bot_user_id=bot_user_id,
+        team_id=team_id,
+        bot_id=bot_id,
+        app_token=app_token,
     )
-    return Starlette(routes=emulator.routes())
+    app = Starlette(routes=emulator.routes())
+    app.state.socket_mode = emulator.socket_mode
+    return app
 
 
 __all__ = ["SlackEmulator", "SlackError", "build_slack_app", "message_json", "user_json", "validate_blocks"]

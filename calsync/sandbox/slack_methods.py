@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from calsync.sandbox.slack_socket_mode import SocketModeHub
 from calsync.sandbox.slack_wire import (
     _TS,
     MAX_VIEW_BLOCKS,
@@ -39,9 +40,13 @@ class SlackMethods:
         bot_user_id: str = "U0CALSYNC",
         team_id: str = "T0SANDBOX",
         bot_id: str = "B0CALSYNC",
+        app_token: str | None = None,
+        app_id: str = "A0CALSYNC",
     ) -> None:
         self.world = world
         self.bot_token = bot_token
+        # The app-level token (`xapp-…`) that may open Socket Mode connections; None: Socket Mode is off.
+        self.socket_mode = SocketModeHub(app_token=app_token, app_id=app_id) if app_token else None
         self.clock = clock
         self.bot_user_id = bot_user_id
         self.team_id = team_id
@@ -61,6 +66,7 @@ class SlackMethods:
             "chat.getPermalink": self._chat_get_permalink,
             "views.publish": self._views_publish,
             "usergroups.users.list": self._usergroups_users_list,
+            "apps.connections.open": self._apps_connections_open,
         }
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -117,6 +123,12 @@ class SlackMethods:
         return message_json(message, bot_id=self.bot_id, team_id=self.team_id)
 
     # -- methods ------------------------------------------------------------------------------------
+
+    def _apps_connections_open(self, call: _Call) -> dict[str, Any]:
+        """A WebSocket URL for Socket Mode (the caller's app-level token was checked already)."""
+        if self.socket_mode is None:
+            raise SlackError("invalid_auth")
+        return {"url": self.socket_mode.open_url(call.base_url)}
 
     def _auth_test(self, call: _Call) -> dict[str, Any]:
         return {

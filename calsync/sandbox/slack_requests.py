@@ -1,6 +1,7 @@
-"""What Slack sends to an app, for the sandbox's side of the conversation: the request bodies of an
-event, a slash command and a button click, and their v0 signature (computed by slack_sdk's own
-`SignatureVerifier`). The tests and the ack benchmark both speak to calsync through these."""
+"""What Slack sends to an app, for the sandbox's side of the conversation: an event, a slash command
+and a button click, as the payloads a Socket Mode envelope carries (`*_payload`) and as the HTTP
+request bodies (`*_body`) with their v0 signature (computed by slack_sdk's own `SignatureVerifier`).
+The tests and the ack benchmark both speak to calsync through these."""
 
 from __future__ import annotations
 
@@ -30,21 +31,43 @@ def signed_headers(
     }
 
 
+def event_payload(
+    event: dict[str, Any], event_id: str, event_time: int | None = None, *, team_id: str = TEAM_ID
+) -> dict[str, Any]:
+    """An Events API `event_callback` envelope around `event`, from workspace `team_id`."""
+    return {
+        "token": "legacy",
+        "team_id": team_id,
+        "api_app_id": APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()) if event_time is None else event_time,
+    }
+
+
 def event_body(
     event: dict[str, Any], event_id: str, event_time: int | None = None, *, team_id: str = TEAM_ID
 ) -> bytes:
-    """An Events API `event_callback` envelope around `event`, from workspace `team_id`."""
-    return json.dumps(
-        {
-            "token": "legacy",
-            "team_id": team_id,
-            "api_app_id": APP_ID,
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id,
-            "event_time": int(time.time()) if event_time is None else event_time,
-        }
-    ).encode()
+    """`event_payload` as the JSON body Slack posts."""
+    return json.dumps(event_payload(event, event_id, event_time, team_id=team_id)).encode()
+
+
+def command_payload(
+    *, user: str, channel: str, text: str, response_url: str, trigger_id: str, team_id: str = TEAM_ID
+) -> dict[str, str]:
+    """A `/calsync` slash command's fields."""
+    return {
+        "token": "legacy",
+        "team_id": team_id,
+        "channel_id": channel,
+        "user_id": user,
+        "command": "/calsync",
+        "text": text,
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+        "api_app_id": APP_ID,
+    }
 
 
 def command_body(
@@ -52,21 +75,18 @@ def command_body(
 ) -> bytes:
     """A `/calsync` slash command, form-encoded as Slack posts it."""
     return urlencode(
-        {
-            "token": "legacy",
-            "team_id": team_id,
-            "channel_id": channel,
-            "user_id": user,
-            "command": "/calsync",
-            "text": text,
-            "response_url": response_url,
-            "trigger_id": trigger_id,
-            "api_app_id": APP_ID,
-        }
+        command_payload(
+            user=user,
+            channel=channel,
+            text=text,
+            response_url=response_url,
+            trigger_id=trigger_id,
+            team_id=team_id,
+        )
     ).encode()
 
 
-def button_click_body(
+def button_click_payload(
     *,
     user: str,
     channel: str,
@@ -75,9 +95,9 @@ def button_click_body(
     value: str,
     response_url: str,
     trigger_id: str,
-) -> bytes:
+) -> dict[str, Any]:
     """A `block_actions` payload for one button clicked on a (non-ephemeral) message."""
-    payload = {
+    return {
         "type": "block_actions",
         "user": {"id": user},
         "team": {"id": TEAM_ID},
@@ -96,4 +116,26 @@ def button_click_body(
             {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1"}
         ],
     }
+
+
+def button_click_body(
+    *,
+    user: str,
+    channel: str,
+    message_ts: str,
+    action_id: str,
+    value: str,
+    response_url: str,
+    trigger_id: str,
+) -> bytes:
+    """`button_click_payload`, form-encoded as Slack posts it."""
+    payload = button_click_payload(
+        user=user,
+        channel=channel,
+        message_ts=message_ts,
+        action_id=action_id,
+        value=value,
+        response_url=response_url,
+        trigger_id=trigger_id,
+    )
     return urlencode({"payload": json.dumps(payload)}).encode()
