@@ -47,26 +47,36 @@ ANSWER_QUEUE = "answers"
 LEASE = timedelta(seconds=60)  # another job may take a question its holder has not answered by then
 STALLED_AFTER_SECONDS = 10.0  # a worker silent this long is taken for dead; its jobs go to others
 HEARTBEAT_SECONDS = 2.0
+MAX_STATEMENTS = 4  # recording statements in flight at once; questions arriving meanwhile share the next
+MAX_BATCH = 500  # questions one statement records at most
 
-# The claim, the question and its procrastinate job in one statement (autocommit: all or nothing).
+# The claims, the questions and their procrastinate jobs, for every question in a batch, in one
+# statement (autocommit: all or nothing); which event ids it recorded (the others were retries).
 # It calls procrastinate's versioned SQL function and row type directly, as its own `defer_jobs`
 # query does; a procrastinate upgrade that retires the _v1 pair fails the PostgreSQL queue tests.
 _RECORD_AND_DEFER = """
-WITH claim AS (
+WITH asked AS (
+    SELECT * FROM unnest(
+        %(event_ids)s::text[], %(team_ids)s::text[], %(channels)s::text[], %(users)s::text[],
+        %(texts)s::text[], %(thread_ts)s::text[]
+    ) AS asked (event_id, team_id, channel, asker, text, thread_ts)
+), claim AS (
     INSERT INTO processed_events (event_id, received_at)
-    VALUES (%(event_id)s, %(now)s AT TIME ZONE 'UTC')
+    SELECT event_id, %(now)s AT TIME ZONE 'UTC' FROM asked
     ON CONFLICT DO NOTHING
     RETURNING event_id
 ), question AS (
     INSERT INTO queued_questions (event_id, team_id, channel, "user", text, thread_ts, enqueued_at, attempts)
-    SELECT event_id, %(team_id)s, %(channel)s, %(user)s, %(text)s, %(thread_ts)s, %(now)s, 0 FROM claim
+    SELECT asked.event_id, team_id, channel, asker, text, thread_ts, %(now)s, 0 FROM asked JOIN claim USING (event_id)
     RETURNING event_id
+), job AS (
+    SELECT procrastinate_defer_jobs_v1(ARRAY(
+        SELECT ROW(%(queue)s, %(task)s, 0, NULL, event_id, jsonb_build_object('event_id', event_id), NULL)
+            ::procrastinate_job_to_defer_v1
+        FROM question
+    )) AS ids
 )
-SELECT procrastinate_defer_jobs_v1(ARRAY(
-    SELECT ROW(%(queue)s, %(task)s, 0, NULL, event_id, jsonb_build_object('event_id', event_id), NULL)
-        ::procrastinate_job_to_defer_v1
-    FROM question
-)) AS ids
+SELECT ARRAY(SELECT event_id FROM question) AS recorded, (SELECT cardinality(ids) FROM job) AS deferred
 """
 
 # A claim alone (a shed question, a command, a click): one statement, 1 when this delivery won it.
@@ -144,6 +154,8 @@ class AnswerQueue:
         self.fresh_for = fresh_for
         self.shed_count = 0
         self._counts: dict[str, tuple[float, int, int]] = {}  # workspace -> (read at, its count, total)
+        self._waiting: list[tuple[Question, asyncio.Future[bool]]] = []  # for the next statement
+        self._statements: set[asyncio.Task[None]] = set()  # in flight
 
     async def enqueue(self, question: Question) -> bool:
         """False for a retry of an event already recorded (nothing is queued twice).
@@ -163,19 +175,51 @@ class AnswerQueue:
         return True
 
     async def _record_and_defer(self, question: Question) -> bool:
+        """Group commit: a question waits while `MAX_STATEMENTS` statements are in flight, and the next
+        statement records every question waiting by then — under load one commit (one WAL flush, one
+        round of procrastinate's NOTIFY) serves many acks, at low load each question has its own."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((question, future))
+        if len(self._statements) < MAX_STATEMENTS:
+            statement = asyncio.create_task(self._record_waiting())
+            self._statements.add(statement)
+            statement.add_done_callback(self._statements.discard)
+        return await future
+
+    async def _record_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            first: dict[str, Question] = {}
+            for asked, _ in batch:
+                first.setdefault(asked.event_id[:255], asked)
+            try:
+                recorded = await self._record_batch(list(first.values()))
+            except Exception as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for asked, future in batch:
+                won = first.get(asked.event_id[:255]) is asked and asked.event_id[:255] in recorded
+                if not future.done():
+                    future.set_result(won)  # a retry within the batch, or of one claimed before: False
+
+    async def _record_batch(self, batch: list[Question]) -> set[str]:
         row = await self.app.connector.execute_query_one_async(
             _RECORD_AND_DEFER,
-            event_id=question.event_id[:255],
-            team_id=question.team_id[:32],
-            channel=question.channel,
-            user=question.user,
-            text=question.text,
-            thread_ts=question.thread_ts,
+            event_ids=[asked.event_id[:255] for asked in batch],
+            team_ids=[asked.team_id[:32] for asked in batch],
+            channels=[asked.channel for asked in batch],
+            users=[asked.user for asked in batch],
+            texts=[asked.text.replace("\x00", "") for asked in batch],  # PostgreSQL text holds no NUL
+            thread_ts=[asked.thread_ts for asked in batch],
             now=self.clock(),
             queue=ANSWER_QUEUE,
             task=ANSWER_TASK,
         )
-        return bool(row["ids"])  # NULL: the event was claimed before (a retry)
+        recorded = set(row["recorded"] or ())
+        assert (row["deferred"] or 0) == len(recorded), "a recorded question without its job"
+        return recorded
 
     async def defer(self, event_id: str) -> None:
         deferrer = self.app.configure_task(ANSWER_TASK, queueing_lock=event_id)

@@ -290,3 +290,19 @@ async def test_claims_and_backlog_counts_from_the_event_loop_agree_with_the_stor
     for team in ("T1", "T2", "T3"):
         assert await queue.backlog(team) == questions.backlog(sessions, team)
     assert (await queue.backlog("T1")).workspace == 2 and (await queue.backlog("T3")).total == 3
+
+
+async def test_questions_arriving_together_are_each_recorded_once_with_one_job(
+    queue: AnswerQueue, sessions: sessionmaker[Session]
+) -> None:
+    """On PostgreSQL questions arriving while statements are in flight share the next one (group
+    commit); whatever the batching, every event is queued once — a retry in the same batch, or of an
+    event recorded before, is not — and every recorded question has its job."""
+    assert await queue.enqueue(question(100)) is True
+    arrivals = [question(n) for n in range(100, 160)] + [question(n) for n in range(120, 130)]
+    results = await asyncio.gather(*(queue.enqueue(asked) for asked in arrivals))
+    won = Counter(asked.event_id for asked, queued in zip(arrivals, results, strict=True) if queued)
+    assert won == Counter({f"Ev{n:04d}": 1 for n in range(101, 160)})
+    with sessions() as session:
+        assert len(session.scalars(select(QueuedQuestion.event_id)).all()) == 60
+    assert await waiting_jobs(queue) == 60

@@ -160,7 +160,9 @@ def test_a_slash_command_is_acked_and_answered_privately(slack: SocketSlack) -> 
         what="the help, only to Carla",
     )
     assert len(help_text) == 1
-    assert [c.ok for c in slack.sandbox.world.slack_calls("response_url")] == [True]
+    # The emulator shows the message before it logs the call: wait for the log to catch up.
+    calls = wait_for(lambda: slack.sandbox.world.slack_calls("response_url"), what="the response_url post")
+    assert [c.ok for c in calls] == [True]
 
 
 def test_a_button_click_is_acked_and_check_again_updates_the_answer(slack: SocketSlack) -> None:
