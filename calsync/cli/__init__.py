@@ -6,16 +6,33 @@ heavy imports happen inside the commands, so `calsync match` starts fast.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
-from calsync.cli import db, questions, sandbox, serve, sync
+from calsync.cli import db, mistakes, questions, sandbox, serve, sync
+from calsync.cli.output import note
 
 cli = typer.Typer(
     name="calsync",
     help="Live calendar-sync diagnostics for SalesPartner reps, in Slack and on the command line.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,  # a bug's traceback plain; a mistake's one sentence (`main`)
 )
+
+
+@cli.callback()
+def root(
+    debug: bool = typer.Option(
+        False, "--debug", help=f"Show the traceback of any error (also: {mistakes.DEBUG_VARIABLE}=1)."
+    ),
+) -> None:
+    if debug:
+        os.environ[mistakes.DEBUG_VARIABLE] = "1"
+
+
 cli.add_typer(sandbox.sandbox_cli, name="sandbox")
 cli.add_typer(db.db_cli, name="db")
 cli.add_typer(sync.holds_cli, name="holds")
@@ -30,4 +47,13 @@ cli.command("answer-worker")(serve.answer_worker_command)
 
 
 def main() -> None:
-    cli()
+    """`calsync`: a mistake the person can fix (a setting, the database, the port) ends in one sentence
+    and exit 1 (`cli.mistakes`); a bug keeps its traceback, as does everything with `--debug`."""
+    try:
+        cli()  # usage mistakes are click's: its message and exit 2
+    except Exception as error:
+        sentence = None if mistakes.debugging() else mistakes.explain(error)
+        if sentence is None:
+            raise
+        note(f"calsync: {sentence} (--debug shows the traceback)")
+        sys.exit(1)

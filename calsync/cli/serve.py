@@ -60,6 +60,27 @@ def refuse_app_token_slack_refuses(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
+def refuse_taken_port(host: str, port: int) -> None:
+    """One sentence, before anything starts, when another program already listens on the port."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        note(
+            f"calsync serve: port {port} on {host} is already in use: stop what listens there, or use --port."
+        )
+        raise typer.Exit(1) from None
+
+
 def serve_command(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -88,6 +109,7 @@ def serve_command(
     from calsync.sandbox.demo import load_demo_if_empty
     from calsync.settings import Settings
 
+    refuse_taken_port(host, port)
     refuse_unverifiable_http(Settings())
     refuse_unusable_app_token(Settings())
     overrides = {
