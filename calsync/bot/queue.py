@@ -156,6 +156,7 @@ class AnswerQueue:
         self._counts: dict[str, tuple[float, int, int]] = {}  # workspace -> (read at, its count, total)
         self._waiting: list[tuple[Question, asyncio.Future[bool]]] = []  # for the next statement
         self._statements: set[asyncio.Task[None]] = set()  # in flight
+        self._refreshing: dict[str, asyncio.Task[None]] = {}  # backlog counts being read, per workspace
 
     async def enqueue(self, question: Question) -> bool:
         """False for a retry of an event already recorded (nothing is queued twice).
@@ -227,15 +228,30 @@ class AnswerQueue:
             await deferrer.defer_async(event_id=event_id)
 
     async def full(self, team_id: str) -> bool:
-        """Whether this workspace, or all together, have as many questions waiting as they may."""
-        read_at, workspace, total = self._counts.get(team_id, (0.0, 0, 0))
-        if time.monotonic() - read_at > self.fresh_for:
-            backlog = await self.backlog(team_id)
-            read_at, workspace, total = time.monotonic(), backlog.workspace, backlog.total
-            if len(self._counts) > 10_000:
-                self._counts.clear()
-            self._counts[team_id] = (read_at, workspace, total)
+        """Whether this workspace, or all together, have as many questions waiting as they may.
+
+        A stale count is read again by the question that finds it stale, one query at a time per
+        workspace: the questions arriving while it is being read go by the counts held (counted up
+        locally) — a burst must not send one count query per question, each waiting for a pool
+        connection behind the others."""
+        counts = self._counts.get(team_id)
+        if counts is None or time.monotonic() - counts[0] > self.fresh_for:
+            refresh = self._refreshing.get(team_id)
+            if refresh is None:
+                refresh = asyncio.ensure_future(self._refresh(team_id))
+                self._refreshing[team_id] = refresh
+                refresh.add_done_callback(lambda _: self._refreshing.pop(team_id, None))
+                await refresh
+            elif counts is None:
+                await asyncio.shield(refresh)
+        _, workspace, total = self._counts.get(team_id, (0.0, 0, 0))
         return workspace >= self.per_workspace or total >= self.overall
+
+    async def _refresh(self, team_id: str) -> None:
+        backlog = await self.backlog(team_id)
+        if len(self._counts) > 10_000:
+            self._counts.clear()
+        self._counts[team_id] = (time.monotonic(), backlog.workspace, backlog.total)
 
     async def shed(self, event_id: str) -> bool:
         """Claim a question that will not be answered (the backlog is full): True when this delivery

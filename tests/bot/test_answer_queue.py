@@ -306,3 +306,29 @@ async def test_questions_arriving_together_are_each_recorded_once_with_one_job(
     with sessions() as session:
         assert len(session.scalars(select(QueuedQuestion.event_id)).all()) == 60
     assert await waiting_jobs(queue) == 60
+
+
+class CountingQueue(AnswerQueue):
+    """The queue, counting how often it reads the backlog from the database."""
+
+    reads = 0
+
+    async def backlog(self, team_id: str) -> questions.Backlog:
+        self.reads += 1
+        await asyncio.sleep(0.05)  # a read that takes a while, as under load
+        return await super().backlog(team_id)
+
+
+async def test_a_burst_on_a_stale_count_reads_the_backlog_once(
+    sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    counting = CountingQueue(
+        task_app(libpq_conninfo(engine)), sessions, utcnow, per_workspace=2, fresh_for=0.0
+    )
+    async with counting.app.open_async():
+        assert await asyncio.gather(*(counting.full("T1") for _ in range(50))) == [False] * 50
+        assert counting.reads == 1  # the first waited for it; the rest went by it
+        await counting.enqueue(question(1))
+        await counting.enqueue(question(2))
+        assert await counting.full("T1") is True  # a later question reads again, and sees it full
+        assert counting.reads == 2
