@@ -53,20 +53,19 @@ class Click:
     def parse(cls, body: dict[str, Any], find_owner: OwnerLookup) -> Click:
         actions = body.get("actions")
         action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
-        container = body.get("container") or {}
-        message = body.get("message") or {}
+        container, message = _object(body.get("container")), _object(body.get("message"))
         action_id = str(action.get("action_id") or "")
         return cls(
-            user_id=str((body.get("user") or {}).get("id") or ""),
+            user_id=str(_object(body.get("user")).get("id") or ""),
             action_id=action_id,
             action=base_action_id(action_id),
             value=_value(action),
             url=action.get("url") or None,
-            channel=container.get("channel_id") or (body.get("channel") or {}).get("id"),
+            channel=container.get("channel_id") or _object(body.get("channel")).get("id"),
             message_ts=container.get("message_ts"),
             thread_ts=message.get("thread_ts") or container.get("message_ts"),
             ephemeral=bool(container.get("is_ephemeral")),
-            in_home=(body.get("view") or {}).get("type") == "home",
+            in_home=_object(body.get("view")).get("type") == "home",
             find_owner=find_owner,
         )
 
@@ -93,3 +92,8 @@ class Click:
         if self._owner is None:
             self._owner = (await self.find_owner(self.value.get("diagnosis")),)
         return self._owner[0]
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A payload field Slack sends as an object, or {} when a forged payload sent something else."""
+    return value if isinstance(value, dict) else {}

@@ -107,6 +107,9 @@ def task_app(conninfo: str | None) -> procrastinate.App:
             conninfo=conninfo,
             min_size=0,  # opening waits for no connection (the database may be down)
             max_size=32,  # the serving process defers many at once; 8 was a queue of its own (BENCHMARKS.md)
+            # A connection not had within this long is an error, not a longer wait: past Slack's 3 s the
+            # ack is too late anyway, and with the database down a connection refused must fail fast.
+            timeout=5.0,
         )
     else:
         from procrastinate.testing import InMemoryConnector

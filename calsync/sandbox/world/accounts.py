@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from calsync.db import table_of, transaction
 from calsync.sandbox.world.base import WorldBase, _loaded
@@ -14,6 +14,7 @@ from calsync.sandbox.world.tables import (
     SandboxAccessToken,
     SandboxAccount,
     SandboxAuthCode,
+    SandboxFormerRefreshToken,
     SandboxGrant,
 )
 
@@ -23,10 +24,24 @@ _ACCESS_TOKENS = table_of(SandboxAccessToken)
 
 # The statements every emulated request runs, built once (building one and its cache key costs
 # about as much as running it on SQLite).
+_FORMER_REFRESH_TOKENS = table_of(SandboxFormerRefreshToken)
 _GRANT_BY_REFRESH_TOKEN = (
     select(_GRANTS, _ACCOUNTS)
     .join(_ACCOUNTS, _ACCOUNTS.c.id == _GRANTS.c.account_id)
-    .where(_GRANTS.c.refresh_token == bindparam("refresh_token"))
+    .where(
+        or_(
+            _GRANTS.c.refresh_token == bindparam("refresh_token"),
+            _GRANTS.c.id.in_(
+                select(_FORMER_REFRESH_TOKENS.c.grant_id).where(
+                    _FORMER_REFRESH_TOKENS.c.token == bindparam("refresh_token")
+                )
+            ),
+        )
+    )
+)
+_KEEP_FORMER_REFRESH_TOKEN = insert(_FORMER_REFRESH_TOKENS).from_select(
+    ["token", "grant_id"],
+    select(_GRANTS.c.refresh_token, _GRANTS.c.id).where(_GRANTS.c.id == bindparam("grant_id")),
 )
 _ACCOUNT_BY_ACCESS_TOKEN = (
     select(_ACCOUNTS, _GRANTS.c.status, _ACCESS_TOKENS.c.expires_at)
@@ -79,8 +94,13 @@ class AccountsMixin(WorldBase):
         self, refresh_token: str, *, description: str = "", aadsts: int | None = None, suberror: str = ""
     ) -> None:
         with transaction(self.sessions) as session:
+            former = select(SandboxFormerRefreshToken.grant_id).where(
+                SandboxFormerRefreshToken.token == refresh_token
+            )
             grant = session.scalars(
-                select(SandboxGrant).where(SandboxGrant.refresh_token == refresh_token)
+                select(SandboxGrant).where(
+                    or_(SandboxGrant.refresh_token == refresh_token, SandboxGrant.id.in_(former))
+                )
             ).one()
             grant.status = "revoked"
             grant.error_description = description
@@ -171,9 +191,11 @@ class AccountsMixin(WorldBase):
             return row[0], row[1]
 
     def ms_rotate_refresh_token(self, grant_id: int) -> str:
-        """Give the grant a new refresh token (the old one stops working) and return it."""
+        """Give the grant a new refresh token and return it; the one it replaces keeps working, as
+        Microsoft's do (two processes refreshing at once must not revoke each other)."""
         refresh_token = "rt-" + secrets.token_urlsafe(24)
         with self.engine.begin() as connection:
+            connection.execute(_KEEP_FORMER_REFRESH_TOKEN, {"grant_id": grant_id})
             rotated = connection.execute(
                 _ROTATE_REFRESH_TOKEN, {"grant_id": grant_id, "new_refresh_token": refresh_token}
             )

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from calsync.db import transaction
@@ -86,7 +87,17 @@ class SlackMixin(WorldBase):
             return session.get(SandboxSlackChannel, channel_id)
 
     def slack_open_dm(self, user_id: str, now: datetime) -> tuple[str, bool]:
-        """The stable DM channel id with a user, opening it if needed: (channel id, already open)."""
+        """The stable DM channel id with a user, opening it if needed: (channel id, already open).
+        Two processes opening the same DM at once get the same channel (the loser reads the winner's)."""
+        try:
+            return self._slack_open_dm(user_id, now)
+        except IntegrityError:
+            found = self.slack_dm_channel(user_id)
+            if found is None:
+                raise
+            return found, True
+
+    def _slack_open_dm(self, user_id: str, now: datetime) -> tuple[str, bool]:
         with transaction(self.sessions) as session:
             found = session.get(SandboxSlackDm, user_id)
             if found is not None:

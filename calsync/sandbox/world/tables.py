@@ -60,6 +60,16 @@ class SandboxGrant(SandboxBase):
     suberror: Mapped[str] = mapped_column(String(64), default="")
 
 
+class SandboxFormerRefreshToken(SandboxBase):
+    """A refresh token its grant has since replaced. The Microsoft identity platform does not revoke
+    a refresh token when it issues the next one: both refresh until the grant itself is revoked."""
+
+    __tablename__ = "sandbox_former_refresh_tokens"
+
+    token: Mapped[str] = mapped_column(String(200), primary_key=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("sandbox_grants.id", ondelete="CASCADE"))
+
+
 class SandboxAccessToken(SandboxBase):
     __tablename__ = "sandbox_access_tokens"
 
