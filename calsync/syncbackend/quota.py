@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
-from calsync.db import table_of, transaction
+from calsync.db import core_transaction, table_of
 from calsync.syncbackend.models import QuotaCall, QuotaKey
 from calsync.syncbackend.providers.base import (
     Authorization,
@@ -218,8 +218,7 @@ class DatabaseLimiter:
 
     def try_start(self, key: str, budget: Budget) -> tuple[int | None, float]:
         """(the call's id, its start) when it may start now, else (None, seconds to wait)."""
-        with transaction(self.sessions) as session:
-            connection = session.connection()
+        with core_transaction(self.sessions) as connection:
             for statement in _LOCK[connection.dialect.name == "postgresql"]:
                 connection.execute(statement, {"key": key, "now": self._now()})
             now = self._now()  # read once the lock is held: a waiting instance must not count stale time
@@ -240,8 +239,8 @@ class DatabaseLimiter:
             return int(call_id), now
 
     def finish(self, call_id: int) -> None:
-        with transaction(self.sessions) as session:
-            session.connection().execute(_FINISH, {"call_id": call_id})
+        with core_transaction(self.sessions) as connection:
+            connection.execute(_FINISH, {"call_id": call_id})
 
 
 def quota_key(provider: str, auth: Authorization) -> str:
