@@ -177,14 +177,14 @@ _FORGET_ENDED = delete(_CALLS).where(
     _CALLS.c.started_at <= bindparam("since"),
     or_(_CALLS.c.busy_until.is_(None), _CALLS.c.busy_until <= bindparam("now")),
 )
-_IN_WINDOW = select(func.count(), func.min(_CALLS.c.started_at)).where(
-    _CALLS.c.key == bindparam("key"), _CALLS.c.started_at > bindparam("since")
-)
-_RUNNING = select(func.count()).where(
-    _CALLS.c.key == bindparam("key"),
-    _CALLS.c.busy_until.is_not(None),
-    _CALLS.c.busy_until > bindparam("now"),
-)
+# The calls that started inside the window (how many, the oldest) and those still running, in one
+# statement: the key's rows are few once the ended ones are forgotten.
+_IN_WINDOW = _CALLS.c.started_at > bindparam("since")
+_COUNTS = select(
+    func.count().filter(_IN_WINDOW),
+    func.min(_CALLS.c.started_at).filter(_IN_WINDOW),
+    func.count().filter(_CALLS.c.busy_until > bindparam("now")),
+).where(_CALLS.c.key == bindparam("key"))
 _START = insert(_CALLS).returning(_CALLS.c.id)
 _FINISH = update(_CALLS).where(_CALLS.c.id == bindparam("call_id")).values(busy_until=None)
 
@@ -224,13 +224,11 @@ class DatabaseLimiter:
             now = self._now()  # read once the lock is held: a waiting instance must not count stale time
             window = {"key": key, "since": now - budget.window, "now": now}
             connection.execute(_FORGET_ENDED, window)
-            count, oldest = connection.execute(_IN_WINDOW, window).one()
+            count, oldest, running = connection.execute(_COUNTS, window).one()
             if count >= budget.limit:
                 return None, float(oldest) + budget.window - now
-            if budget.concurrent is not None:
-                running = connection.execute(_RUNNING, window).scalar()
-                if (running or 0) >= budget.concurrent:
-                    return None, self.poll
+            if budget.concurrent is not None and running >= budget.concurrent:
+                return None, self.poll
             busy_until = now + self.busy_ttl if budget.concurrent is not None else None
             call_id = connection.execute(
                 _START, {"key": key, "started_at": now, "busy_until": busy_until}
