@@ -189,10 +189,6 @@ _START = insert(_CALLS).returning(_CALLS.c.id)
 _FINISH = update(_CALLS).where(_CALLS.c.id == bindparam("call_id")).values(busy_until=None)
 
 
-# (the call's id, its start) when it may start now, else (None, seconds to wait).
-_Admission = tuple[int | None, float]
-
-
 class DatabaseLimiter:
     """The budget in the shared database (see the module's docstring)."""
 
@@ -212,63 +208,16 @@ class DatabaseLimiter:
         self._sleep = sleep
         self.busy_ttl = busy_ttl
         self.poll = poll
-        # Calls asked for in the same turn of an event loop, per (loop, key, budget), admitted together.
-        self._asking: dict[
-            tuple[asyncio.AbstractEventLoop, str, Budget], list[asyncio.Future[_Admission]]
-        ] = {}
-        self._admitting: set[asyncio.Task[None]] = set()
 
     async def acquire(self, key: str, budget: Budget) -> CallPermit:
         while True:
-            admitted, when = await self._ask(key, budget)
+            admitted, when = await asyncio.to_thread(self.try_start, key, budget)
             if admitted is not None:
                 return CallPermit(self, admitted, when, running=budget.concurrent is not None)
             await self._sleep(max(0.001, when))
 
-    def _ask(self, key: str, budget: Budget) -> asyncio.Future[_Admission]:
-        """This call's admission, decided in one transaction with every other call for `key` asked
-        for in the same turn of the event loop (a diagnosis reads a connection's calendars and its
-        events at once: one transaction and one thread hop instead of two)."""
-        loop = asyncio.get_running_loop()
-        asked: asyncio.Future[_Admission] = loop.create_future()
-        batch = (loop, key, budget)
-        waiting = self._asking.get(batch)
-        if waiting is None:
-            waiting = self._asking[batch] = []
-            # Its first step runs on the loop's next turn, once this turn's callers have asked too.
-            admitting = loop.create_task(self._admit(batch))
-            self._admitting.add(admitting)
-            admitting.add_done_callback(self._admitting.discard)
-        waiting.append(asked)
-        return asked
-
-    async def _admit(self, batch: tuple[asyncio.AbstractEventLoop, str, Budget]) -> None:
-        _, key, budget = batch
-        asked = [future for future in self._asking.pop(batch) if not future.done()]  # not given up
-        if not asked:
-            return
-        try:
-            admissions = await asyncio.to_thread(self.try_start_many, key, budget, len(asked))
-        except asyncio.CancelledError:
-            for future in asked:
-                future.cancel()
-            raise
-        except Exception as error:
-            for future in asked:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        for future, admission in zip(asked, admissions, strict=True):
-            if not future.done():  # a caller that gave up meanwhile leaves its slot to `busy_until`
-                future.set_result(admission)
-
-    def try_start(self, key: str, budget: Budget) -> _Admission:
+    def try_start(self, key: str, budget: Budget) -> tuple[int | None, float]:
         """(the call's id, its start) when it may start now, else (None, seconds to wait)."""
-        return self.try_start_many(key, budget, 1)[0]
-
-    def try_start_many(self, key: str, budget: Budget, calls: int) -> list[_Admission]:
-        """`try_start` for `calls` calls at once, in one transaction: each admitted while the budget
-        has room, in turn."""
         with core_transaction(self.sessions) as connection:
             for statement in _LOCK[connection.dialect.name == "postgresql"]:
                 connection.execute(statement, {"key": key, "now": self._now()})
@@ -276,23 +225,16 @@ class DatabaseLimiter:
             window = {"key": key, "since": now - budget.window, "now": now}
             connection.execute(_FORGET_ENDED, window)
             count, oldest, running = connection.execute(_COUNTS, window).one()
+            if count >= budget.limit:
+                return None, float(oldest) + budget.window - now
+            if budget.concurrent is not None and running >= budget.concurrent:
+                return None, self.poll
             busy_until = now + self.busy_ttl if budget.concurrent is not None else None
-            admissions: list[_Admission] = []
-            for _ in range(calls):
-                if count >= budget.limit:
-                    admissions.append((None, float(oldest) + budget.window - now))
-                    continue
-                if budget.concurrent is not None and running >= budget.concurrent:
-                    admissions.append((None, self.poll))
-                    continue
-                call_id = connection.execute(
-                    _START, {"key": key, "started_at": now, "busy_until": busy_until}
-                ).scalar()
-                assert call_id is not None
-                admissions.append((int(call_id), now))
-                count, oldest = count + 1, now if oldest is None else oldest
-                running += budget.concurrent is not None
-            return admissions
+            call_id = connection.execute(
+                _START, {"key": key, "started_at": now, "busy_until": busy_until}
+            ).scalar()
+            assert call_id is not None
+            return int(call_id), now
 
     def finish(self, call_id: int) -> None:
         with core_transaction(self.sessions) as connection:
