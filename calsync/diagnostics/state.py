@@ -209,10 +209,9 @@ def load_rep_state(session: Session, user: User, now: datetime) -> RepState:
     return _rep_state(session.connection(), user, now)[0]
 
 
-def read_rep(session: Session, email: str, now: datetime) -> tuple[RepState, Sequence[AnyRow]] | None:
+def read_rep(connection: Connection, email: str, now: datetime) -> tuple[RepState, Sequence[AnyRow]] | None:
     """The rep with this email (`load_rep_state`) and the rows of their connections, which hold
     their tokens; None when no user has this email."""
-    connection = session.connection()
     user = connection.execute(_USER_BY_EMAIL, {"email": email.strip().lower()}).first()
     return _rep_state(connection, user, now) if user is not None else None
 

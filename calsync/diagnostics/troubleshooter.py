@@ -24,7 +24,7 @@ from typing import Protocol
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from calsync.db import table_of, transaction
+from calsync.db import core_reading, core_transaction, table_of
 from calsync.diagnostics.answer import Answer, compose
 from calsync.diagnostics.check import Check, CheckContext
 from calsync.diagnostics.findings import by_severity
@@ -220,24 +220,23 @@ class Troubleshooter:
         return replace(answer, diagnosis_id=diagnosis_id)
 
     def _read(self, email: str, now: datetime) -> _Snapshot:
-        with self.sessions() as session:
-            found = read_rep(session, email, now)
-            if found is None:
-                raise UnknownUser(email)
-            rep, connections = found
-            authorizations = {}
-            for connection in connections:
-                try:
-                    authorizations[connection.id] = stored_authorization(connection, self.cipher)
-                except MissingTokenError:
-                    continue
-            return _Snapshot(rep, authorizations)
+        with core_reading(self.sessions) as database:
+            found = read_rep(database, email, now)
+        if found is None:
+            raise UnknownUser(email)
+        rep, connections = found
+        authorizations = {}
+        for connection in connections:
+            try:
+                authorizations[connection.id] = stored_authorization(connection, self.cipher)
+            except MissingTokenError:
+                continue
+        return _Snapshot(rep, authorizations)
 
     def _store(self, snapshot: _Snapshot, answer: Answer, actor: str, seconds: float) -> str:
         """Keep tokens a provider refreshed (Microsoft rotates refresh tokens) and audit the diagnosis;
         the audit entry's id is the diagnosis id."""
-        with transaction(self.sessions) as session:
-            connection = session.connection()
+        with core_transaction(self.sessions) as connection:
             for connection_id, auth in snapshot.authorizations.items():
                 if auth.refreshed:
                     stored = authorization_columns(self.cipher, auth)

@@ -343,25 +343,44 @@ class Matcher:
                 corrected[i] = NAME_TOKEN
         return corrected
 
+    def _row(self, tokens: list[str]) -> tuple[list[int], list[float]]:
+        """One question's features: their columns and TF-IDF values, word block first."""
+        columns: list[int] = []
+        values: list[float] = []
+        config = self.config
+        for block, features, weight in (
+            (self._words, word_features(tokens), config.word_weight),
+            (self._chars, char_features(tokens, config.char_low, config.char_high), config.char_weight),
+            (self._concepts, concept_features(tokens), config.concept_weight),
+        ):
+            if weight == 0.0:
+                continue
+            block_columns, block_values = block.row(features, weight)
+            columns.extend(block_columns)
+            values.extend(block_values)
+        return columns, values
+
     def _matrix(self, tokenized: Sequence[list[str]]) -> sparse.csr_matrix:
         indptr = [0]
         indices: list[int] = []
         data: list[float] = []
-        config = self.config
         for tokens in tokenized:
-            for block, features, weight in (
-                (self._words, word_features(tokens), config.word_weight),
-                (self._chars, char_features(tokens, config.char_low, config.char_high), config.char_weight),
-                (self._concepts, concept_features(tokens), config.concept_weight),
-            ):
-                if weight == 0.0:
-                    continue
-                columns, values = block.row(features, weight)
-                indices.extend(columns)
-                data.extend(values)
+            columns, values = self._row(tokens)
+            indices.extend(columns)
+            data.extend(values)
             indptr.append(len(indices))
         shape = (len(tokenized), self._words.size + self._chars.size + self._concepts.size)
         return sparse.csr_matrix((np.array(data), np.array(indices, dtype=np.int64), indptr), shape=shape)
+
+    def _scores(self, columns: list[int], values: list[float]) -> FloatArray:
+        """One question's class scores less the intercept: the product of its sparse row with the
+        coefficients, summed as scipy's CSR product sums it (each feature's products added in turn to
+        a row of zeros, in column order as stored), so the result is the same to the last bit, without
+        building a sparse matrix per question (which cost a quarter of a match)."""
+        products = np.zeros((len(columns) + 1, self._coef.shape[1]))
+        if columns:
+            np.multiply(np.array(values)[:, np.newaxis], self._coef[columns], out=products[1:])
+        return np.add.accumulate(products, axis=0)[-1]
 
     def _probabilities(self, questions: Sequence[str]) -> tuple[FloatArray, IntArray]:
         probabilities, known, _ = self._score(questions)
@@ -370,9 +389,13 @@ class Matcher:
     def _score(self, questions: Sequence[str]) -> tuple[FloatArray, IntArray, list[bool]]:
         """Class probabilities, the number of known features and the vague flag, per question."""
         tokenized = [self._correct(tokenize(q)) for q in questions]
-        matrix = self._matrix(tokenized)
-        scores = np.asarray(matrix @ self._coef) + self._intercept
-        return softmax(scores), np.diff(matrix.indptr), [is_vague(t) for t in tokenized]
+        rows = [self._row(tokens) for tokens in tokenized]
+        scores = np.empty((len(rows), self._coef.shape[1]))
+        for i, (columns, values) in enumerate(rows):
+            scores[i] = self._scores(columns, values)
+        scores += self._intercept
+        known = np.array([len(columns) for columns, _ in rows], dtype=np.int64)
+        return softmax(scores), known, [is_vague(t) for t in tokenized]
 
     def probabilities(self, questions: Sequence[str]) -> FloatArray:
         """Class probabilities (columns in `self.classes` order), one row per question."""
@@ -399,7 +422,7 @@ class Matcher:
         return self.match_many([question])[0]
 
     def match_many(self, questions: Iterable[str]) -> list[Match]:
-        """Match a batch at once (one sparse matrix product): what `calsync match` streams through."""
+        """Match a batch at once: what `calsync match` streams through."""
         batch = [q[:MAX_QUESTION_CHARS] for q in questions]
         if not batch:
             return []

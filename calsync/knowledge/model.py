@@ -43,12 +43,8 @@ class TfidfBlock:
         return len(self.index)
 
     def row(self, features: Sequence[str], weight: float) -> tuple[list[int], list[float]]:
-        counts: Counter[int] = Counter()
-        index = self.index
-        for feature in features:
-            column = index.get(feature)
-            if column is not None:
-                counts[column] += 1
+        # Counted in C, in the order the features first occur (the columns' order in the row).
+        counts = Counter(column for column in map(self.index.get, features) if column is not None)
         if not counts:
             return [], []
         columns = list(counts)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from calsync.db import AnyRow, table_of
+from calsync.db import AnyRow, core_reading, table_of
 from calsync.syncbackend.models import AuditEntry, User
 
 
@@ -36,8 +36,8 @@ _BY_SLACK_ID = select(_USERS.c.id, _USERS.c.email, _USERS.c.name, _USERS.c.role)
 
 
 def by_slack_id(sessions: sessionmaker[Session], slack_user_id: str) -> Person | None:
-    with sessions() as session:
-        user = session.connection().execute(_BY_SLACK_ID, {"slack_user_id": slack_user_id}).first()
+    with core_reading(sessions) as connection:
+        user = connection.execute(_BY_SLACK_ID, {"slack_user_id": slack_user_id}).first()
         return _person(slack_user_id, user) if user else None
 
 

@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
-from calsync.db import table_of, transaction
+from calsync.db import core_transaction, table_of
 from calsync.syncbackend.models import QuotaCall, QuotaKey
 from calsync.syncbackend.providers.base import (
     Authorization,
@@ -177,14 +177,14 @@ _FORGET_ENDED = delete(_CALLS).where(
     _CALLS.c.started_at <= bindparam("since"),
     or_(_CALLS.c.busy_until.is_(None), _CALLS.c.busy_until <= bindparam("now")),
 )
-_IN_WINDOW = select(func.count(), func.min(_CALLS.c.started_at)).where(
-    _CALLS.c.key == bindparam("key"), _CALLS.c.started_at > bindparam("since")
-)
-_RUNNING = select(func.count()).where(
-    _CALLS.c.key == bindparam("key"),
-    _CALLS.c.busy_until.is_not(None),
-    _CALLS.c.busy_until > bindparam("now"),
-)
+# The calls that started inside the window (how many, the oldest) and those still running, in one
+# statement: the key's rows are few once the ended ones are forgotten.
+_IN_WINDOW = _CALLS.c.started_at > bindparam("since")
+_COUNTS = select(
+    func.count().filter(_IN_WINDOW),
+    func.min(_CALLS.c.started_at).filter(_IN_WINDOW),
+    func.count().filter(_CALLS.c.busy_until > bindparam("now")),
+).where(_CALLS.c.key == bindparam("key"))
 _START = insert(_CALLS).returning(_CALLS.c.id)
 _FINISH = update(_CALLS).where(_CALLS.c.id == bindparam("call_id")).values(busy_until=None)
 
@@ -218,20 +218,17 @@ class DatabaseLimiter:
 
     def try_start(self, key: str, budget: Budget) -> tuple[int | None, float]:
         """(the call's id, its start) when it may start now, else (None, seconds to wait)."""
-        with transaction(self.sessions) as session:
-            connection = session.connection()
+        with core_transaction(self.sessions) as connection:
             for statement in _LOCK[connection.dialect.name == "postgresql"]:
                 connection.execute(statement, {"key": key, "now": self._now()})
             now = self._now()  # read once the lock is held: a waiting instance must not count stale time
             window = {"key": key, "since": now - budget.window, "now": now}
             connection.execute(_FORGET_ENDED, window)
-            count, oldest = connection.execute(_IN_WINDOW, window).one()
+            count, oldest, running = connection.execute(_COUNTS, window).one()
             if count >= budget.limit:
                 return None, float(oldest) + budget.window - now
-            if budget.concurrent is not None:
-                running = connection.execute(_RUNNING, window).scalar()
-                if (running or 0) >= budget.concurrent:
-                    return None, self.poll
+            if budget.concurrent is not None and running >= budget.concurrent:
+                return None, self.poll
             busy_until = now + self.busy_ttl if budget.concurrent is not None else None
             call_id = connection.execute(
                 _START, {"key": key, "started_at": now, "busy_until": busy_until}
@@ -240,8 +237,8 @@ class DatabaseLimiter:
             return int(call_id), now
 
     def finish(self, call_id: int) -> None:
-        with transaction(self.sessions) as session:
-            session.connection().execute(_FINISH, {"call_id": call_id})
+        with core_transaction(self.sessions) as connection:
+            connection.execute(_FINISH, {"call_id": call_id})
 
 
 def quota_key(provider: str, auth: Authorization) -> str:

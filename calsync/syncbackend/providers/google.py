@@ -2,14 +2,17 @@
 
 Threads: both client libraries are synchronous, so every blocking call runs in a worker thread of
 the provider's own pool (`threads.BlockingCalls`). httplib2 is not thread-safe (one `Http` shared
-between threads hands one request's response to another), so no HTTP object is ever shared: each
-API request executes on its own `google_auth_httplib2.AuthorizedHttp` over a fresh
-`httplib2.Http(timeout=...)`. What is shared is what is read-only once built — the
-discovery-built service and its `events()` / `calendarList()` resources, built once per provider
-(building the resources costs ~1.5 ms each, the service ~1 ms; a fresh `Http` ~20 µs) — and the
-token endpoint's connections: token refreshes go through google-auth's urllib3 transport over one
-`urllib3.PoolManager` per provider, whose connection pools are thread-safe (about half the CPU of
-a refresh through a `requests.Session`, which is not documented as thread-safe, made for each).
+between threads hands one request's response to another), so no HTTP object is ever shared between
+threads: each API request executes on its own `google_auth_httplib2.AuthorizedHttp` (the rep's
+token) over its worker thread's own `httplib2.Http(timeout=...)`, kept for the thread's next
+requests so that its connection is reused (a fresh `Http` per request costs a new connection, and
+in production a TLS handshake, per API call); a request that fails drops its thread's connections.
+What is shared is what is read-only once built — the discovery-built service and its `events()` /
+`calendarList()` resources, built once per provider (building the resources costs ~1.5 ms each, the
+service ~1 ms) — and the token endpoint's connections: token refreshes go through google-auth's
+urllib3 transport over one `urllib3.PoolManager` per provider, whose connection pools are
+thread-safe (about half the CPU of a refresh through a `requests.Session`, which is not documented
+as thread-safe, made for each).
 
 Errors: every failure leaves as one of `base.py`'s classes. A token endpoint that answers 429/5xx or
 garbage is a transient failure, never a `GrantError`: only an `invalid_grant` answer means that
@@ -443,6 +446,7 @@ class GoogleProvider:
         self._resources: tuple[Any, Any] | None = None
         self._build_lock = threading.Lock()
         self._threads = BlockingCalls(PROVIDER)
+        self._per_thread = threading.local()  # each worker thread's `Http`
         # No proxy from the environment; no retries (ours are in `retry.py`); a kept connection per
         # provider thread (with fewer, each refresh beyond them would open and drop one).
         self._token_http = urllib3.PoolManager(retries=False, maxsize=MAX_THREADS)
@@ -472,16 +476,23 @@ class GoogleProvider:
         """Build one request and execute it on its own HTTP object (httplib2 is not thread-safe)."""
         events, calendar_list = self._api()
         credentials = Credentials(token=access_token)  # no refresh here: `_run` owns refreshing
-        transport = httplib2.Http(timeout=self.timeout, proxy_info=None)
+        transport = self._thread_http()
         authorized = google_auth_httplib2.AuthorizedHttp(credentials, http=transport, refresh_status_codes=())
         request = make(events, calendar_list)
         try:
             return request.execute(http=authorized, num_retries=0)
         except Exception as exc:
+            # httplib2 leaves the socket open after a timeout, mid-response: never reuse it.
+            transport.close()
             classified = _classify(exc, operation)
             raise classified from None
-        finally:
-            transport.close()  # httplib2 leaves the socket open after a timeout
+
+    def _thread_http(self) -> httplib2.Http:
+        """This worker thread's own `Http` (see the module's docstring)."""
+        http: httplib2.Http | None = getattr(self._per_thread, "http", None)
+        if http is None:
+            http = self._per_thread.http = httplib2.Http(timeout=self.timeout, proxy_info=None)
+        return http
 
     def _refresh_blocking(self, refresh_token: str) -> _Refreshed:
         transport = _TokenTransport(self._token_http, self.timeout)

@@ -140,7 +140,9 @@ class MicrosoftProvider:
                 verify=verify,
                 trust_env=False,
                 timeout=httpx.Timeout(self.timeout),
-                limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+                # Idle connections kept for 30 s, not httpx's 5: a diagnosis's parallel reads open
+                # several, and each one opened again costs a TLS handshake.
+                limits=httpx.Limits(max_connections=50, max_keepalive_connections=20, keepalive_expiry=30.0),
             )
             state = _LoopState(client=client, semaphores={}, refresh_locks={})
             self._loops[loop] = state
