@@ -31,10 +31,11 @@ CAUSE_KEYS = ["code", "severity", "summary", "fix", "findings"]
 FINDING_KEYS = ["check", "code", "severity", "summary", "hint", "evidence"]
 
 
-def run(state: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+def run(state: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     # No provider settings: calsync runs against its own emulators.
+    extra = env or {}
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GOOGLE_", "MICROSOFT_"))}
-    env.update({"CALSYNC_STATE_DIR": str(state), "PYTHONIOENCODING": "utf-8"})
+    env.update({"CALSYNC_STATE_DIR": str(state), "PYTHONIOENCODING": "utf-8", **extra})
     env.pop("DATABASE_URL", None)
     return subprocess.run([CALSYNC, *args], capture_output=True, env=env, timeout=120, cwd=state)
 
@@ -127,11 +128,15 @@ def test_ask_details_lists_every_finding(state: Path) -> None:
     assert "Details: what I checked" in text and "calendar.read_only" not in text
 
 
-def test_a_reconnect_url_is_printed_whole_on_its_own_line(state: Path) -> None:
-    result = run(state, "ask", "carla@northwind.example", "my calendar is broken")
+@pytest.mark.parametrize("columns", [None, "40"], ids=["default-width", "40-columns"])
+def test_a_reconnect_url_is_printed_whole_on_its_own_line(state: Path, columns: str | None) -> None:
+    extra = {"COLUMNS": columns} if columns else {}
+    result = run(state, "ask", "carla@northwind.example", "my calendar is broken", env=extra)
+    assert result.returncode == 0, result.stderr.decode()
     lines = result.stdout.decode("utf-8").splitlines()
     (url,) = [line for line in lines if "/connect/google?t=" in line]
-    assert url.startswith("http") and " " not in url.strip() and len(url) > 120
+    assert url.startswith("http") and url == url.strip() and " " not in url and len(url) > 120
+    assert "Traceback" not in result.stderr.decode()
 
 
 def test_ask_text_off_topic_says_what_it_can_help_with(state: Path) -> None:
