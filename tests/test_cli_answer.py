@@ -194,3 +194,31 @@ def test_demo_answers_each_rep_with_their_own_problem(tmp_path: Path) -> None:
         "I can help with",
     ):
         assert expected in text, expected
+
+
+def test_report_prints_the_agents_report_link_whole_on_its_own_line(state: Path) -> None:
+    from calsync.app import utc_now
+    from calsync.links import LinkSigner, load_or_create_link_secret
+    from calsync.settings import Settings
+
+    result = run(state, "report", "carla@northwind.example", env={"COLUMNS": "40"})
+    assert result.returncode == 0, result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+    (url,) = result.stdout.decode("utf-8").splitlines()  # the link alone on stdout, one line
+    assert url.startswith("http://127.0.0.1:8000/reports/") and " " not in url
+    # The link the report page accepts: signed with the state dir's secret, kind report, for that rep.
+    settings = Settings(_env_file=None).model_copy(update={"state_dir": state})  # type: ignore[call-arg]
+    signer = LinkSigner(load_or_create_link_secret(settings, sandbox=True), utc_now)
+    link = signer.read(url.rsplit("/", 1)[1], "report")
+    assert link.subject["rep"] == "carla@northwind.example"
+    assert str(link.subject["agent"]).startswith("cli:")
+
+
+def test_report_for_an_unknown_email_says_so_in_one_sentence_and_exits_1(state: Path) -> None:
+    result = run(state, "report", "nobody@northwind.example")
+    assert result.returncode == 1
+    assert result.stdout == b""
+    said = [line for line in result.stderr.decode().splitlines() if "sandbox emulators" not in line]
+    assert said == [
+        "No SalesPartner user has the email 'nobody@northwind.example', so there is no report to open."
+    ]
