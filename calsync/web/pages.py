@@ -123,7 +123,7 @@ def create_pages_router(
     templates.env.filters["when"] = when
     templates.env.globals["evidence_items"] = evidence_items
     router = APIRouter(include_in_schema=False)
-    home = "/playground" if config.sandbox else "#"
+    home = "/playground" if config.sandbox else "/"
 
     def page(
         request: Request, name: str, context: dict[str, Any], status: int = 200, *, private: bool = False
