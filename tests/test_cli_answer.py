@@ -222,3 +222,51 @@ def test_report_for_an_unknown_email_says_so_in_one_sentence_and_exits_1(state: 
     assert said == [
         "No SalesPartner user has the email 'nobody@northwind.example', so there is no report to open."
     ]
+
+
+def _scenario(directory: Path, name: str) -> Path:
+    path = directory / f"{name}.yaml"
+    email = f"{name}@northwind.example"
+    path.write_text(
+        f"accounts:\n  - {{provider: google, email: {email}, name: {name}, grant: {{status: valid}}}}\n"
+        f"users:\n  - {{email: {email}, name: {name}, role: rep}}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _world(state: Path) -> tuple[set[str], set[str]]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{state / 'calsync.db'}")
+    with engine.connect() as connection:
+        users = set(connection.execute(text("SELECT email FROM users")).scalars())
+        accounts = set(connection.execute(text("SELECT email FROM sandbox_accounts")).scalars())
+    engine.dispose()
+    return users, accounts
+
+
+# (load arguments, exit code, what it says, the users then, the provider accounts then)
+LOADS = [
+    (["one"], 0, "Replaced the sandbox world", {"one"}, {"one"}),
+    (["two", "--add"], 0, "Added to the sandbox world", {"one", "two"}, {"one", "two"}),
+    (
+        ["two", "--add"],
+        2,
+        "already in the sandbox: user two@northwind.example",
+        {"one", "two"},
+        {"one", "two"},
+    ),
+    (["one", "--replace"], 0, "Replaced the sandbox world", {"one", "two"}, {"one"}),
+]
+
+
+def test_sandbox_load_says_whether_it_replaced_or_added(tmp_path: Path) -> None:
+    for args, code, said, users, accounts in LOADS:
+        result = run(tmp_path, "sandbox", "load", str(_scenario(tmp_path, args[0])), *args[1:])
+        stderr = result.stderr.decode()
+        assert result.returncode == code, stderr
+        assert said in stderr and "Traceback" not in stderr
+        assert ("--add" in stderr) if "Replaced" in said else ("--replace" in stderr)
+        expected = ({f"{u}@northwind.example" for u in users}, {f"{a}@northwind.example" for a in accounts})
+        assert _world(tmp_path) == expected, args

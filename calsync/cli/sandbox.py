@@ -14,8 +14,15 @@ sandbox_cli = typer.Typer(help="The local emulators of Google, Microsoft and Sla
 @sandbox_cli.command("load")
 def sandbox_load(
     path: Path = typer.Argument(..., help="A scenario file (YAML); see the README's 'Scenario files'."),
+    replace: bool = typer.Option(
+        True,
+        "--replace/--add",
+        help="--replace (the default): clear the sandbox world and the users the file names first. "
+        "--add: add the file to what is there (refused if it names a user or account already there).",
+    ),
 ) -> None:
-    """Put a scenario into the database and the sandbox world (replacing what it names)."""
+    """Put a scenario into the database and the sandbox world: replacing the world (the default) or
+    adding to it (--add)."""
     from calsync.app import utc_now
     from calsync.db import make_engine, make_session_factory
     from calsync.sandbox.scenario import ScenarioError, load_scenario
@@ -35,6 +42,7 @@ def sandbox_load(
             world=World(engine),
             cipher=load_or_create_key(settings),
             clock=utc_now,
+            replace=replace,
         )
     except ScenarioError as error:
         note(str(error))
@@ -45,6 +53,13 @@ def sandbox_load(
         f"Loaded {path}: {loaded.users} users, {loaded.accounts} provider accounts, {loaded.events} events, "
         f"{loaded.appointments} appointments, {loaded.faults} faults into {safe_url(url)}"
     )
+    if replace:
+        note(
+            "Replaced the sandbox world and the users the file names (other users stay); "
+            "--add adds a file to what is there instead."
+        )
+    else:
+        note("Added to the sandbox world (nothing was removed); --replace clears it first instead.")
 
 
 @sandbox_cli.command("serve")

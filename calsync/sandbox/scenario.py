@@ -489,7 +489,9 @@ def load_scenario(
     """Validate `path`, then write the backend rows and the sandbox world in one transaction.
 
     With `replace`, the users named in the scenario and the sandbox world are cleared first, so a
-    scenario can be loaded again. On any error nothing is written.
+    scenario can be loaded again; without it the scenario is added to what is there, and a user,
+    provider account or Slack user it names that is already there is refused. On any error nothing
+    is written.
     """
     scenario = read_scenario(path)
     now = clock()
@@ -498,10 +500,32 @@ def load_scenario(
         with transaction(sessions) as session:
             if replace:
                 _clear(session, scenario)
+            elif taken := _already_there(session, scenario):
+                shown = ", ".join(taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
+                raise ScenarioError(
+                    f"{path}: nothing was loaded: already in the sandbox: {shown} (--replace replaces them)"
+                )
             counts = _write(session, world, scenario, cipher, now)
+    except ScenarioError:
+        raise
     except (ValueError, TypeError, OverflowError, IntegrityError) as error:
         raise ScenarioError(f"{path}: nothing was loaded: {error}") from None
     return LoadedScenario(path=path, **counts)
+
+
+def _already_there(session: Session, scenario: Scenario) -> list[str]:
+    """What adding `scenario` would make twice: its users, provider accounts and Slack users."""
+    emails = [user.email.lower() for user in scenario.users]
+    taken = [f"user {email}" for email in session.scalars(select(User.email).where(User.email.in_(emails)))]
+    wanted = {(account.provider, account.email.lower()) for account in scenario.accounts}
+    for provider, email in session.execute(select(SandboxAccount.provider, SandboxAccount.email)):
+        if (provider, email.lower()) in wanted:
+            taken.append(f"{provider} account {email}")
+    slack_ids = [user.slack_user_id for user in scenario.users if user.slack_user_id is not None]
+    slack_ids += [user.id for user in scenario.slack.users]
+    found = session.scalars(select(SandboxSlackUser.id).where(SandboxSlackUser.id.in_(slack_ids)))
+    taken += [f"Slack user {slack_id}" for slack_id in found]
+    return taken
 
 
 def _clear(session: Session, scenario: Scenario) -> None:
