@@ -37,6 +37,7 @@ from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
 from calsync.knowledge.matcher import MAX_QUESTION_CHARS
 from calsync.links import LinkExpired, LinkInvalid, LinkSigner
 from calsync.render import blocks
+from calsync.render.agent import about_rep, first_name
 from calsync.render.html import button_html, render_blocks
 from calsync.store.reports import ReportStore, nonce_digest
 from calsync.web.templating import make_templates
@@ -122,6 +123,7 @@ def create_pages_router(
     templates = make_templates()
     templates.env.filters["when"] = when
     templates.env.globals["evidence_items"] = evidence_items
+    templates.env.filters["about_rep"] = about_rep  # the report speaks of the rep, to an agent
     router = APIRouter(include_in_schema=False)
     home = "/playground" if config.sandbox else "/"
 
@@ -205,6 +207,7 @@ def create_pages_router(
             "report.html",
             {
                 "answer": answer,
+                "rep_name": first_name(answer.user_name, answer.user),
                 "agent": agent,
                 "state": state,
                 "expires": link.expires_at,

@@ -4,60 +4,20 @@
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from calsync.app import build_troubleshooter, build_web_app
-from calsync.flows.reconnect import ReconnectLinks
-from calsync.links import LinkSigner
 from calsync.sandbox.server import BackgroundServer
-from calsync.settings import Settings
 from calsync.web.app import create_web_app
 from calsync.web.hardening import CONTENT_SECURITY_POLICY
-from tests.harness import LateApp, Sandbox
+from tests.web.conftest import Pages
 
 DEMO = Path(__file__).parents[2] / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
 CARLA = "carla@northwind.example"
-
-
-@dataclass
-class Pages:
-    url: str
-    signer: LinkSigner
-    links: ReconnectLinks
-
-
-@pytest.fixture(scope="module")
-def pages_server(sandbox_session: Sandbox) -> Iterator[Pages]:
-    late = LateApp()
-    secret = secrets.token_urlsafe(32)
-    with BackgroundServer(late) as server:
-        settings = sandbox_session.endpoints.apply(
-            Settings(_env_file=None).model_copy(  # type: ignore[call-arg]
-                update={
-                    "public_url": server.url,
-                    "link_secret": SecretStr(secret),
-                    "state_dir": sandbox_session.tmp_dir,
-                }
-            )
-        )
-        services = sandbox_session.services(settings)
-        late.app = build_web_app(services, None, build_troubleshooter(services), sandbox=True)
-        signer = LinkSigner(secret.encode(), sandbox_session.clock)
-        yield Pages(server.url, signer, ReconnectLinks(signer, server.url))
-
-
-@pytest.fixture
-def pages(pages_server: Pages, sandbox: Sandbox) -> Pages:
-    sandbox.load_file(DEMO)
-    return pages_server
 
 
 def _report(pages: Pages) -> str:
