@@ -455,6 +455,7 @@ def build_pages(
             public_url=services.settings.public_url,
             examples=DEMO_QUESTIONS if sandboxed else (),
             problems=_demo_problems() if sandboxed else {},
+            sandbox_ca=str(services.sandbox.ca_path.resolve()) if sandboxed and services.sandbox else "",
         ),
     )
 

@@ -67,6 +67,9 @@ class PagesConfig:
     public_url: str = "http://127.0.0.1:8000"
     examples: Sequence[tuple[str, str]] = ()  # (rep email, question) shown as links on the playground
     problems: Mapping[str, str] = field(default_factory=dict)  # rep email -> the demo's one-liner
+    sandbox_ca: str = (
+        ""  # the sandbox CA file (the Microsoft emulator's https), said beside Reconnect Outlook
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -257,6 +260,13 @@ def create_pages_router(
                 )
             if base in (blocks.ACTION_HELPED, blocks.ACTION_NOT_HELPED):
                 return button_html(button, note="In Slack, this records whether the answer helped.")
+            if base == blocks.ACTION_RECONNECT and button.get("value") == "microsoft" and config.sandbox_ca:
+                return button_html(button) + Markup(
+                    '<span class="note ca-note" id="outlook-ca">The sandbox\'s Outlook sign-in is https with '
+                    "calsync's own test certificate, so the browser warns: trust the sandbox CA "
+                    "<code>{}</code> (import it as an authority in the browser's certificate settings) or "
+                    "go past the warning — it is the local emulator on 127.0.0.1.</span>"
+                ).format(config.sandbox_ca)
             if base == blocks.ACTION_TALK_TO_SUPPORT:
                 return button_html(
                     button, note="In Slack, this posts the question and this answer to the support channel."
