@@ -24,6 +24,7 @@ def sandbox_load(
     """Put a scenario into the database and the sandbox world: replacing the world (the default) or
     adding to it (--add)."""
     from calsync.app import utc_now
+    from calsync.cli.progress import progress
     from calsync.db import make_engine, make_session_factory
     from calsync.sandbox.scenario import ScenarioError, load_scenario
     from calsync.sandbox.world import World
@@ -36,14 +37,16 @@ def sandbox_load(
     migrate.upgrade(url)
     engine = make_engine(url)
     try:
-        loaded = load_scenario(
-            path,
-            sessions=make_session_factory(engine),
-            world=World(engine),
-            cipher=load_or_create_key(settings),
-            clock=utc_now,
-            replace=replace,
-        )
+        with progress(f"Loading {path.name}") as advance:
+            loaded = load_scenario(
+                path,
+                sessions=make_session_factory(engine),
+                world=World(engine),
+                cipher=load_or_create_key(settings),
+                clock=utc_now,
+                replace=replace,
+                progress=advance,
+            )
     except ScenarioError as error:
         note(str(error))
         raise typer.Exit(2) from None

@@ -485,13 +485,14 @@ def load_scenario(
     cipher: TokenCipher,
     clock: Clock,
     replace: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LoadedScenario:
     """Validate `path`, then write the backend rows and the sandbox world in one transaction.
 
     With `replace`, the users named in the scenario and the sandbox world are cleared first, so a
     scenario can be loaded again; without it the scenario is added to what is there, and a user,
     provider account or Slack user it names that is already there is refused. On any error nothing
-    is written.
+    is written. `progress` hears `(done, total)` of the accounts and users written.
     """
     scenario = read_scenario(path)
     now = clock()
@@ -505,7 +506,7 @@ def load_scenario(
                 raise ScenarioError(
                     f"{path}: nothing was loaded: already in the sandbox: {shown} (--replace replaces them)"
                 )
-            counts = _write(session, world, scenario, cipher, now)
+            counts = _write(session, world, scenario, cipher, now, progress)
     except ScenarioError:
         raise
     except (ValueError, TypeError, OverflowError, IntegrityError) as error:
@@ -549,8 +550,22 @@ def _clear(session: Session, scenario: Scenario) -> None:
 
 
 def _write(
-    session: Session, world: World, scenario: Scenario, cipher: TokenCipher, now: datetime
+    session: Session,
+    world: World,
+    scenario: Scenario,
+    cipher: TokenCipher,
+    now: datetime,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
+    total = len(scenario.accounts) + len(scenario.users)
+    written = 0
+
+    def one_more() -> None:
+        nonlocal written
+        written += 1
+        if progress is not None:
+            progress(written, total)
+
     def when(value: When | None) -> datetime | None:
         return None if value is None else parse_when(value, now)
 
@@ -611,6 +626,7 @@ def _write(
                     )
                 )
                 events += 1
+        one_more()
 
     appointments = 0
     for spec in scenario.users:
@@ -697,6 +713,7 @@ def _write(
                     counts=dict(run.counts),
                 )
             )
+        one_more()
     for fault in scenario.faults:
         session.add(
             SandboxFault(
