@@ -105,5 +105,5 @@ def test_the_front_page_outside_the_sandbox_has_no_playground() -> None:
         readme = httpx.get(server.url + "/readme", timeout=30)
     assert response.status_code == 200
     assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
-    assert set(_links(response.text)) == {"/", "/healthz", "/static/calsync.css"}
+    assert set(_links(response.text)) == {"/", "/healthz", "/static/calsync.css", "/static/pages.css"}
     assert "README" in response.text and readme.status_code == 404
