@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy import Engine
@@ -454,6 +455,7 @@ def build_pages(
             public_url=services.settings.public_url,
             examples=DEMO_QUESTIONS if sandboxed else (),
             problems=_demo_problems() if sandboxed else {},
+            sandbox_ca=str(services.sandbox.ca_path.resolve()) if sandboxed and services.sandbox else "",
         ),
     )
 
@@ -479,8 +481,9 @@ def build_web_app(
     from calsync.web.slack_verify import SlackVerifier
 
     routers: list[APIRouter] = [build_reconnect(services, bot, troubleshooter)]
+    sandboxed = services.world is not None if sandbox is None else sandbox
     if troubleshooter is not None:
-        routers.append(build_pages(services, troubleshooter, sandbox=sandbox))
+        routers.append(build_pages(services, troubleshooter, sandbox=sandboxed))
     secret = signing_secret(services.settings)
     socket_mode = build_socket_mode(services, bolt_app)
     over_http = None if socket_mode is not None else bolt_app
@@ -495,7 +498,16 @@ def build_web_app(
             socket_mode,
         ),
         metrics=build_metrics(bot),
+        playground=troubleshooter is not None and sandboxed,
+        readme=readme_path(),
     )
+
+
+def readme_path() -> Path:
+    """The README beside the package (a checkout or an editable install; `GET /` says so when absent)."""
+    import calsync
+
+    return Path(calsync.__file__).resolve().parents[1] / "README.md"
 
 
 def build_syncing(sync_engine: SyncEngine) -> Callable[[], AbstractAsyncContextManager[None]]:

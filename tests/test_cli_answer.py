@@ -31,10 +31,11 @@ CAUSE_KEYS = ["code", "severity", "summary", "fix", "findings"]
 FINDING_KEYS = ["check", "code", "severity", "summary", "hint", "evidence"]
 
 
-def run(state: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+def run(state: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     # No provider settings: calsync runs against its own emulators.
+    extra = env or {}
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GOOGLE_", "MICROSOFT_"))}
-    env.update({"CALSYNC_STATE_DIR": str(state), "PYTHONIOENCODING": "utf-8"})
+    env.update({"CALSYNC_STATE_DIR": str(state), "PYTHONIOENCODING": "utf-8", **extra})
     env.pop("DATABASE_URL", None)
     return subprocess.run([CALSYNC, *args], capture_output=True, env=env, timeout=120, cwd=state)
 
@@ -127,11 +128,15 @@ def test_ask_details_lists_every_finding(state: Path) -> None:
     assert "Details: what I checked" in text and "calendar.read_only" not in text
 
 
-def test_a_reconnect_url_is_printed_whole_on_its_own_line(state: Path) -> None:
-    result = run(state, "ask", "carla@northwind.example", "my calendar is broken")
+@pytest.mark.parametrize("columns", [None, "40"], ids=["default-width", "40-columns"])
+def test_a_reconnect_url_is_printed_whole_on_its_own_line(state: Path, columns: str | None) -> None:
+    extra = {"COLUMNS": columns} if columns else {}
+    result = run(state, "ask", "carla@northwind.example", "my calendar is broken", env=extra)
+    assert result.returncode == 0, result.stderr.decode()
     lines = result.stdout.decode("utf-8").splitlines()
     (url,) = [line for line in lines if "/connect/google?t=" in line]
-    assert url.startswith("http") and " " not in url.strip() and len(url) > 120
+    assert url.startswith("http") and url == url.strip() and " " not in url and len(url) > 120
+    assert "Traceback" not in result.stderr.decode()
 
 
 def test_ask_text_off_topic_says_what_it_can_help_with(state: Path) -> None:
@@ -189,3 +194,79 @@ def test_demo_answers_each_rep_with_their_own_problem(tmp_path: Path) -> None:
         "I can help with",
     ):
         assert expected in text, expected
+
+
+def test_report_prints_the_agents_report_link_whole_on_its_own_line(state: Path) -> None:
+    from calsync.app import utc_now
+    from calsync.links import LinkSigner, load_or_create_link_secret
+    from calsync.settings import Settings
+
+    result = run(state, "report", "carla@northwind.example", env={"COLUMNS": "40"})
+    assert result.returncode == 0, result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+    (url,) = result.stdout.decode("utf-8").splitlines()  # the link alone on stdout, one line
+    assert url.startswith("http://127.0.0.1:8000/reports/") and " " not in url
+    # The link the report page accepts: signed with the state dir's secret, kind report, for that rep.
+    settings = Settings(_env_file=None).model_copy(update={"state_dir": state})  # type: ignore[call-arg]
+    signer = LinkSigner(load_or_create_link_secret(settings, sandbox=True), utc_now)
+    link = signer.read(url.rsplit("/", 1)[1], "report")
+    assert link.subject["rep"] == "carla@northwind.example"
+    assert str(link.subject["agent"]).startswith("cli:")
+
+
+def test_report_for_an_unknown_email_says_so_in_one_sentence_and_exits_1(state: Path) -> None:
+    result = run(state, "report", "nobody@northwind.example")
+    assert result.returncode == 1
+    assert result.stdout == b""
+    said = [line for line in result.stderr.decode().splitlines() if "sandbox emulators" not in line]
+    assert said == [
+        "No SalesPartner user has the email 'nobody@northwind.example', so there is no report to open."
+    ]
+
+
+def _scenario(directory: Path, name: str) -> Path:
+    path = directory / f"{name}.yaml"
+    email = f"{name}@northwind.example"
+    path.write_text(
+        f"accounts:\n  - {{provider: google, email: {email}, name: {name}, grant: {{status: valid}}}}\n"
+        f"users:\n  - {{email: {email}, name: {name}, role: rep}}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _world(state: Path) -> tuple[set[str], set[str]]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{state / 'calsync.db'}")
+    with engine.connect() as connection:
+        users = set(connection.execute(text("SELECT email FROM users")).scalars())
+        accounts = set(connection.execute(text("SELECT email FROM sandbox_accounts")).scalars())
+    engine.dispose()
+    return users, accounts
+
+
+# (load arguments, exit code, what it says, the users then, the provider accounts then)
+LOADS = [
+    (["one"], 0, "Replaced the sandbox world", {"one"}, {"one"}),
+    (["two", "--add"], 0, "Added to the sandbox world", {"one", "two"}, {"one", "two"}),
+    (
+        ["two", "--add"],
+        2,
+        "already in the sandbox: user two@northwind.example",
+        {"one", "two"},
+        {"one", "two"},
+    ),
+    (["one", "--replace"], 0, "Replaced the sandbox world", {"one", "two"}, {"one"}),
+]
+
+
+def test_sandbox_load_says_whether_it_replaced_or_added(tmp_path: Path) -> None:
+    for args, code, said, users, accounts in LOADS:
+        result = run(tmp_path, "sandbox", "load", str(_scenario(tmp_path, args[0])), *args[1:])
+        stderr = result.stderr.decode()
+        assert result.returncode == code, stderr
+        assert said in stderr and "Traceback" not in stderr
+        assert ("--add" in stderr) if "Replaced" in said else ("--replace" in stderr)
+        expected = ({f"{u}@northwind.example" for u in users}, {f"{a}@northwind.example" for a in accounts})
+        assert _world(tmp_path) == expected, args

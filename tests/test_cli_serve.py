@@ -49,7 +49,8 @@ def test_serve_in_sandbox_mode_answers_health_and_the_playground(tmp_path: Path)
         for key, value in os.environ.items()
         if not key.startswith(("GOOGLE_", "MICROSOFT_", "SLACK_"))
     }
-    env.update({"CALSYNC_STATE_DIR": str(tmp_path), "PYTHONIOENCODING": "utf-8"})
+    # A narrow terminal: the URLs still come whole, each on a line of its own.
+    env.update({"CALSYNC_STATE_DIR": str(tmp_path), "PYTHONIOENCODING": "utf-8", "COLUMNS": "40"})
     env.pop("DATABASE_URL", None)
     server = subprocess.Popen(
         [CALSYNC, "serve", "--port", str(port)],
@@ -76,7 +77,8 @@ def test_serve_in_sandbox_mode_answers_health_and_the_playground(tmp_path: Path)
     notes = stderr.decode()
     assert "using the sandbox emulators" in notes
     assert "loaded the demo scenario" in notes
-    assert f"http://127.0.0.1:{port}/playground" in notes
+    assert f"http://127.0.0.1:{port}/playground" in notes.splitlines()
+    assert f"http://127.0.0.1:{port}/" in notes.splitlines()
 
 
 @pytest.mark.parametrize("app_token", [None, "  "], ids=["http", "blank-app-token"])

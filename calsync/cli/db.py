@@ -14,13 +14,15 @@ def _run_migration(action: str, revision: str) -> None:
     from alembic.util import CommandError
     from sqlalchemy.exc import OperationalError
 
+    from calsync.cli.progress import progress
     from calsync.settings import Settings
     from calsync.syncbackend import migrate
 
     url = Settings().resolved_database_url
     try:
         if action == "upgrade":
-            migrate.upgrade(url, revision)
+            with progress("Migrations") as advance:
+                migrate.upgrade(url, revision, progress=advance)
         else:
             migrate.downgrade(url, revision)
         now = migrate.current(url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,6 +19,12 @@ def stderr() -> Console:
 def note(message: str) -> None:
     """One plain line on stderr: no markup, no wrapping (URLs and error texts stay intact)."""
     stderr().print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def url_line(url: str, *, err: bool = True) -> None:
+    """A URL alone on its own line, never wrapped or cropped whatever the terminal's width, ready to
+    copy (plain `print`: rich would fold it at the console's width)."""
+    print(url, file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def safe_url(url: str) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from calsync.cli.output import note, safe_url
+from calsync.cli.output import note, safe_url, url_line
 
 if TYPE_CHECKING:
     from calsync.diagnostics.answer import Answer
@@ -79,6 +79,34 @@ def diagnose_command(
 ) -> None:
     """Run every check for the rep EMAIL and show the whole picture, evidence included (for agents)."""
     _answer(email, None, as_json=as_json, evidence=True)
+
+
+def report_command(
+    email: str = typer.Argument(..., help="The rep whose full report to open (their SalesPartner email)."),
+    open_it: bool = typer.Option(False, "--open", help="Also open the report in a web browser."),
+) -> None:
+    """Print the agent's full-report link for the rep EMAIL (what Slack's "Open full report" opens):
+    signed, for 15 minutes, opening in the first browser that uses it; `calsync serve` shows it."""
+    import getpass
+    import webbrowser
+
+    from calsync.app import REPORT_LINK_TTL_MINUTES, build_report_url, open_services
+    from calsync.diagnostics.state import find_user
+
+    with open_services(announce=note) as services:
+        with services.sessions() as session:
+            known = find_user(session, email) is not None
+        if not known:
+            note(f"No SalesPartner user has the email {email!r}, so there is no report to open.")
+            raise typer.Exit(1)
+        url = build_report_url(services)(f"cli:{getpass.getuser()}", email)
+    note(
+        f"The full report on {email} (works for {REPORT_LINK_TTL_MINUTES} minutes, in the first browser "
+        "that opens it, while calsync serve runs):"
+    )
+    url_line(url, err=False)
+    if open_it:
+        webbrowser.open(url)
 
 
 def demo_command() -> None:

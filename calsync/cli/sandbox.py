@@ -14,9 +14,17 @@ sandbox_cli = typer.Typer(help="The local emulators of Google, Microsoft and Sla
 @sandbox_cli.command("load")
 def sandbox_load(
     path: Path = typer.Argument(..., help="A scenario file (YAML); see the README's 'Scenario files'."),
+    replace: bool = typer.Option(
+        True,
+        "--replace/--add",
+        help="--replace (the default): clear the sandbox world and the users the file names first. "
+        "--add: add the file to what is there (refused if it names a user or account already there).",
+    ),
 ) -> None:
-    """Put a scenario into the database and the sandbox world (replacing what it names)."""
+    """Put a scenario into the database and the sandbox world: replacing the world (the default) or
+    adding to it (--add)."""
     from calsync.app import utc_now
+    from calsync.cli.progress import progress
     from calsync.db import make_engine, make_session_factory
     from calsync.sandbox.scenario import ScenarioError, load_scenario
     from calsync.sandbox.world import World
@@ -29,13 +37,16 @@ def sandbox_load(
     migrate.upgrade(url)
     engine = make_engine(url)
     try:
-        loaded = load_scenario(
-            path,
-            sessions=make_session_factory(engine),
-            world=World(engine),
-            cipher=load_or_create_key(settings),
-            clock=utc_now,
-        )
+        with progress(f"Loading {path.name}") as advance:
+            loaded = load_scenario(
+                path,
+                sessions=make_session_factory(engine),
+                world=World(engine),
+                cipher=load_or_create_key(settings),
+                clock=utc_now,
+                replace=replace,
+                progress=advance,
+            )
     except ScenarioError as error:
         note(str(error))
         raise typer.Exit(2) from None
@@ -45,6 +56,13 @@ def sandbox_load(
         f"Loaded {path}: {loaded.users} users, {loaded.accounts} provider accounts, {loaded.events} events, "
         f"{loaded.appointments} appointments, {loaded.faults} faults into {safe_url(url)}"
     )
+    if replace:
+        note(
+            "Replaced the sandbox world and the users the file names (other users stay); "
+            "--add adds a file to what is there instead."
+        )
+    else:
+        note("Added to the sandbox world (nothing was removed); --replace clears it first instead.")
 
 
 @sandbox_cli.command("serve")

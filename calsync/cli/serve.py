@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from calsync.cli.output import note
+from calsync.cli.output import note, url_line
 
 if TYPE_CHECKING:
     from calsync.settings import Settings
@@ -150,14 +150,16 @@ def serve_command(
             if build_socket_mode(services, bolt_app) is not None
             else "at /slack/events"
         )
-        note(f"calsync listening on http://{host}:{port} (Slack events {slack_way_in}, health at /healthz)")
+        note(f"calsync listening (Slack events {slack_way_in}, health at /healthz) on")
+        url_line(f"http://{host}:{port}/")
         if services.world is not None:
             demo = load_demo_if_empty(
                 sessions=services.sessions, world=services.world, cipher=services.cipher, clock=services.clock
             )
             if demo:
                 note("The database was empty: loaded the demo scenario (reps @northwind.example).")
-            note(f"Try calsync in your browser: http://{host}:{port}/playground")
+            note("Try calsync in your browser:")
+            url_line(f"http://{host}:{port}/playground")
         server.run()
         if not server.started:  # the start-up failed (Slack refused the app token, say); uvicorn said why
             raise typer.Exit(3)

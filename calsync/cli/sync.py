@@ -142,6 +142,7 @@ def worker_command(
         open_services,
         wire_notifications,
     )
+    from calsync.cli.progress import progress
     from calsync.syncbackend.engine import TickResult, run_worker, tick
 
     def report(result: TickResult) -> None:
@@ -161,7 +162,9 @@ def worker_command(
 
         async def run() -> None:
             if once:
-                report(await tick(engine, batch=batch))
+                with progress("Sync cycles") as advance:
+                    result = await tick(engine, batch=batch, progress=advance)
+                report(result)
                 return
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 __all__ = ["ButtonRenderer", "button_html", "mrkdwn_to_html", "plain_to_html", "render_blocks", "safe_url"]
 
@@ -101,6 +101,19 @@ def mrkdwn_to_html(text: str) -> Markup:
     body = body.replace("\n", "<br>\n")
     body = _PLACEHOLDER.sub(lambda m: pieces[int(m.group(1))], body)
     return Markup(body)  # every piece above was escaped
+
+
+def inline_code(text: str | None) -> Markup:
+    """A page's plain sentence as safe HTML: `` `code` `` becomes <code>, everything else escaped."""
+    if isinstance(text, Markup):
+        return text
+    cleaned = _CONTROL.sub("", "" if text is None else str(text))
+    parts = _CODE.split(cleaned)  # even: text; odd: what stood between backticks
+    # Escaped as Jinja escapes the rest of the page (markupsafe), so pages read the same either way.
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if index % 2 else escape(part)
+        for index, part in enumerate(parts)
+    )
 
 
 def plain_to_html(text: str) -> Markup:

@@ -485,11 +485,14 @@ def load_scenario(
     cipher: TokenCipher,
     clock: Clock,
     replace: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LoadedScenario:
     """Validate `path`, then write the backend rows and the sandbox world in one transaction.
 
     With `replace`, the users named in the scenario and the sandbox world are cleared first, so a
-    scenario can be loaded again. On any error nothing is written.
+    scenario can be loaded again; without it the scenario is added to what is there, and a user,
+    provider account or Slack user it names that is already there is refused. On any error nothing
+    is written. `progress` hears `(done, total)` of the accounts and users written.
     """
     scenario = read_scenario(path)
     now = clock()
@@ -498,10 +501,32 @@ def load_scenario(
         with transaction(sessions) as session:
             if replace:
                 _clear(session, scenario)
-            counts = _write(session, world, scenario, cipher, now)
+            elif taken := _already_there(session, scenario):
+                shown = ", ".join(taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
+                raise ScenarioError(
+                    f"{path}: nothing was loaded: already in the sandbox: {shown} (--replace replaces them)"
+                )
+            counts = _write(session, world, scenario, cipher, now, progress)
+    except ScenarioError:
+        raise
     except (ValueError, TypeError, OverflowError, IntegrityError) as error:
         raise ScenarioError(f"{path}: nothing was loaded: {error}") from None
     return LoadedScenario(path=path, **counts)
+
+
+def _already_there(session: Session, scenario: Scenario) -> list[str]:
+    """What adding `scenario` would make twice: its users, provider accounts and Slack users."""
+    emails = [user.email.lower() for user in scenario.users]
+    taken = [f"user {email}" for email in session.scalars(select(User.email).where(User.email.in_(emails)))]
+    wanted = {(account.provider, account.email.lower()) for account in scenario.accounts}
+    for provider, email in session.execute(select(SandboxAccount.provider, SandboxAccount.email)):
+        if (provider, email.lower()) in wanted:
+            taken.append(f"{provider} account {email}")
+    slack_ids = [user.slack_user_id for user in scenario.users if user.slack_user_id is not None]
+    slack_ids += [user.id for user in scenario.slack.users]
+    found = session.scalars(select(SandboxSlackUser.id).where(SandboxSlackUser.id.in_(slack_ids)))
+    taken += [f"Slack user {slack_id}" for slack_id in found]
+    return taken
 
 
 def _clear(session: Session, scenario: Scenario) -> None:
@@ -525,8 +550,22 @@ def _clear(session: Session, scenario: Scenario) -> None:
 
 
 def _write(
-    session: Session, world: World, scenario: Scenario, cipher: TokenCipher, now: datetime
+    session: Session,
+    world: World,
+    scenario: Scenario,
+    cipher: TokenCipher,
+    now: datetime,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
+    total = len(scenario.accounts) + len(scenario.users)
+    written = 0
+
+    def one_more() -> None:
+        nonlocal written
+        written += 1
+        if progress is not None:
+            progress(written, total)
+
     def when(value: When | None) -> datetime | None:
         return None if value is None else parse_when(value, now)
 
@@ -587,6 +626,7 @@ def _write(
                     )
                 )
                 events += 1
+        one_more()
 
     appointments = 0
     for spec in scenario.users:
@@ -673,6 +713,7 @@ def _write(
                     counts=dict(run.counts),
                 )
             )
+        one_more()
     for fault in scenario.faults:
         session.add(
             SandboxFault(

@@ -7,6 +7,7 @@ points at the same directory for the `alembic` command line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +90,34 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` up to `revision` (creating a SQLite file and its directory if needed)."""
+def upgrade(url: str, revision: str = "head", progress: Callable[[int, int], None] | None = None) -> None:
+    """Bring the database at `url` up to `revision` (creating a SQLite file and its directory if needed).
+    With `progress`, one migration at a time, each heard as `(done, total)`."""
     prepare_sqlite_path(url)
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    steps = _pending(url, revision) if progress is not None else None
+    if progress is None or steps is None:
+        command.upgrade(config, revision)
+        return
+    progress(0, len(steps))
+    for done, step in enumerate(steps, start=1):
+        command.upgrade(config, step)
+        progress(done, len(steps))
+
+
+def _pending(url: str, revision: str) -> list[str] | None:
+    """The revisions an upgrade to `revision` runs, oldest first; None when that is not a plain
+    revision on one line of history (a relative one, a branch point): then it runs in one go."""
+    from alembic.util import CommandError
+
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        steps = list(script.iterate_revisions(revision, current(url) or "base"))
+    except CommandError:
+        return None
+    if any(isinstance(step.down_revision, tuple) for step in steps):
+        return None
+    return [step.revision for step in reversed(steps)]
 
 
 def downgrade(url: str, revision: str) -> None:

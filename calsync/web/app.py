@@ -9,11 +9,12 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -94,11 +95,15 @@ def create_web_app(
     slack_verifier: SlackVerifier | None = None,
     lifespan: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     metrics: CollectorRegistry | None = None,
+    playground: bool = False,
+    readme: Path | None = None,
 ) -> FastAPI:
     """The app; `routers` add the pages (reconnect, reports, playground) built by the composition root.
     With `bolt_app`, `slack_verifier` is required: no request reaches Bolt unverified. With `metrics`,
-    `GET /metrics` shows that registry in Prometheus's text format."""
-    from calsync.web.templating import STATIC_DIR
+    `GET /metrics` shows that registry in Prometheus's text format. `GET /` is a small page linking
+    what there is: the playground (`playground`: sandbox mode), /healthz, /metrics and the README
+    (served as text at `/readme` when the file `readme` is there)."""
+    from calsync.web.templating import STATIC_DIR, make_templates
 
     if bolt_app is not None and slack_verifier is None:
         raise ValueError("serving /slack/events needs a SlackVerifier (SLACK_SIGNING_SECRET)")
@@ -154,6 +159,27 @@ def create_web_app(
             not hold up the acks on the event loop."""
             encode, content_type = choose_encoder(request.headers.get("accept", ""))
             return Response(await asyncio.to_thread(encode, registry), headers={"Content-Type": content_type})
+
+    templates = make_templates()
+    shown_readme = readme if readme is not None and readme.is_file() else None
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    async def home(request: Request) -> Response:
+        context = {
+            "home_url": "/",
+            "playground": playground,
+            "metrics": metrics is not None,
+            "readme": shown_readme is not None,
+        }
+        return templates.TemplateResponse(request, "index.html", context)
+
+    if shown_readme is not None:
+        readme_path = shown_readme
+
+        @app.get("/readme", include_in_schema=False)
+        async def readme_text() -> Response:
+            text = await asyncio.to_thread(readme_path.read_text, encoding="utf-8")
+            return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -37,6 +37,7 @@ from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
 from calsync.knowledge.matcher import MAX_QUESTION_CHARS
 from calsync.links import LinkExpired, LinkInvalid, LinkSigner
 from calsync.render import blocks
+from calsync.render.agent import about_rep, first_name
 from calsync.render.html import button_html, render_blocks
 from calsync.store.reports import ReportStore, nonce_digest
 from calsync.web.templating import make_templates
@@ -66,6 +67,9 @@ class PagesConfig:
     public_url: str = "http://127.0.0.1:8000"
     examples: Sequence[tuple[str, str]] = ()  # (rep email, question) shown as links on the playground
     problems: Mapping[str, str] = field(default_factory=dict)  # rep email -> the demo's one-liner
+    sandbox_ca: str = (
+        ""  # the sandbox CA file (the Microsoft emulator's https), said beside Reconnect Outlook
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -122,8 +126,9 @@ def create_pages_router(
     templates = make_templates()
     templates.env.filters["when"] = when
     templates.env.globals["evidence_items"] = evidence_items
+    templates.env.filters["about_rep"] = about_rep  # the report speaks of the rep, to an agent
     router = APIRouter(include_in_schema=False)
-    home = "/playground" if config.sandbox else "#"
+    home = "/playground" if config.sandbox else "/"
 
     def page(
         request: Request, name: str, context: dict[str, Any], status: int = 200, *, private: bool = False
@@ -205,6 +210,7 @@ def create_pages_router(
             "report.html",
             {
                 "answer": answer,
+                "rep_name": first_name(answer.user_name, answer.user),
                 "agent": agent,
                 "state": state,
                 "expires": link.expires_at,
@@ -254,6 +260,13 @@ def create_pages_router(
                 )
             if base in (blocks.ACTION_HELPED, blocks.ACTION_NOT_HELPED):
                 return button_html(button, note="In Slack, this records whether the answer helped.")
+            if base == blocks.ACTION_RECONNECT and button.get("value") == "microsoft" and config.sandbox_ca:
+                return button_html(button) + Markup(
+                    '<span class="note ca-note" id="outlook-ca">The sandbox\'s Outlook sign-in is https with '
+                    "calsync's own test certificate, so the browser warns: trust the sandbox CA "
+                    "<code>{}</code> (import it as an authority in the browser's certificate settings) or "
+                    "go past the warning — it is the local emulator on 127.0.0.1.</span>"
+                ).format(config.sandbox_ca)
             if base == blocks.ACTION_TALK_TO_SUPPORT:
                 return button_html(
                     button, note="In Slack, this posts the question and this answer to the support channel."

@@ -225,3 +225,36 @@ def test_pages_keep_to_their_content_security_policy_and_refuse_frames(
     page.wait_for_timeout(500)
     frame = page.frame_locator("#f")
     expect(frame.locator("#rep")).to_have_count(0)
+
+
+# A word split over two lines: more than one line box for the range of one word of a cell.
+SPLIT_WORDS = """() => {
+  const split = [];
+  for (const cell of document.querySelectorAll('main td, main th')) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const match of node.data.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        const tops = new Set([...range.getClientRects()].map((rect) => Math.round(rect.top)));
+        if (tops.size > 1) split.push(match[0]);
+      }
+    }
+  }
+  return split;
+}"""
+
+
+@pytest.mark.parametrize("rep", [CARLA, "leo@northwind.example", "hugo@northwind.example"])
+def test_report_tables_never_split_a_word_at_desktop_width(site: Site, browser: Browser, rep: str) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        assert (response := page.goto(site.report_link(rep))) is not None and response.status == 200
+        expect(page.locator("#connections table")).to_be_visible()
+        assert page.evaluate("document.querySelector('main').getBoundingClientRect().width") > 736
+        assert page.evaluate(SPLIT_WORDS) == []
+        assert no_horizontal_scroll(page)
+    finally:
+        context.close()

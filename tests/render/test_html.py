@@ -17,7 +17,14 @@ from calsync.diagnostics.answer import compose
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.knowledge.loader import load_articles
 from calsync.render.blocks import answer_message, escape_mrkdwn
-from calsync.render.html import button_html, mrkdwn_to_html, plain_to_html, render_blocks, safe_url
+from calsync.render.html import (
+    button_html,
+    inline_code,
+    mrkdwn_to_html,
+    plain_to_html,
+    render_blocks,
+    safe_url,
+)
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -215,3 +222,26 @@ def test_a_whole_answer_renders_with_its_data_escaped() -> None:
     assert "Access to &lt;script&gt;" in rendered
     assert '<a class="button primary" href="https://app.example/connect/google?t=1"' in rendered
     assert "Checked 2026-11-24 15:00 UTC" in rendered
+
+
+# (a page's sentence, its HTML): backticks become <code>, everything else is escaped
+INLINE_CODE = [
+    ("type `/calsync reconnect`.", "type <code>/calsync reconnect</code>."),
+    ("`a` and `b`", "<code>a</code> and <code>b</code>"),
+    ("no code here", "no code here"),
+    ("a lone ` stays", "a lone ` stays"),
+    ("`<script>alert(1)</script>`", "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>"),
+    ('<img src=x onerror="alert(1)"> `x`', "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; <code>x</code>"),
+    (None, ""),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), INLINE_CODE)
+def test_inline_code_renders_backticks_and_escapes_the_rest(text: str | None, expected: str) -> None:
+    assert str(inline_code(text)) == expected
+
+
+@given(st.text(max_size=200))
+def test_inline_code_makes_no_tag_but_code(text: str) -> None:
+    rendered = str(inline_code(text))
+    assert set(re.findall(r"<\s*/?\s*([a-zA-Z][\w-]*)", rendered)) <= {"code"}

@@ -225,3 +225,20 @@ def test_a_failing_load_leaves_the_previous_world_untouched(
     with make_session_factory(migrated)() as session:
         assert session.scalar(select(func.count()).select_from(CalendarConnection)) == before
         assert session.scalar(select(func.count()).select_from(SandboxEvent)) == 18
+
+
+def test_loading_reports_its_progress_account_by_account_and_user_by_user(
+    migrated: Engine, clock: FrozenClock
+) -> None:
+    """What `calsync sandbox load` draws its bar from: (done, total) of the accounts and users."""
+    heard: list[tuple[int, int]] = []
+    loaded = load_scenario(
+        DEMO,
+        sessions=make_session_factory(migrated),
+        world=World(migrated),
+        cipher=TokenCipher([generate_key()]),
+        clock=clock,
+        progress=lambda done, total: heard.append((done, total)),
+    )
+    total = loaded.accounts + loaded.users
+    assert heard == [(done, total) for done in range(1, total + 1)]

@@ -442,3 +442,14 @@ async def test_a_flaky_provider_during_the_sweep_is_not_a_disconnection(sync_wor
     assert (sweep.ok, sweep.unreachable, sweep.disconnected) == (1, 1, 0)
     assert sync_world.connection(REP_OF["google"]).status == "connected"
     assert sync_world.connection(REP_OF["google"]).last_checked_at is None, "checked again next sweep"
+
+
+async def test_a_round_reports_its_progress_cycle_by_cycle(sync_world: SyncWorld) -> None:
+    """What `calsync worker --once` draws its bar from: (done, total), from 0 to every due cycle."""
+    from calsync.syncbackend.engine import tick
+
+    sync_world.sandbox.load(REPS)
+    heard: list[tuple[int, int]] = []
+    result = await tick(sync_world.engine, progress=lambda done, total: heard.append((done, total)))
+    total = len(result.cycles)
+    assert total == len(REP_OF) and heard == [(done, total) for done in range(total + 1)]

@@ -119,3 +119,38 @@ def web(web_server: WebHarness, sandbox: Sandbox) -> WebHarness:
     if sandbox.world.slack_channel(HELP_CHANNEL) is None:
         sandbox.world.slack_add_channel(HELP_CHANNEL, "calendar-help")
     return web_server
+
+
+@dataclass
+class Pages:
+    """The pages (sandbox mode: the playground too) under uvicorn, without Slack."""
+
+    url: str
+    signer: LinkSigner
+    links: ReconnectLinks
+
+
+@pytest.fixture(scope="module")
+def pages_server(sandbox_session: Sandbox) -> Iterator[Pages]:
+    late = LateApp()
+    secret = secrets.token_urlsafe(32)
+    with BackgroundServer(late) as server:
+        settings = sandbox_session.endpoints.apply(
+            Settings(_env_file=None).model_copy(  # type: ignore[call-arg]
+                update={
+                    "public_url": server.url,
+                    "link_secret": SecretStr(secret),
+                    "state_dir": sandbox_session.tmp_dir,
+                }
+            )
+        )
+        services = sandbox_session.services(settings)
+        late.app = build_web_app(services, None, build_troubleshooter(services), sandbox=True)
+        signer = LinkSigner(secret.encode(), sandbox_session.clock)
+        yield Pages(server.url, signer, ReconnectLinks(signer, server.url))
+
+
+@pytest.fixture
+def pages(pages_server: Pages, sandbox: Sandbox) -> Pages:
+    sandbox.load_file(DEMO)
+    return pages_server

@@ -3,59 +3,21 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from calsync.app import build_troubleshooter, build_web_app
-from calsync.flows.reconnect import ReconnectLinks
-from calsync.links import LinkSigner
 from calsync.sandbox.server import BackgroundServer
-from calsync.settings import Settings
+from calsync.web.app import create_web_app
 from calsync.web.hardening import CONTENT_SECURITY_POLICY
-from tests.harness import LateApp, Sandbox
+from tests.web.conftest import Pages
 
 DEMO = Path(__file__).parents[2] / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
 CARLA = "carla@northwind.example"
-
-
-@dataclass
-class Pages:
-    url: str
-    signer: LinkSigner
-    links: ReconnectLinks
-
-
-@pytest.fixture(scope="module")
-def pages_server(sandbox_session: Sandbox) -> Iterator[Pages]:
-    late = LateApp()
-    secret = secrets.token_urlsafe(32)
-    with BackgroundServer(late) as server:
-        settings = sandbox_session.endpoints.apply(
-            Settings(_env_file=None).model_copy(  # type: ignore[call-arg]
-                update={
-                    "public_url": server.url,
-                    "link_secret": SecretStr(secret),
-                    "state_dir": sandbox_session.tmp_dir,
-                }
-            )
-        )
-        services = sandbox_session.services(settings)
-        late.app = build_web_app(services, None, build_troubleshooter(services), sandbox=True)
-        signer = LinkSigner(secret.encode(), sandbox_session.clock)
-        yield Pages(server.url, signer, ReconnectLinks(signer, server.url))
-
-
-@pytest.fixture
-def pages(pages_server: Pages, sandbox: Sandbox) -> Pages:
-    sandbox.load_file(DEMO)
-    return pages_server
 
 
 def _report(pages: Pages) -> str:
@@ -87,6 +49,8 @@ ROWS = [
         id="callback-refused",
     ),
     pytest.param("GET", lambda p: "/no-such-page", None, None, id="not-found"),
+    pytest.param("GET", lambda p: "/", None, "same-origin", id="front-page"),
+    pytest.param("GET", lambda p: "/readme", None, None, id="readme"),
     pytest.param("GET", lambda p: "/healthz", None, None, id="healthz"),
     pytest.param("GET", lambda p: "/static/calsync.css", None, None, id="stylesheet"),
 ]
@@ -119,3 +83,27 @@ def test_a_reconnect_redirect_carries_no_referrer(pages: Pages) -> None:
     assert response.status_code == 302
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+def _links(html: str) -> list[str]:
+    return re.findall(r'href="([^"]+)"', html)
+
+
+def test_the_front_page_links_the_playground_health_metrics_and_readme(pages: Pages) -> None:
+    response = httpx.get(pages.url + "/", timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert {"/playground", "/healthz", "/metrics", "/readme"} <= set(_links(response.text))
+    readme = httpx.get(pages.url + "/readme", timeout=30)
+    assert readme.status_code == 200 and readme.headers["content-type"].startswith("text/plain")
+    assert readme.text.startswith("# calsync")
+
+
+def test_the_front_page_outside_the_sandbox_has_no_playground() -> None:
+    app = create_web_app(bolt_app=None, healthy=lambda: True, metrics=None, playground=False, readme=None)
+    with BackgroundServer(app) as server:
+        response = httpx.get(server.url + "/", timeout=30)
+        readme = httpx.get(server.url + "/readme", timeout=30)
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert set(_links(response.text)) == {"/", "/healthz", "/static/calsync.css", "/static/pages.css"}
+    assert "README" in response.text and readme.status_code == 404

@@ -115,18 +115,28 @@ class SyncEngine:
         finally:
             await asyncio.to_thread(self._leases.release, [connection_id])
 
-    async def run_due(self, limit: int = 100) -> list[CycleResult]:
-        """Every connection whose next cycle is due (up to `limit`), a bounded number at a time."""
+    async def run_due(
+        self, limit: int = 100, progress: Callable[[int, int], None] | None = None
+    ) -> list[CycleResult]:
+        """Every connection whose next cycle is due (up to `limit`), a bounded number at a time;
+        `progress` hears `(done, total)` as cycles finish."""
         now = self.ctx.clock()
         ids = await asyncio.to_thread(self._leases.claim_due, now, limit)
         slots = asyncio.Semaphore(self.max_concurrent_cycles)
+        finished = 0
+        if progress is not None:
+            progress(0, len(ids))
 
         async def one(connection_id: int) -> CycleResult:
+            nonlocal finished
             async with slots:
                 try:
                     return await self._cycle_under_lease(connection_id)
                 finally:
                     await asyncio.to_thread(self._leases.release, [connection_id])
+                    finished += 1
+                    if progress is not None:
+                        progress(finished, len(ids))
 
         return list(await asyncio.gather(*(one(cid) for cid in ids)))
 
@@ -360,9 +370,12 @@ class TickResult:
     told: int
 
 
-async def tick(engine: SyncEngine, *, batch: int = 100) -> TickResult:
-    """One round of a worker: the due cycles, the health checks that are due, and the reps to tell."""
-    cycles = await engine.run_due(limit=batch)
+async def tick(
+    engine: SyncEngine, *, batch: int = 100, progress: Callable[[int, int], None] | None = None
+) -> TickResult:
+    """One round of a worker: the due cycles, the health checks that are due, and the reps to tell;
+    `progress` hears `(done, total)` of the cycles."""
+    cycles = await engine.run_due(limit=batch, progress=progress)
     sweep = await engine.health_sweep()
     told = await engine.notify_disconnections()
     await engine.notify_holds()  # one a failed message left unasked
