@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from calsync.cli import db, mistakes, questions, sandbox, serve, sync
+from calsync.cli import check, db, mistakes, questions, sandbox, serve, sync
 from calsync.cli.output import note
 
 cli = typer.Typer(
@@ -36,6 +36,7 @@ def root(
 cli.add_typer(sandbox.sandbox_cli, name="sandbox")
 cli.add_typer(db.db_cli, name="db")
 cli.add_typer(sync.holds_cli, name="holds")
+cli.command("check")(check.check_command)
 cli.command("match")(questions.match_command)
 cli.command("ask")(questions.ask_command)
 cli.command("diagnose")(questions.diagnose_command)
