@@ -51,10 +51,28 @@ def main() -> None:
     """`calsync`: a mistake the person can fix (a setting, the database, the port) ends in one sentence
     and exit 1 (`cli.mistakes`); a bug keeps its traceback, as does everything with `--debug`."""
     try:
-        cli()  # usage mistakes are click's: its message and exit 2
+        if sys.argv[1:] == ["match"]:
+            _match_without_typer()
+        else:
+            cli()  # usage mistakes are click's: its message and exit 2
     except Exception as error:
         sentence = None if mistakes.debugging() else mistakes.explain(error)
         if sentence is None:
             raise
         note(f"calsync: {sentence} (--debug shows the traceback)")
+        sys.exit(1)
+
+
+def _match_without_typer() -> None:
+    """`calsync match` as scripts call it (no options): typer's parsing alone (its pydantic type
+    adapters) costs more CPU than the matcher's whole start from its cache (BENCHMARKS.md, *Start-up*).
+    Ends as click's standalone mode would: a closed stdout or Ctrl-C is exit 1, without a traceback."""
+    try:
+        questions.match_command()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush into the closed pipe at exit
+        sys.exit(1)
+    except KeyboardInterrupt:
+        note("Aborted!")
         sys.exit(1)
