@@ -54,9 +54,9 @@ def imported(argv: list[str], watched: tuple[str, ...], stdin: str = "") -> list
     ("argv", "watched"),
     [
         pytest.param(["<import>"], (*HEAVY, *NUMERIC, "rich", "pydantic", "yaml"), id="import-calsync.cli"),
-        pytest.param(["--help"], (*HEAVY, *NUMERIC), id="calsync--help"),
-        pytest.param(["serve", "--help"], (*HEAVY, *NUMERIC), id="calsync-serve--help"),
-        pytest.param(["check", "--help"], (*HEAVY, *NUMERIC), id="calsync-check--help"),
+        pytest.param(["--help"], (*HEAVY, *NUMERIC, "rich"), id="calsync--help"),
+        pytest.param(["serve", "--help"], (*HEAVY, *NUMERIC, "rich"), id="calsync-serve--help"),
+        pytest.param(["check", "--help"], (*HEAVY, *NUMERIC, "rich"), id="calsync-check--help"),
     ],
 )
 def test_the_root_and_help_import_nothing_heavy(argv: list[str], watched: tuple[str, ...]) -> None:
