@@ -46,6 +46,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import mul
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -143,7 +144,7 @@ class MatcherConfig:
 
 # Bump when the features, the model or the cache file change: a cached model of another version is
 # never used.
-MODEL_VERSION = 4
+MODEL_VERSION = 5
 _CACHE_MAGIC = b"calsync-matcher\n"
 _CACHE_HEADER = struct.Struct("<QQ")  # the JSON's length in bytes, the number of coefficients
 
@@ -224,7 +225,8 @@ class Matcher:
     """Trained once (`build`: from the cache, or seconds of training), then `match` is pure
     computation: thread-safe, well under a millisecond.
 
-    `coef` holds the (features x classes) weights row by row, as one flat array of doubles."""
+    `coef` holds the weights class by class: one array of doubles per class, indexed by feature
+    column, so a class's score is one `sum(map(...))` over the question's columns, in C."""
 
     def __init__(
         self,
@@ -233,7 +235,7 @@ class Matcher:
         words: TfidfBlock,
         chars: TfidfBlock,
         concepts: TfidfBlock,
-        coef: array[float],
+        coef: Sequence[array[float]],
         intercept: Sequence[float],
         config: MatcherConfig,
     ) -> None:
@@ -244,7 +246,7 @@ class Matcher:
         self._words = words
         self._chars = chars
         self._concepts = concepts
-        self._coef = coef
+        self._coef = tuple(coef)
         self._intercept = [float(value) for value in intercept]
         self._off = classes.index(OFF_TOPIC)
         self._general = classes.index(GENERAL) if GENERAL in classes else None
@@ -283,7 +285,7 @@ class Matcher:
 
     # -- the cached model (JSON and little-endian doubles only: nothing executable is ever loaded) --
     # Read with the standard library alone (no numpy.load), so a start from the cache imports nothing
-    # heavy: magic, header (JSON length, coefficient count), JSON, then the coefficients.
+    # heavy: magic, header (JSON length, coefficient count), JSON, then the coefficients class by class.
 
     def _save(self, path: Path) -> None:
         speller = dict(self._speller.known) if self._speller is not None else None
@@ -294,7 +296,9 @@ class Matcher:
             "intercept": self._intercept,
         }
         header = json.dumps(meta, ensure_ascii=False).encode()
-        coef = array("d", self._coef)
+        coef = array("d")
+        for weights in self._coef:
+            coef.extend(weights)
         if sys.byteorder == "big":
             coef.byteswap()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,16 +317,20 @@ class Matcher:
         header_size, count = _CACHE_HEADER.unpack_from(stored, start)
         start += _CACHE_HEADER.size
         meta = json.loads(stored[start : start + header_size])
-        coef = array("d")
-        coef.frombytes(stored[start + header_size :])
-        if sys.byteorder == "big":
-            coef.byteswap()
         words, chars, concepts = (
             TfidfBlock.restore(features, idf, offset) for features, idf, offset in meta["blocks"]
         )
         classes = tuple(meta["classes"])
-        if len(coef) != count or count != (words.size + chars.size + concepts.size) * len(classes):
+        size = words.size + chars.size + concepts.size
+        start += header_size
+        if count != size * len(classes) or len(stored) - start != count * 8:
             raise ValueError(f"{path}: truncated cached matcher model")
+        coef = []
+        for k in range(len(classes)):
+            weights = array("d", stored[start + k * size * 8 : start + (k + 1) * size * 8])
+            if sys.byteorder == "big":
+                weights.byteswap()
+            coef.append(weights)
         speller = Speller(Counter(meta["speller"])) if meta["speller"] is not None else None
         return cls(classes, speller, words, chars, concepts, coef, meta["intercept"], config)
 
@@ -355,7 +363,7 @@ class Matcher:
         words = TfidfBlock(word_docs, 0, config.min_df)
         chars = TfidfBlock(char_docs, words.size, config.min_df)
         concepts = TfidfBlock(concept_docs, words.size + chars.size, config.min_df)
-        matcher = cls(classes, speller, words, chars, concepts, array("d"), [0.0] * len(classes), config)
+        matcher = cls(classes, speller, words, chars, concepts, (), [0.0] * len(classes), config)
         features = matcher._matrix(tokenized)
 
         label_index = np.array([classes.index(label) for label in labels], dtype=np.int64)
@@ -364,7 +372,10 @@ class Matcher:
         coef, intercept = train_softmax(
             features, label_index, len(classes), config.l2, sample_weight, config.max_iterations
         )
-        matcher._coef = array("d", np.ascontiguousarray(coef, dtype=np.float64).tobytes())
+        matcher._coef = tuple(
+            array("d", np.ascontiguousarray(coef[:, k], dtype=np.float64).tobytes())
+            for k in range(len(classes))
+        )
         matcher._intercept = [float(value) for value in intercept]
         return matcher
 
@@ -425,16 +436,13 @@ class Matcher:
     def _score_rows(self, questions: Sequence[str]) -> tuple[list[list[float]], list[int], list[bool]]:
         """Class probabilities, the number of known features and the vague flag, per question."""
         tokenized = [self._correct(tokenize(q)) for q in questions]
-        classes = len(self.classes)
-        coef = self._coef
+        by_class = tuple(zip(self._coef, self._intercept, strict=True))
         probabilities: list[list[float]] = []
         known: list[int] = []
         for columns, values in self._rows(tokenized):
-            scores = list(self._intercept)
-            for column, value in zip(columns, values, strict=True):
-                start = column * classes
-                weights = coef[start : start + classes]
-                scores = [score + value * weight for score, weight in zip(scores, weights, strict=True)]
+            scores = [
+                sum(map(mul, values, map(weights.__getitem__, columns))) + bias for weights, bias in by_class
+            ]
             top = max(scores)
             exponentials = [math.exp(score - top) for score in scores]
             total = sum(exponentials)
