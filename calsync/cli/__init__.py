@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from calsync.cli import db, mistakes, questions, sandbox, serve, sync
+from calsync.cli import check, db, mistakes, questions, sandbox, serve, sync
 from calsync.cli.output import note
 
 cli = typer.Typer(
@@ -19,6 +19,8 @@ cli = typer.Typer(
     help="Live calendar-sync diagnostics for SalesPartner reps, in Slack and on the command line.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help (click's): rendering it with rich imports ~0.1 s of rich for every `--help`.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,  # a bug's traceback plain; a mistake's one sentence (`main`)
 )
 
@@ -36,6 +38,7 @@ def root(
 cli.add_typer(sandbox.sandbox_cli, name="sandbox")
 cli.add_typer(db.db_cli, name="db")
 cli.add_typer(sync.holds_cli, name="holds")
+cli.command("check")(check.check_command)
 cli.command("match")(questions.match_command)
 cli.command("ask")(questions.ask_command)
 cli.command("diagnose")(questions.diagnose_command)
@@ -51,10 +54,28 @@ def main() -> None:
     """`calsync`: a mistake the person can fix (a setting, the database, the port) ends in one sentence
     and exit 1 (`cli.mistakes`); a bug keeps its traceback, as does everything with `--debug`."""
     try:
-        cli()  # usage mistakes are click's: its message and exit 2
+        if sys.argv[1:] == ["match"]:
+            _match_without_typer()
+        else:
+            cli()  # usage mistakes are click's: its message and exit 2
     except Exception as error:
         sentence = None if mistakes.debugging() else mistakes.explain(error)
         if sentence is None:
             raise
         note(f"calsync: {sentence} (--debug shows the traceback)")
+        sys.exit(1)
+
+
+def _match_without_typer() -> None:
+    """`calsync match` as scripts call it (no options): typer's parsing alone (its pydantic type
+    adapters) costs more CPU than the matcher's whole start from its cache (BENCHMARKS.md, *Start-up*).
+    Ends as click's standalone mode would: a closed stdout or Ctrl-C is exit 1, without a traceback."""
+    try:
+        questions.match_command()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush into the closed pipe at exit
+        sys.exit(1)
+    except KeyboardInterrupt:
+        note("Aborted!")
         sys.exit(1)

@@ -16,8 +16,10 @@ How it works (figures and the choice of every constant below: `benchmarks/matche
    from the help center, they carry a word the training never used in that spot), each block
    L2-normalised and weighted.
 4. A multinomial logistic regression over the six articles plus an explicit `off_topic` class,
-   trained at start-up (L-BFGS on scipy.sparse matrices; ~0.1 s). scikit-learn is deliberately not
-   used at run time: importing it alone costs ~0.9 s of the 1.5 s cold-start budget.
+   trained once (L-BFGS on scipy.sparse matrices, `calsync.knowledge.model`) and cached. scikit-learn
+   is deliberately not used: importing it alone costs ~0.9 s. Answering with the cached model is
+   plain Python (a few hundred multiply-adds per question): importing numpy and scipy would cost more
+   than `calsync match` spends on everything else (issue 18).
 5. The best article wins only if it beats `off_topic` and `general` and its probability reaches
    `threshold`; otherwise the answer is None ("I'm not sure"): a wrong confident answer is worse.
    A message of at most three topic words and nothing else ("appointment", "outlook", "calendar
@@ -36,20 +38,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
-import zipfile
+import struct
+import sys
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import mul
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import yaml
-from scipy import sparse
 
 from calsync.knowledge.loader import KnowledgeBase
-from calsync.knowledge.model import FloatArray, IntArray, TfidfBlock, softmax, train_softmax
+from calsync.knowledge.tfidf import TfidfBlock
 from calsync.knowledge.wording import (
     CONCEPTS,
     MAX_QUESTION_CHARS,
@@ -65,10 +70,16 @@ from calsync.knowledge.wording import (
     word_features,
 )
 
+if TYPE_CHECKING:
+    from scipy import sparse
+
+    from calsync.knowledge.model import FloatArray, IntArray
+
 __all__ = [
     "DEFAULT_TRAINING_PATH",
     "GENERAL",
     "MAX_QUESTION_CHARS",
+    "NUMPY_BATCH",
     "OFF_TOPIC",
     "Match",
     "Matcher",
@@ -133,8 +144,14 @@ class MatcherConfig:
     max_iterations: int = 300
 
 
-# Bump when the features or the model change: a cached model of another version is never used.
-MODEL_VERSION = 3
+# Bump when the features, the model or the cache file change: a cached model of another version is
+# never used.
+MODEL_VERSION = 5
+# From this many questions at once (a file piped to `calsync match`), numpy scores the batch: its
+# import (0.1-0.3 s) pays for itself; fewer (a person typing, the bot) are scored in plain Python.
+NUMPY_BATCH = 64
+_CACHE_MAGIC = b"calsync-matcher\n"
+_CACHE_HEADER = struct.Struct("<QQ")  # the JSON's length in bytes, the number of coefficients
 
 
 def default_cache_dir() -> Path:
@@ -146,22 +163,32 @@ def default_cache_dir() -> Path:
     return Path(base) / "calsync"
 
 
-def _model_key(
-    questions: Sequence[str], labels: Sequence[str], article_ids: Sequence[str], config: MatcherConfig
-) -> str:
+def _model_key(kb: KnowledgeBase, training_text: str, config: MatcherConfig) -> str:
+    """The cache key: the training file's text as it is (parsing it is the slow part of a start from
+    the cache, so it is parsed only to train), the articles' ids and examples, the config."""
     digest = hashlib.sha256()
-    payload = {"v": MODEL_VERSION, "q": list(questions), "l": list(labels), "a": list(article_ids)}
+    articles = [[article.id, list(article.examples)] for article in kb.articles]
+    payload = {"v": MODEL_VERSION, "t": training_text, "a": articles}
     digest.update(json.dumps(payload, ensure_ascii=False).encode())
     digest.update(repr(config).encode())
     return digest.hexdigest()[:24]
 
 
-def load_training(path: Path) -> dict[str, list[str]]:
-    """`{article_id or "off_topic": [questions]}` from a training YAML file."""
+def _read_training_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"{path}: cannot read the training file: {exc}") from exc
+
+
+def load_training(path: Path, text: str | None = None) -> dict[str, list[str]]:
+    """`{article_id or "off_topic": [questions]}` from a training YAML file (`text`: already read)."""
+    if text is None:
+        text = _read_training_text(path)
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser: ~10x faster
-        data: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-    except (OSError, yaml.YAMLError) as exc:
+        data: Any = yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
         raise TrainingError(f"{path}: cannot read the training file: {exc}") from exc
     if not isinstance(data, dict):
         raise TrainingError(f"{path}: must map article ids (and off_topic) to lists of questions")
@@ -200,7 +227,11 @@ def _training_set(kb: KnowledgeBase, training: Mapping[str, Sequence[str]]) -> t
 
 
 class Matcher:
-    """Trained once (`build`, ~0.1 s), then `match` is pure computation: thread-safe, ~0.1 ms."""
+    """Trained once (`build`: from the cache, or seconds of training), then `match` is pure
+    computation: thread-safe, well under a millisecond.
+
+    `coef` holds the weights class by class: one array of doubles per class, indexed by feature
+    column, so a class's score is one `sum(map(...))` over the question's columns, in C."""
 
     def __init__(
         self,
@@ -209,8 +240,8 @@ class Matcher:
         words: TfidfBlock,
         chars: TfidfBlock,
         concepts: TfidfBlock,
-        coef: FloatArray,
-        intercept: FloatArray,
+        coef: Sequence[array[float]],
+        intercept: Sequence[float],
         config: MatcherConfig,
     ) -> None:
         self.classes = classes
@@ -220,11 +251,12 @@ class Matcher:
         self._words = words
         self._chars = chars
         self._concepts = concepts
-        self._coef = coef
-        self._intercept = intercept
+        self._coef = tuple(coef)
+        self._weights: Any = None  # numpy's view of `coef`, made by the first big batch
+        self._intercept = [float(value) for value in intercept]
         self._off = classes.index(OFF_TOPIC)
         self._general = classes.index(GENERAL) if GENERAL in classes else None
-        self._article_columns = np.array([i for i, c in enumerate(classes) if c in self.article_ids])
+        self._article_columns = [i for i, c in enumerate(classes) if c in self.article_ids]
 
     @classmethod
     def build(
@@ -242,23 +274,24 @@ class Matcher:
         from: the articles' ids and examples, the training file, the config and this code's model
         version. An admin who edits an article or the training file gets a freshly trained model on
         the next start; a cache that cannot be read or written is simply not used."""
-        data = load_training(training if training is not None else DEFAULT_TRAINING_PATH)
-        questions, labels = _training_set(kb, data)
+        training_path = training if training is not None else DEFAULT_TRAINING_PATH
+        text = _read_training_text(training_path)
         config = config or MatcherConfig()
         directory = default_cache_dir() if cache is None else cache
-        path = (
-            directory / f"matcher-{_model_key(questions, labels, kb.ids, config)}.npz" if directory else None
-        )
+        path = directory / f"matcher-{_model_key(kb, text, config)}.model" if directory else None
         if path is not None:
-            with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, struct.error):
                 return cls._load(path, config)
+        questions, labels = _training_set(kb, load_training(training_path, text))
         matcher = cls.train(questions, labels, kb.ids, config)
         if path is not None:
             with contextlib.suppress(OSError):
                 matcher._save(path)
         return matcher
 
-    # -- the cached model (arrays and JSON only: nothing executable is ever loaded) ---------------
+    # -- the cached model (JSON and little-endian doubles only: nothing executable is ever loaded) --
+    # Read with the standard library alone (no numpy.load), so a start from the cache imports nothing
+    # heavy: magic, header (JSON length, coefficient count), JSON, then the coefficients class by class.
 
     def _save(self, path: Path) -> None:
         speller = dict(self._speller.known) if self._speller is not None else None
@@ -266,23 +299,46 @@ class Matcher:
             "classes": list(self.classes),
             "blocks": [[list(b.index), b.idf, b.offset] for b in (self._words, self._chars, self._concepts)],
             "speller": speller,
+            "intercept": self._intercept,
         }
+        header = json.dumps(meta, ensure_ascii=False).encode()
+        coef = array("d")
+        for weights in self._coef:
+            coef.extend(weights)
+        if sys.byteorder == "big":
+            coef.byteswap()
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with partial.open("wb") as handle:
-            np.savez(handle, coef=self._coef, intercept=self._intercept, meta=np.array(json.dumps(meta)))
+            handle.write(_CACHE_MAGIC + _CACHE_HEADER.pack(len(header), len(coef)) + header)
+            coef.tofile(handle)
         os.replace(partial, path)  # whole or not at all, whoever writes at the same time
 
     @classmethod
     def _load(cls, path: Path, config: MatcherConfig) -> Matcher:
-        with np.load(path, allow_pickle=False) as stored:
-            meta = json.loads(str(stored["meta"]))
-            coef, intercept = stored["coef"], stored["intercept"]
+        stored = path.read_bytes()
+        if not stored.startswith(_CACHE_MAGIC):
+            raise ValueError(f"{path}: not a cached matcher model")
+        start = len(_CACHE_MAGIC)
+        header_size, count = _CACHE_HEADER.unpack_from(stored, start)
+        start += _CACHE_HEADER.size
+        meta = json.loads(stored[start : start + header_size])
         words, chars, concepts = (
             TfidfBlock.restore(features, idf, offset) for features, idf, offset in meta["blocks"]
         )
+        classes = tuple(meta["classes"])
+        size = words.size + chars.size + concepts.size
+        start += header_size
+        if count != size * len(classes) or len(stored) - start != count * 8:
+            raise ValueError(f"{path}: truncated cached matcher model")
+        coef = []
+        for k in range(len(classes)):
+            weights = array("d", stored[start + k * size * 8 : start + (k + 1) * size * 8])
+            if sys.byteorder == "big":
+                weights.byteswap()
+            coef.append(weights)
         speller = Speller(Counter(meta["speller"])) if meta["speller"] is not None else None
-        return cls(tuple(meta["classes"]), speller, words, chars, concepts, coef, intercept, config)
+        return cls(classes, speller, words, chars, concepts, coef, meta["intercept"], config)
 
     @classmethod
     def train(
@@ -294,6 +350,10 @@ class Matcher:
     ) -> Matcher:
         """Train on labelled questions (labels: article ids, `GENERAL` or `OFF_TOPIC`); used by `build`
         and CV."""
+        import numpy as np
+
+        from calsync.knowledge.model import train_softmax
+
         config = config or MatcherConfig()
         classes = (*article_ids, *((GENERAL,) if GENERAL in labels else ()), OFF_TOPIC)
         stray = set(labels) - set(classes)
@@ -309,7 +369,7 @@ class Matcher:
         words = TfidfBlock(word_docs, 0, config.min_df)
         chars = TfidfBlock(char_docs, words.size, config.min_df)
         concepts = TfidfBlock(concept_docs, words.size + chars.size, config.min_df)
-        matcher = cls(classes, speller, words, chars, concepts, np.zeros((0, 0)), np.zeros(0), config)
+        matcher = cls(classes, speller, words, chars, concepts, (), [0.0] * len(classes), config)
         features = matcher._matrix(tokenized)
 
         label_index = np.array([classes.index(label) for label in labels], dtype=np.int64)
@@ -318,8 +378,11 @@ class Matcher:
         coef, intercept = train_softmax(
             features, label_index, len(classes), config.l2, sample_weight, config.max_iterations
         )
-        matcher._coef = coef
-        matcher._intercept = intercept
+        matcher._coef = tuple(
+            array("d", np.ascontiguousarray(coef[:, k], dtype=np.float64).tobytes())
+            for k in range(len(classes))
+        )
+        matcher._intercept = [float(value) for value in intercept]
         return matcher
 
     # -- inference --------------------------------------------------------------------------------
@@ -343,71 +406,105 @@ class Matcher:
                 corrected[i] = NAME_TOKEN
         return corrected
 
-    def _row(self, tokens: list[str]) -> tuple[list[int], list[float]]:
-        """One question's features: their columns and TF-IDF values, word block first."""
-        columns: list[int] = []
-        values: list[float] = []
+    def _rows(self, tokenized: Sequence[list[str]]) -> Iterator[tuple[list[int], list[float]]]:
+        """Each question's features: its columns and TF-IDF values (a sparse row)."""
         config = self.config
-        for block, features, weight in (
-            (self._words, word_features(tokens), config.word_weight),
-            (self._chars, char_features(tokens, config.char_low, config.char_high), config.char_weight),
-            (self._concepts, concept_features(tokens), config.concept_weight),
-        ):
-            if weight == 0.0:
-                continue
-            block_columns, block_values = block.row(features, weight)
-            columns.extend(block_columns)
-            values.extend(block_values)
-        return columns, values
+        for tokens in tokenized:
+            columns: list[int] = []
+            values: list[float] = []
+            for block, features, weight in (
+                (self._words, word_features(tokens), config.word_weight),
+                (self._chars, char_features(tokens, config.char_low, config.char_high), config.char_weight),
+                (self._concepts, concept_features(tokens), config.concept_weight),
+            ):
+                if weight == 0.0:
+                    continue
+                block_columns, block_values = block.row(features, weight)
+                columns.extend(block_columns)
+                values.extend(block_values)
+            yield columns, values
 
     def _matrix(self, tokenized: Sequence[list[str]]) -> sparse.csr_matrix:
+        """The feature matrix, for training (numpy and scipy are imported only to train)."""
+        import numpy as np
+        from scipy import sparse
+
         indptr = [0]
         indices: list[int] = []
         data: list[float] = []
-        for tokens in tokenized:
-            columns, values = self._row(tokens)
+        for columns, values in self._rows(tokenized):
             indices.extend(columns)
             data.extend(values)
             indptr.append(len(indices))
         shape = (len(tokenized), self._words.size + self._chars.size + self._concepts.size)
         return sparse.csr_matrix((np.array(data), np.array(indices, dtype=np.int64), indptr), shape=shape)
 
-    def _scores(self, columns: list[int], values: list[float]) -> FloatArray:
-        """One question's class scores less the intercept: the product of its sparse row with the
-        coefficients, summed as scipy's CSR product sums it (each feature's products added in turn to
-        a row of zeros, in column order as stored), so the result is the same to the last bit, without
-        building a sparse matrix per question (which cost a quarter of a match)."""
-        products = np.zeros((len(columns) + 1, self._coef.shape[1]))
-        if columns:
-            np.multiply(np.array(values)[:, np.newaxis], self._coef[columns], out=products[1:])
-        return np.add.accumulate(products, axis=0)[-1]
+    def _score_rows(self, questions: Sequence[str]) -> tuple[list[list[float]], list[int], list[bool]]:
+        """Class probabilities, the number of known features and the vague flag, per question."""
+        tokenized = [self._correct(tokenize(q)) for q in questions]
+        rows = list(self._rows(tokenized))
+        if len(rows) >= NUMPY_BATCH:
+            probabilities = self._batch_probabilities(rows)
+        else:
+            by_class = tuple(zip(self._coef, self._intercept, strict=True))
+            probabilities = []
+            for columns, values in rows:
+                scores = [
+                    sum(map(mul, values, map(weights.__getitem__, columns))) + bias
+                    for weights, bias in by_class
+                ]
+                top = max(scores)
+                exponentials = [math.exp(score - top) for score in scores]
+                total = sum(exponentials)
+                probabilities.append([value / total for value in exponentials])
+        return probabilities, [len(columns) for columns, _ in rows], [is_vague(t) for t in tokenized]
+
+    def _batch_probabilities(self, rows: Sequence[tuple[list[int], list[float]]]) -> list[list[float]]:
+        """The same scores for a big batch with numpy (imported here, once a batch is worth it)."""
+        import numpy as np
+
+        if self._weights is None:  # (classes x features), views of the class arrays: no copy
+            self._weights = np.stack([np.frombuffer(weights, dtype=np.float64) for weights in self._coef])
+        columns = np.fromiter(chain.from_iterable(c for c, _ in rows), dtype=np.int64)
+        values = np.fromiter(chain.from_iterable(v for _, v in rows), dtype=np.float64)
+        owners = np.repeat(np.arange(len(rows)), [len(c) for c, _ in rows])
+        contributions = self._weights[:, columns] * values
+        scores = np.stack(
+            [np.bincount(owners, weights=row, minlength=len(rows)) for row in contributions], axis=1
+        ) + np.array(self._intercept)
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        result: list[list[float]] = scores.tolist()
+        return result
 
     def _probabilities(self, questions: Sequence[str]) -> tuple[FloatArray, IntArray]:
         probabilities, known, _ = self._score(questions)
         return probabilities, known
 
     def _score(self, questions: Sequence[str]) -> tuple[FloatArray, IntArray, list[bool]]:
-        """Class probabilities, the number of known features and the vague flag, per question."""
-        tokenized = [self._correct(tokenize(q)) for q in questions]
-        rows = [self._row(tokens) for tokens in tokenized]
-        scores = np.empty((len(rows), self._coef.shape[1]))
-        for i, (columns, values) in enumerate(rows):
-            scores[i] = self._scores(columns, values)
-        scores += self._intercept
-        known = np.array([len(columns) for columns, _ in rows], dtype=np.int64)
-        return softmax(scores), known, [is_vague(t) for t in tokenized]
+        """`_score_rows` as numpy arrays (for the benchmark's cross-validation and `probabilities`)."""
+        import numpy as np
+
+        probabilities, known, vague = self._score_rows(questions)
+        shape = (len(probabilities), len(self.classes))
+        return (
+            np.array(probabilities, dtype=np.float64).reshape(shape),
+            np.array(known, dtype=np.int64),
+            vague,
+        )
 
     def probabilities(self, questions: Sequence[str]) -> FloatArray:
         """Class probabilities (columns in `self.classes` order), one row per question."""
         return self._probabilities(questions)[0]
 
-    def _decide(self, row: FloatArray, blank: bool, known_features: int, vague: bool = False) -> Match:
+    def _decide(self, row: Sequence[float], blank: bool, known_features: int, vague: bool = False) -> Match:
         config = self.config
         if blank:
             return Match(None, 0.0, (), config.ambiguity_ratio, config.ambiguity_floor)
-        articles = row[self._article_columns]
-        order = np.argsort(-articles)[:2]
-        alternatives = tuple((self.article_ids[i], round(float(articles[i]), 6)) for i in order)
+        articles = [float(row[column]) for column in self._article_columns]
+        order = sorted(range(len(articles)), key=lambda i: -articles[i])[:2]
+        alternatives = tuple((self.article_ids[i], round(articles[i], 6)) for i in order)
         best_id, best = alternatives[0]
         off = float(row[self._off])
         general = float(row[self._general]) if self._general is not None else 0.0
@@ -426,7 +523,7 @@ class Matcher:
         batch = [q[:MAX_QUESTION_CHARS] for q in questions]
         if not batch:
             return []
-        probabilities, known, vague = self._score(batch)
+        probabilities, known, vague = self._score_rows(batch)
         return [
             self._decide(row, not q.strip(), int(n), v)
             for row, q, n, v in zip(probabilities, batch, known, vague, strict=True)

@@ -312,14 +312,22 @@ class Speller:
     def __init__(self, vocabulary: Counter[str]) -> None:
         self._known = vocabulary
         self.known: Mapping[str, int] = vocabulary
-        self._index: dict[str, list[str]] = {}
-        for word in vocabulary:
-            if len(word) < self.MIN_LENGTH - 1 or not word.isalpha():
-                continue
-            self._index.setdefault(word, []).append(word)
-            for deleted in _deletes(word):
-                self._index.setdefault(deleted, []).append(word)
+        # Built on the first word that needs correcting: most questions have none, and building it is
+        # a good part of a `calsync match` start from the cache.
+        self._index: dict[str, list[str]] | None = None
         self._cache: dict[str, str] = {}
+
+    def _deletion_index(self) -> dict[str, list[str]]:
+        if self._index is None:
+            index: dict[str, list[str]] = {}
+            for word in self._known:
+                if len(word) < self.MIN_LENGTH - 1 or not word.isalpha():
+                    continue
+                index.setdefault(word, []).append(word)
+                for deleted in _deletes(word):
+                    index.setdefault(deleted, []).append(word)
+            self._index = index  # one assignment: threads racing here build equal indexes
+        return self._index
 
     def correct(self, word: str) -> str:
         if word in self._known or len(word) < self.MIN_LENGTH or not word.isalpha():
@@ -327,9 +335,10 @@ class Speller:
         cached = self._cache.get(word)
         if cached is not None:
             return cached
-        candidates: set[str] = set(self._index.get(word, ()))
+        index = self._deletion_index()
+        candidates: set[str] = set(index.get(word, ()))
         for deleted in _deletes(word):
-            candidates.update(self._index.get(deleted, ()))
+            candidates.update(index.get(deleted, ()))
             if deleted in self._known:
                 candidates.add(deleted)
         # Typos rarely hit the first letter; requiring it keeps e.g. "cancel" from becoming "channel".

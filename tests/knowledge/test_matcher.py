@@ -11,6 +11,7 @@ from calsync.knowledge.loader import ARTICLE_IDS, KnowledgeBase, load_articles
 from calsync.knowledge.matcher import (
     DEFAULT_TRAINING_PATH,
     GENERAL,
+    NUMPY_BATCH,
     OFF_TOPIC,
     Match,
     Matcher,
@@ -388,3 +389,16 @@ def test_the_trained_model_is_cached_and_retrained_when_what_it_learns_from_chan
     assert len(list(cache.iterdir())) == 2
     stored.write_bytes(b"not a model")
     assert Matcher.build(kb, cache=cache).match("every appt shows up twice").article == "duplicates"
+
+
+def test_a_big_batch_scored_with_numpy_matches_one_question_at_a_time(matcher: Matcher) -> None:
+    questions = [q for qs in load_training(DEFAULT_TRAINING_PATH).values() for q in qs][::7]
+    questions += ["", "   ", "zzzz qqqq", "my 2pm with Acme vanished"]
+    assert len(questions) >= NUMPY_BATCH
+    batched = matcher.match_many(questions)
+    alone = [matcher.match(question) for question in questions]
+    assert [m.article for m in batched] == [m.article for m in alone]
+    assert [m.off_topic for m in batched] == [m.off_topic for m in alone]
+    for together, single in zip(batched, alone, strict=True):
+        assert together.confidence == pytest.approx(single.confidence, abs=1e-9)
+        assert [a for a, _ in together.alternatives] == [a for a, _ in single.alternatives]
