@@ -7,6 +7,9 @@ tests. Provider retries never sleep: the providers get a recording fake `sleep`.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,3 +203,21 @@ class LateApp:
 
 def codes(findings: Sequence[Finding]) -> list[str]:
     return [finding.code for finding in findings]
+
+
+CALSYNC = str(Path(sys.executable).parent / "calsync")
+
+
+def run_calsync(args: list[str], env: dict[str, str], state: Path) -> subprocess.CompletedProcess[str]:
+    """`calsync ARGS` as a new user runs it: no provider, Slack or calsync settings from this
+    environment, only `env`, the state dir `state`, a wide terminal."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GOOGLE_", "MICROSOFT_", "SLACK_", "CALSYNC_"))
+    }
+    clean.pop("DATABASE_URL", None)
+    clean.update({"CALSYNC_STATE_DIR": str(state), "PYTHONIOENCODING": "utf-8", "COLUMNS": "200", **env})
+    return subprocess.run(
+        [CALSYNC, *args], env=clean, cwd=state.parent, capture_output=True, text=True, timeout=120
+    )

@@ -5,15 +5,15 @@ exit code; never a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+
+from tests.harness import run_calsync
 
 CALSYNC = str(Path(sys.executable).parent / "calsync")
 FERNET_KEY = Fernet.generate_key().decode()
@@ -160,17 +160,7 @@ CASES = [
 ]  # fmt: skip
 
 
-def run(args: list[str], env: dict[str, str], state: Path) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GOOGLE_", "MICROSOFT_", "SLACK_", "CALSYNC_"))
-    }
-    clean.pop("DATABASE_URL", None)
-    clean.update({"CALSYNC_STATE_DIR": str(state), "PYTHONIOENCODING": "utf-8", "COLUMNS": "200", **env})
-    return subprocess.run(
-        [CALSYNC, *args], env=clean, cwd=state.parent, capture_output=True, text=True, timeout=120
-    )
+run = run_calsync
 
 
 @pytest.fixture(scope="module")

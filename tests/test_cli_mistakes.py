@@ -3,15 +3,15 @@ its exit code, its few lines on stderr, and no traceback — unless `--debug` as
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.harness import run_calsync
 
 CALSYNC = str(Path(sys.executable).parent / "calsync")
 
@@ -89,17 +89,7 @@ MISTAKES = [
 ]  # fmt: skip
 
 
-def run(args: list[str], env: dict[str, str], state: Path) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GOOGLE_", "MICROSOFT_", "SLACK_", "CALSYNC_"))
-    }
-    clean.pop("DATABASE_URL", None)
-    clean.update({"CALSYNC_STATE_DIR": str(state), "PYTHONIOENCODING": "utf-8", "COLUMNS": "200", **env})
-    return subprocess.run(
-        [CALSYNC, *args], env=clean, cwd=state.parent, capture_output=True, text=True, timeout=120
-    )
+run = run_calsync
 
 
 @pytest.mark.parametrize("mistake", MISTAKES)
