@@ -250,6 +250,11 @@ class ReconnectService:
         try:
             result = await asyncio.wait_for(asyncio.shield(cycle), self.first_sync_wait)
         except TimeoutError:
+            log.warning(
+                "the first sync after reconnecting %s is still running after %.0f s; it goes on in the background",
+                outcome.rep_email,
+                self.first_sync_wait,
+            )
             self._running.add(cycle)
             cycle.add_done_callback(self._running.discard)
             return outcome

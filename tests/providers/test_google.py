@@ -7,6 +7,8 @@ import base64
 import hashlib
 import json
 import socket
+import struct
+import threading
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -750,6 +752,99 @@ def test_connection_refused_is_unavailable(
     with pytest.raises(ProviderUnavailable):
         run(provider.list_calendars(google_seed.auth()))
     assert google_sleeps == [0.5]
+
+
+class DropsIdleConnections:
+    """An HTTP server on 127.0.0.1 that answers every request with one event and, when told, resets
+    the first connection it accepted while that connection is idle (what a keep-alive timeout or a
+    restarted front end does to a client's kept connection)."""
+
+    EVENT = json.dumps(
+        {
+            "id": "evt-1",
+            "summary": "Demo with Acme",
+            "start": {"dateTime": "2026-12-05T15:00:00Z"},
+            "end": {"dateTime": "2026-12-05T15:45:00Z"},
+        }
+    ).encode()
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted = 0
+        self.requests: list[bytes] = []
+        self.drop = threading.Event()
+        self.dropped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _answer(self, conn: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+        self.requests.append(head.split(b"\r\n")[0])
+        payload = self.EVENT
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        return True
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted == 1:
+                self._answer(conn)
+                self.drop.wait(10)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()  # linger 0: a reset, not a FIN
+                self.dropped.set()
+                continue
+            with conn:
+                while self._answer(conn):
+                    pass
+
+    def close(self) -> None:
+        self.drop.set()
+        self.listener.close()
+
+
+def test_a_kept_connection_the_server_dropped_is_not_reused(
+    google_provider_factory: ProviderFactory, clock: FrozenClock
+) -> None:
+    """An insert is never sent twice (it may have happened), so it must not go out on a connection
+    the server has dropped since the thread's last request: it would fail without reaching Google."""
+    server = DropsIdleConnections()
+    try:
+        provider = google_provider_factory(api_url=server.url, token_url=server.url + "/token")
+        auth = Authorization(refresh_token="rt", access_token="at", expires_at=clock() + timedelta(hours=1))
+        assert run(provider.insert_event(auth, "primary", draft(clock))).id == "evt-1"
+        server.drop.set()
+        assert server.dropped.wait(10)
+
+        assert run(provider.insert_event(auth, "primary", draft(clock))).id == "evt-1"
+        assert server.accepted == 2 and len(server.requests) == 2
+    finally:
+        server.close()
 
 
 def test_faults_for_another_account_do_not_apply(

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import html
 import json
+import re
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -92,7 +93,10 @@ def test_carla_reconnects_google(web: WebHarness) -> None:
     assert page.status_code == 200, page.text
     assert "connected again" in page.text and "close this tab" in page.text
     # The first cycle ran (through the engine) before the page: what was waiting is on the calendar.
-    assert "‘Tasting demo for Wonka’ is on your calendar now." in html.unescape(page.text)
+    shown = html.unescape(page.text)
+    assert "‘Tasting demo for Wonka’ is on your calendar now." in shown, re.findall(
+        r"[^<>]*sync[^<>]*", shown
+    )
     assert [e.title for e in sandbox.world.find_events(appointment_id="carla-wonka")] == [
         "Tasting demo for Wonka"
     ]

@@ -6,7 +6,8 @@ between threads hands one request's response to another), so no HTTP object is e
 threads: each API request executes on its own `google_auth_httplib2.AuthorizedHttp` (the rep's
 token) over its worker thread's own `httplib2.Http(timeout=...)`, kept for the thread's next
 requests so that its connection is reused (a fresh `Http` per request costs a new connection, and
-in production a TLS handshake, per API call); a request that fails drops its thread's connections.
+in production a TLS handshake, per API call); a request that fails drops its thread's connections,
+and a connection the server closed while it was idle is not reused.
 What is shared is what is read-only once built — the discovery-built service and its `events()` /
 `calendarList()` resources, built once per provider (building the resources costs ~1.5 ms each, the
 service ~1 ms) — and the token endpoint's connections: token refreshes go through google-auth's
@@ -43,6 +44,7 @@ import urllib3
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from urllib3.util.wait import wait_for_read
 
 from calsync.syncbackend.providers.base import (
     NO_TIME,
@@ -237,6 +239,18 @@ def _decode_id_token_email(id_token: str | None) -> str | None:
 
 
 # -- API errors -----------------------------------------------------------------------------------
+
+
+def _close_dropped_connections(http: httplib2.Http) -> None:
+    """Close the kept connections that the server closed or reset while they were idle (a keep-alive
+    timeout, a restarted front end), so the next request opens a new one. An idle kept socket that
+    is readable holds an EOF or a reset. httplib2 itself retries a request only for some of what it
+    then gets (a reset is raised), and an insert is never retried by us, so it would fail without
+    reaching Google. urllib3 makes the same check before it reuses a pooled connection."""
+    for connection in list(http.connections.values()):
+        sock = connection.sock
+        if sock is not None and wait_for_read(sock, timeout=0.0):
+            connection.close()
 
 
 def _http_error(exc: HttpError, operation: str) -> ProviderError | _Unauthorized:
@@ -492,6 +506,8 @@ class GoogleProvider:
         http: httplib2.Http | None = getattr(self._per_thread, "http", None)
         if http is None:
             http = self._per_thread.http = httplib2.Http(timeout=self.timeout, proxy_info=None)
+        else:
+            _close_dropped_connections(http)
         return http
 
     def _refresh_blocking(self, refresh_token: str) -> _Refreshed:
