@@ -53,8 +53,17 @@ def second_instance(slack_server: SlackHarness) -> Iterator[str]:
 def answer_buttons(slack: SlackHarness) -> tuple[str, str, dict[str, str]]:
     """Carla asks in a DM; her answer's channel, ts and button values by action id."""
     _, channel = slack.dm(CARLA, "why isn't my appointment showing?")
-    message = wait_for(
-        lambda: next((m for m in slack.sandbox.world.slack_messages(channel) if "revoked" in m.text), None)
+    world = slack.sandbox.world
+    message = wait_for(lambda: next((m for m in world.slack_messages(channel) if "revoked" in m.text), None))
+    # The emulator logs a call after it has changed the message: wait for the log too, or the
+    # answer's own chat.update could be counted as a click's.
+    wait_for(
+        lambda: any(
+            "revoked" in str(call.params.get("text", ""))
+            for call in world.slack_calls()
+            if call.method in ("chat.update", "chat.postMessage")
+        ),
+        what="the answer's call in the emulator's log",
     )
     values = {
         element["action_id"]: element.get("value", "")
