@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,7 @@ from calsync.syncbackend.fixes import (
     Refused,
 )
 from calsync.syncbackend.providers.base import (
+    Authorization,
     Calendar,
     CalendarProvider,
     GrantError,
@@ -151,18 +152,25 @@ class Fixes:
             raise Refused("provider_unreachable" if provider is None else "grant_invalid")
         return provider
 
-    async def _writable(self, facts: ConnectionFacts) -> list[Calendar]:
-        """The calendars the provider lists as writable for this connection, now."""
+    @contextlib.asynccontextmanager
+    async def _calling(self, facts: ConnectionFacts) -> AsyncIterator[tuple[CalendarProvider, Authorization]]:
+        """The connection's provider and grant for a live call: a dead grant or a provider in
+        trouble refuses the fix (nothing changed), and refreshed tokens are kept either way."""
         provider = self._provider(facts)
         assert facts.auth is not None
         try:
-            calendars = await provider.list_calendars(facts.auth)
+            yield provider, facts.auth
         except GrantError:
             raise Refused("grant_invalid") from None
         except ProviderError:
             raise Refused("provider_unreachable") from None
         finally:
             await asyncio.to_thread(self.store.store_tokens, facts.id, facts.auth)
+
+    async def _writable(self, facts: ConnectionFacts) -> list[Calendar]:
+        """The calendars the provider lists as writable for this connection, now."""
+        async with self._calling(facts) as (provider, auth):
+            calendars = await provider.list_calendars(auth)
         return [calendar for calendar in calendars if calendar.writable]
 
     async def _sync(self, connection_id: int) -> CycleResult | None:
@@ -274,16 +282,8 @@ class Fixes:
             facts = await asyncio.to_thread(self.store.connection, person.user_id, connection)
             if facts.active:
                 raise Refused("already_on")
-            provider = self._provider(facts)
-            assert facts.auth is not None
-            try:
-                await provider.check_grant(facts.auth)
-            except GrantError:
-                raise Refused("grant_invalid") from None
-            except ProviderError:
-                raise Refused("provider_unreachable") from None
-            finally:
-                await asyncio.to_thread(self.store.store_tokens, facts.id, facts.auth)
+            async with self._calling(facts) as (provider, auth):
+                await provider.check_grant(auth)
             on = await asyncio.to_thread(
                 self.store.turn_on, person.user_id, facts.id, actor=person.slack_user_id
             )

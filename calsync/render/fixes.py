@@ -26,6 +26,8 @@ from calsync.render.kit import (
 from calsync.render.words import cycle_summary
 
 MAX_LISTED_COPIES = 20
+# The selected calendar is missing: Reconnect picks the rep's own, the menu lets them pick any.
+MISSING_CALENDAR = frozenset({"calendar.not_found", "calendar.none_selected"})
 
 SWITCH_KEEPS_EVENTS = (
     "Appointments already synced stay where they are; new appointments go to the calendar you pick."
@@ -66,11 +68,12 @@ def refusal_message(reason: str) -> Message:
 
 
 def rep_fix_buttons(answer: Answer, ids: kit.ActionIds) -> list[dict[str, Any]]:
-    """Choose a calendar (a `choose_calendar` cause of one connection) and turn off the old
+    """Choose a calendar (a `choose_calendar` cause of one connection, or its calendar missing) and turn off the old
     connection (a `turn_off` cause), each carrying the answer's diagnosis (its owner)."""
     buttons: list[dict[str, Any]] = []
     for cause in answer.shown_causes:
-        if cause.fix.kind == "choose_calendar" and cause.connection_id is not None:
+        choose = cause.fix.kind == "choose_calendar" or cause.code in MISSING_CALENDAR
+        if choose and cause.connection_id is not None:
             value = kit.json_value({"diagnosis": answer.diagnosis_id, "connection": cause.connection_id})
             buttons.append(kit.button("📅 Choose a calendar", ids(ACTION_CHOOSE_CALENDAR), value=value))
         elif cause.fix.kind == "turn_off":

@@ -134,6 +134,16 @@ class CleanupPlan:
         return not self.copies
 
 
+def deactivate(connection: CalendarConnection, reason: str, now: datetime) -> None:
+    """Deactivate a connection and keep its grant (unlike a switch, which forgets it), so it can be
+    turned back on; its events and links are left as they are."""
+    connection.active = False
+    connection.status = "disconnected"
+    connection.status_code = TURNED_OFF
+    connection.status_reason = reason[:500]
+    connection.disconnected_at = now
+
+
 def _connected_at(connection: CalendarConnection) -> tuple[datetime, int]:
     return (connection.authorized_at or connection.created_at, connection.id)
 
@@ -268,11 +278,7 @@ class FixStore:
             active = [c for c in user.connections if c.active]
             if len(active) < 2:
                 raise Refused("only_one")
-            connection.active = False
-            connection.status = "disconnected"
-            connection.status_code = TURNED_OFF
-            connection.status_reason = reason[:500]
-            connection.disconnected_at = self.clock()
+            deactivate(connection, reason, self.clock())
             others = [c for c in active if c.id != connection_id]
             self._audit(
                 session,
@@ -402,11 +408,7 @@ class FixStore:
             for extra in plan.turn_off:
                 connection = session.get(CalendarConnection, extra.id)
                 if connection is not None and connection.active:
-                    connection.active = False
-                    connection.status = "disconnected"
-                    connection.status_code = TURNED_OFF
-                    connection.status_reason = "turned off by the duplicate clean-up"
-                    connection.disconnected_at = now
+                    deactivate(connection, "turned off by the duplicate clean-up", now)
 
     def record_removed(
         self,

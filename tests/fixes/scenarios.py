@@ -4,6 +4,11 @@ appointment. Messy on purpose where a rep would be."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+DEMO = Path(__file__).parents[2] / "calsync" / "sandbox" / "scenarios" / "demo.yaml"
+GINA = "U0DEMOGINA"  # the demo rep whose selected calendar was deleted
+
 REP, OTHER_REP, AGENT = "U0NORA", "U0PETE", "U0AGENTDB"
 NORA, PETE, AGNES = "nora@tallgrass.example", "pete@tallgrass.example", "agnes@tallgrass.example"
 

@@ -11,7 +11,7 @@ import pytest
 from calsync.render.kit import ACTION_CHOOSE_CALENDAR, ACTION_CLEANUP_DRY_RUN, ACTION_TURN_OFF
 from tests.bot.conftest import wait_for
 from tests.fixes.conftest import FixHarness
-from tests.fixes.scenarios import AGENT, NORA, OTHER_REP, PETE, REP, shared_calendar, switched
+from tests.fixes.scenarios import AGENT, DEMO, GINA, NORA, OTHER_REP, PETE, REP, shared_calendar, switched
 
 FIX_BUTTONS = {ACTION_CHOOSE_CALENDAR, ACTION_TURN_OFF, ACTION_CLEANUP_DRY_RUN}
 
@@ -60,6 +60,23 @@ ROWS = [
         id="switched-from-outlook",
     ),
     pytest.param(switched("google"), OTHER_REP, "is my calendar ok?", None, id="healthy-rep"),
+    pytest.param(
+        "demo",
+        GINA,
+        "my q3 pipeline calendar vanished and nothing syncs",
+        ACTION_CHOOSE_CALENDAR,
+        id="calendar-deleted",
+    ),
+    pytest.param(
+        "demo",
+        "U0DEMOHUGO",
+        "outlook says access denied on the shared cal",
+        ACTION_CHOOSE_CALENDAR,
+        id="read-only-outlook",
+    ),
+    pytest.param(
+        "demo", "U0DEMOCARLA", "why isn't my appointment showing", None, id="revoked-only-reconnect"
+    ),
 ]
 
 
@@ -67,7 +84,10 @@ ROWS = [
 def test_a_dm_offers_the_fix_of_its_cause(
     fixes: FixHarness, scenario: str, user: str, question: str, expected: str | None
 ) -> None:
-    fixes.load(scenario)
+    if scenario == "demo":
+        fixes.sandbox.load_file(DEMO)
+    else:
+        fixes.load(scenario)
     offered = _dm_buttons(fixes, user, question) & FIX_BUTTONS
     assert offered == ({expected} if expected else set())
 

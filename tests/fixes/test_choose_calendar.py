@@ -21,7 +21,7 @@ from calsync.syncbackend.appointments import Appointments
 from calsync.syncbackend.fixes import CHOOSE_CALENDAR
 from calsync.syncbackend.models import CalendarConnection
 from tests.fixes.conftest import FixHarness, Posted, value_of
-from tests.fixes.scenarios import CALENDAR_IDS, NORA, OTHER_REP, REP, shared_calendar
+from tests.fixes.scenarios import CALENDAR_IDS, DEMO, GINA, NORA, OTHER_REP, REP, shared_calendar
 
 PROVIDERS = ["google", "microsoft"]
 QUESTION = "why are my appointments going to the sales team calendar and not my own calender"
@@ -178,3 +178,26 @@ def _calendars(fixes: FixHarness, provider: str) -> list[SandboxCalendar]:
     return list(
         world.google_calendars(account.id) if provider == "google" else world.ms_calendars(account.id)
     )
+
+
+def test_a_deleted_calendar_replaced_from_the_menu_gets_the_waiting_appointment(fixes: FixHarness) -> None:
+    """Gina's selected calendar was deleted: she picks her own from the menu, the sync that runs at
+    once puts the waiting appointment there, and there is no Undo back to a calendar that is gone."""
+    fixes.sandbox.load_file(DEMO)
+    gina = "gina@northwind.example"
+    posted = fixes.post_answer(gina, GINA, "my q3 pipeline calendar vanished and nothing syncs")
+    fixes.click(
+        GINA, posted.channel, posted.ts, ACTION_CHOOSE_CALENDAR, value_of(posted, ACTION_CHOOSE_CALENDAR)
+    )
+    reply = fixes.reply(GINA, posted.channel, "Which")
+    (menu,) = [e for b in reply.blocks if b["type"] == "actions" for e in b["elements"]]
+    own = next(o for o in menu["options"] if "(your own)" in o["text"]["text"])
+
+    fixes.click(
+        GINA, posted.channel, posted.ts, ACTION_CALENDAR_PICKED, own["value"], menu=True, ephemeral=True
+    )
+    done = fixes.reply(GINA, posted.channel, "new appointments now go to")
+    assert "1 appointment sent to the calendar" in done.text + json.dumps(done.blocks)
+    assert not [b for b in done.blocks if b["type"] == "actions"], "no Undo to a deleted calendar"
+    assert len(fixes.live_events("gina-duff")) == 1
+    assert fixes.appointment_statuses()["gina-duff"] == "booked"
