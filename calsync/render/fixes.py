@@ -160,7 +160,7 @@ def calendar_chosen_message(chosen: Any) -> Message:
         blocks.extend(
             kit.actions([kit.button(f"↩️ Undo: back to {chosen.old_name}", ACTION_CALENDAR_UNDO, value=value)])
         )
-    return Message(text=f"New appointments now go to {chosen.name}.", blocks=blocks)
+    return Message(text=f"New appointments now go to {name}.", blocks=blocks)
 
 
 # -- turn the old connection off, and back on ---------------------------------------------------------
@@ -174,9 +174,7 @@ def turned_off_message(off: Any) -> Message:
         text += f"\nStill on: {left}."
     value = kit.json_value({"diagnosis": off.diagnosis, "connection": off.connection_id})
     blocks = [kit.section(text), *kit.actions([kit.button("Turn it back on", ACTION_TURN_ON, value=value)])]
-    return Message(
-        text=f"Turned off {labels.connection_label(off.provider, off.account_email)}.", blocks=blocks
-    )
+    return Message(text=f"Turned off {what}.", blocks=blocks)
 
 
 def turned_on_message(on: Any) -> Message:
@@ -184,7 +182,7 @@ def turned_on_message(on: Any) -> Message:
     lines = [f"✅ {escape_mrkdwn(what)} is on again: new appointments go to it too."]
     if on.synced is not None:
         lines.append(f"⚡ {escape_mrkdwn(cycle_summary(on.synced))}")
-    return Message(text=f"{what} is on again.", blocks=[kit.section("\n".join(lines))])
+    return Message(text=f"{escape_mrkdwn(what)} is on again.", blocks=[kit.section("\n".join(lines))])
 
 
 # -- the agent's duplicate clean-up ----------------------------------------------------------------------
@@ -245,4 +243,4 @@ def cleanup_message(cleanup: Any) -> Message:
             confirm_dialog=dialog,
         )
         blocks.extend(kit.actions([button]))
-    return Message(text=lines[0], blocks=blocks)
+    return Message(text=kit.truncate(escape_mrkdwn(lines[0]), kit.MAX_FALLBACK_TEXT), blocks=blocks)
