@@ -108,3 +108,13 @@ def test_refusals_change_nothing(
     assert [(e.actor, e.result) for e in refused] == [(user, f"refused: {reason}")]
     assert _live(fixes) == before
     assert fixes.appointment_statuses() == ALL_BOOKED
+
+
+def test_a_cause_naming_no_connection_turns_off_the_oldest(fixes: FixHarness) -> None:
+    """`connection.multiple_active` alone names no connection: the one connected first goes off."""
+    posted, old_id = _answer(fixes, "google")
+    value = {**json.loads(value_of(posted, ACTION_TURN_OFF)), "connection": None}
+    fixes.click(REP, posted.channel, posted.ts, ACTION_TURN_OFF, json.dumps(value))
+    fixes.reply(REP, posted.channel, "Turned off")
+    assert [c.id for c in fixes.connections(NORA) if not c.active] == [old_id]
+    assert fixes.appointment_statuses() == ALL_BOOKED
