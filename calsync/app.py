@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from calsync.bot.slackbot import SlackBot
     from calsync.diagnostics.answer import Answer
     from calsync.diagnostics.troubleshooter import Troubleshooter
+    from calsync.flows.fixes import Fixes
     from calsync.flows.notices import Notices
     from calsync.links import LinkSigner
     from calsync.sandbox.runtime import SandboxEndpoints
@@ -388,6 +389,21 @@ def build_slack_bot(
         questions=questions,
         client=client,
         notices=notices if notices is not None else build_notices(services, troubleshooter, client),
+        fixes=build_fixes(services, sync_engine),
+    )
+
+
+def build_fixes(services: Services, sync_engine: SyncEngine | None = None) -> Fixes:
+    """The fixes beyond Reconnect over the providers (each call inside its quota), running a sync
+    cycle after a change when there is an engine."""
+    from calsync.flows.fixes import Fixes
+
+    return Fixes(
+        sessions=services.sessions,
+        cipher=services.cipher,
+        providers=quota_providers(services),
+        clock=services.clock,
+        sync=sync_engine.sync_connection if sync_engine is not None else None,
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from calsync.bot import fix_actions
 from calsync.bot.clicks import Click
 from calsync.bot.home import publish_home, publish_unchecked_home
 from calsync.bot.middleware import ack_at_once
@@ -99,6 +100,7 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
     button(kit.ACTION_HOLD_CANCEL)(on_click(bot, functools.partial(decide, decision="cancel")))
     button(kit.ACTION_HOLD_KEEP)(on_click(bot, functools.partial(decide, decision="keep")))
     button(kit.ACTION_RECONNECT, matchers=[carries_no_link])(on_click(bot, reconnect_in_channel))
+    fix_actions.register(button, on_click, bot)
 
     # Link buttons (a private Reconnect, Open full report) still send an action: the ack is all.
     @button(kit.ACTION_RECONNECT)

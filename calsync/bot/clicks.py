@@ -22,9 +22,12 @@ def is_private(channel: str | None) -> bool:
 
 
 def _value(action: dict[str, Any]) -> dict[str, Any]:
-    """The JSON value of the clicked button; {} for anything malformed."""
+    """The JSON value of the clicked button (or of the option picked in a menu); {} for anything
+    malformed."""
+    picked = action.get("selected_option")
+    raw = picked.get("value") if isinstance(picked, dict) else action.get("value")
     try:
-        parsed = json.loads(action.get("value") or "{}")
+        parsed = json.loads(raw or "{}")
     except (TypeError, ValueError):
         return {}
     return parsed if isinstance(parsed, dict) else {}

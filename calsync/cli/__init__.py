@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from calsync.cli import check, db, mistakes, questions, sandbox, serve, sync
+from calsync.cli import check, db, fix, mistakes, questions, sandbox, serve, sync
 from calsync.cli.output import note
 
 cli = typer.Typer(
@@ -38,6 +38,7 @@ def root(
 cli.add_typer(sandbox.sandbox_cli, name="sandbox")
 cli.add_typer(db.db_cli, name="db")
 cli.add_typer(sync.holds_cli, name="holds")
+cli.add_typer(fix.fix_cli, name="fix")
 cli.command("check")(check.check_command)
 cli.command("match")(questions.match_command)
 cli.command("ask")(questions.ask_command)

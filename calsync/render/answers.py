@@ -12,6 +12,7 @@ from calsync.diagnostics.causes import Cause
 from calsync.diagnostics.findings import Finding, Severity
 from calsync.knowledge.loader import KnowledgeBase
 from calsync.render import kit, labels
+from calsync.render.fixes import agent_fix_buttons, rep_fix_buttons
 from calsync.render.kit import (
     ACTION_CHECK_AGAIN,
     ACTION_DETAILS,
@@ -236,7 +237,7 @@ def _rep_buttons(
 ) -> list[dict[str, Any]]:
     """The fix first (Reconnect or Sync now), then Details, Check again, feedback; Talk to support
     only when the rep has no fix of their own to make."""
-    buttons = reconnect_buttons(answer, ids, private=private)
+    buttons = [*reconnect_buttons(answer, ids, private=private), *rep_fix_buttons(answer, ids)]
     if answer.kind == "declined":  # the fix of a broken calendar, if any; else where to go
         if not answer.has_rep_fix:
             buttons.append(
@@ -276,6 +277,7 @@ def _agent_buttons(answer: Answer, ids: kit.ActionIds, report_url: str | None) -
             label = f"Send {labels.product(provider)} reconnect link to rep"
         value = kit.json_value({"rep": answer.user, "provider": provider})
         buttons.append(kit.button(label, ids(ACTION_SEND_RECONNECT_LINK), value=value, style="primary"))
+    buttons.extend(agent_fix_buttons(answer, ids))
     if report_url:
         buttons.append(kit.button("Open full report", ids(ACTION_OPEN_REPORT), url=report_url))
     return buttons

@@ -31,6 +31,14 @@ ACTION_SYNC_NOW = "sync_now"  # value = json {"article": id | null, "question": 
 ACTION_DETAILS = "details"  # value = json {"article": id | null, "question": str | null}
 ACTION_HOLD_CANCEL = "hold_cancel"  # agent only, support channel; value = json {"hold": id}
 ACTION_HOLD_KEEP = "hold_keep"  # same value
+# Fixes beyond Reconnect (README, *Fixes beyond Reconnect*); the rep's carry the answer's diagnosis.
+ACTION_CHOOSE_CALENDAR = "fix_choose_calendar"  # value = json {"diagnosis", "connection"}: the menu
+ACTION_CALENDAR_PICKED = "fix_calendar_picked"  # static_select; option value = json {..., "calendar": key}
+ACTION_CALENDAR_UNDO = "fix_calendar_undo"  # value = json {"diagnosis", "connection", "calendar": key}
+ACTION_TURN_OFF = "fix_turn_off"  # value = json {"diagnosis", "connection": id | null}
+ACTION_TURN_ON = "fix_turn_on"  # value = json {"diagnosis", "connection"}
+ACTION_CLEANUP_DRY_RUN = "fix_duplicates_dry_run"  # agent only; value = json {"rep": email}
+ACTION_CLEANUP_APPLY = "fix_duplicates_apply"  # agent only; same value
 
 _BASE_ACTIONS = (
     ACTION_RECONNECT,
@@ -45,6 +53,13 @@ _BASE_ACTIONS = (
     ACTION_DETAILS,
     ACTION_HOLD_CANCEL,
     ACTION_HOLD_KEEP,
+    ACTION_CHOOSE_CALENDAR,
+    ACTION_CALENDAR_PICKED,
+    ACTION_CALENDAR_UNDO,
+    ACTION_TURN_OFF,
+    ACTION_TURN_ON,
+    ACTION_CLEANUP_DRY_RUN,
+    ACTION_CLEANUP_APPLY,
 )
 # What each kind of button's action_id looks like (a bare id or one with an `_N` suffix).
 ACTION_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -75,6 +90,10 @@ MAX_BLOCK_ID = 255
 MAX_FALLBACK_TEXT = 3000
 MAX_ACTIONS_ELEMENTS = 25
 MAX_CONTEXT_ELEMENTS = 10
+MAX_OPTIONS = 100  # a static_select's options
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+MAX_CONFIRM_TEXT = 300
 QUOTED_QUESTION_CHARS = 500  # how much of the rep’s question an answer quotes or a button carries
 MAX_DID_YOU_MEAN = 2
 MAX_EVIDENCE_VALUE = 300
@@ -195,6 +214,7 @@ def button(
     value: str | None = None,
     url: str | None = None,
     style: str | None = None,
+    confirm_dialog: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
@@ -207,7 +227,44 @@ def button(
         button["url"] = url
     if style is not None:
         button["style"] = style
+    if confirm_dialog is not None:
+        button["confirm"] = confirm_dialog
     return button
+
+
+def confirm(title: str, text: str, yes: str, no: str = "Cancel", *, danger: bool = False) -> dict[str, Any]:
+    """A Block Kit confirmation dialog: Slack asks before the click is sent."""
+    dialog: dict[str, Any] = {
+        "title": plain(title, 100),
+        "text": plain(text, MAX_CONFIRM_TEXT),
+        "confirm": plain(yes, 30),
+        "deny": plain(no, 30),
+    }
+    if danger:
+        dialog["style"] = "danger"
+    return dialog
+
+
+def static_select(
+    placeholder: str,
+    action_id: str,
+    options: Sequence[tuple[str, str]],
+    *,
+    confirm_dialog: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A menu of (text, value) options (at most `MAX_OPTIONS`), optionally confirmed."""
+    menu: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": action_id[:MAX_ACTION_ID],
+        "placeholder": plain(placeholder, 150),
+        "options": [
+            {"text": plain(text, MAX_OPTION_TEXT), "value": value[:MAX_OPTION_VALUE]}
+            for text, value in options[:MAX_OPTIONS]
+        ],
+    }
+    if confirm_dialog is not None:
+        menu["confirm"] = confirm_dialog
+    return menu
 
 
 class ActionIds:

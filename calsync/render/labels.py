@@ -42,6 +42,7 @@ PUSH_WORDS = (
     ("updated", "{n} change{s} sent to the calendar"),
     ("deleted", "{n} cancelled appointment{s} removed from the calendar"),
     ("cancelled", "{n} appointment{s} cancelled (deleted in the calendar)"),
+    ("moved", "{n} appointment{s} to go on the selected calendar (gone from the one before)"),
 )
 PULL_WORDS = (
     ("recovered", "{n} appointment{s} found already in the calendar"),

@@ -127,10 +127,47 @@ def validate_blocks(
     return problems
 
 
+def _select_problems(where: str, menu: Mapping[str, Any]) -> list[str]:
+    """A static_select's options: 1 to 100, each with short plain text and a value of at most 150."""
+    options = menu.get("options")
+    if not isinstance(options, Sequence) or not 1 <= len(options) <= kit.MAX_OPTIONS:
+        return [f"{where}: needs 1 to {kit.MAX_OPTIONS} options"]
+    problems = _text_problems(where, menu.get("placeholder"), limit=150, plain_only=True)
+    for number, option in enumerate(options):
+        text = option.get("text") if isinstance(option, Mapping) else None
+        value = option.get("value") if isinstance(option, Mapping) else None
+        problems += _text_problems(
+            f"{where} option {number}", text, limit=kit.MAX_OPTION_TEXT, plain_only=True
+        )
+        if not isinstance(value, str) or not value or len(value) > kit.MAX_OPTION_VALUE:
+            problems.append(f"{where} option {number}: value must be text of at most {kit.MAX_OPTION_VALUE}")
+    return problems
+
+
+def _confirm_problems(where: str, dialog: Any) -> list[str]:
+    if not isinstance(dialog, Mapping):
+        return [f"{where}: confirm must be an object"]
+    problems: list[str] = []
+    for key, limit in (("title", 100), ("text", kit.MAX_CONFIRM_TEXT), ("confirm", 30), ("deny", 30)):
+        problems += _text_problems(f"{where} confirm {key}", dialog.get(key), limit=limit, plain_only=True)
+    if dialog.get("style") not in (None, "primary", "danger"):
+        problems.append(f"{where}: confirm style must be primary or danger")
+    return problems
+
+
 def _button_problems(where: str, button: Any, action_ids: set[str]) -> list[str]:
-    if not isinstance(button, Mapping) or button.get("type") != "button":
+    """A button's problems (or a static_select's, the one other element calsync sends)."""
+    kind = button.get("type") if isinstance(button, Mapping) else None
+    if kind not in ("button", "static_select"):
         return [f"{where}: not a button"]
-    problems = _text_problems(where, button.get("text"), limit=MAX_BUTTON_TEXT, plain_only=True)
+    assert isinstance(button, Mapping)
+    problems = (
+        _text_problems(where, button.get("text"), limit=MAX_BUTTON_TEXT, plain_only=True)
+        if kind == "button"
+        else _select_problems(where, button)
+    )
+    if "confirm" in button:
+        problems += _confirm_problems(where, button["confirm"])
     action_id = button.get("action_id")
     if not isinstance(action_id, str) or not action_id:
         problems.append(f"{where}: missing action_id")

@@ -95,6 +95,12 @@ class Push:
             return
         appointment, link = snapshot
         auth, calendar = target.auth, target.calendar_id
+        # An event stays on the calendar it was synced to when the rep chooses another one since:
+        # its updates and deletion go there, and a 404 there is no deletion on the current one.
+        elsewhere = link is not None and link.event_id is not None and link.calendar_id != calendar
+        if elsewhere:
+            assert link is not None
+            calendar = link.calendar_id
         draft = event_draft(appointment)
         try:
             if appointment.status == "cancelled":
@@ -124,6 +130,10 @@ class Push:
                     event = await provider.update_event(auth, calendar, link.event_id, draft)
                     run.add("updated")
                 except NotFound:
+                    if elsewhere:  # a calendar no longer read: put it on the current one instead
+                        await asyncio.to_thread(self._record_moved, target, appointment)
+                        run.add("moved")
+                        return
                     # Gone from the calendar before we pulled its deletion: the same rule applies.
                     await asyncio.to_thread(self._record_vanished, target, appointment)
                     run.add("cancelled")
@@ -195,7 +205,7 @@ class Push:
         now = self.ctx.clock()
         with transaction(self.ctx.sessions) as session:
             link = self._link(session, target, appointment.id)
-            link.calendar_id = target.calendar_id
+            link.calendar_id = event.calendar_id or target.calendar_id
             link.event_id = event.id
             link.state = "synced"
             link.error = None
@@ -210,6 +220,17 @@ class Push:
             link.error = None
             link.pushed_revision = appointment.revision
             link.last_pushed_at = self.ctx.clock()
+
+    def _record_moved(self, target: Target, appointment: Appointment) -> None:
+        """The event is gone from a calendar the rep no longer has selected: the next push inserts
+        the appointment on the current calendar (it stays booked)."""
+        with transaction(self.ctx.sessions) as session:
+            link = self._link(session, target, appointment.id)
+            link.calendar_id = target.calendar_id
+            link.event_id = None
+            link.state = "pending"
+            link.insert_attempted_at = None
+            link.pushed_revision = 0
 
     def _record_vanished(self, target: Target, appointment: Appointment) -> None:
         with transaction(self.ctx.sessions) as session:
