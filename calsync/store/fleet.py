@@ -1,0 +1,436 @@
+"""The fleet at a glance, for agents: every rep's state (healthy, needs reconnect, failing, duplicates,
+no connection) with its cause and organisation, the last health sweep, the connections whose sync
+runs failed over the last week, and the resolution stats of the answers given.
+
+Everything is counted by the database: one statement classifies every rep (a connection's newest run
+is one probe of `ix_sync_runs_connection_started`), `GROUP BY` counts the states, causes and
+organisations, the failed runs of a week are read from the partial index `ix_sync_runs_failed_started`
+only, and the stats are one grouped statement over `answer_records`. Python only shapes the grouped
+rows (a few per state, cause and organisation), never one row per rep or run. Figures over 10 000 reps
+and a week of runs on PostgreSQL: BENCHMARKS.md, *Fleet view*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    case,
+    distinct,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from calsync.db import UTCDateTime, core_reading, table_of
+from calsync.syncbackend.models import AnswerRecord, AuditEntry, CalendarConnection, Feedback, SyncRun, User
+
+State = Literal["needs_reconnect", "failing", "duplicates", "no_connection", "healthy"]
+# In the order they are shown (and, for a rep in two at once, the one that wins: first here).
+STATES: tuple[State, ...] = ("no_connection", "needs_reconnect", "duplicates", "failing", "healthy")
+BROKEN: tuple[State, ...] = ("needs_reconnect", "failing", "duplicates")
+DUPLICATES_CAUSE = "multiple_active"
+RUN_WINDOW = timedelta(days=7)
+CHART_BUCKETS = 28  # 6-hour buckets over the week
+FIXED_WITHIN_HOURS = 24
+MAX_REPS_SHOWN = 200
+
+OpenIncidents = Callable[[sessionmaker[Session], datetime], Sequence[Any]]
+
+
+# -- two expressions the databases spell differently ------------------------------------------------
+
+
+class email_domain(FunctionElement[str]):
+    """The part of an email after the `@` (the rep's organisation)."""
+
+    type = String()
+    inherit_cache = True
+    name = "email_domain"
+
+
+@compiles(email_domain)
+def _domain_sqlite(element: email_domain, compiler: SQLCompiler, **kw: Any) -> str:
+    email = compiler.process(next(iter(element.clauses)), **kw)
+    return f"substr({email}, instr({email}, '@') + 1)"
+
+
+@compiles(email_domain, "postgresql")
+def _domain_postgresql(element: email_domain, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"split_part({compiler.process(next(iter(element.clauses)), **kw)}, '@', 2)"
+
+
+class hours_after(FunctionElement[datetime]):
+    """`moment + N hours` (N a literal integer), comparable with the moments stored beside it."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "hours_after"
+
+
+def _hours(element: hours_after) -> int:
+    hours = list(element.clauses)[1]
+    return int(getattr(hours, "value", 0))
+
+
+@compiles(hours_after)
+def _hours_after_sqlite(element: hours_after, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite keeps datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text: strftime keeps that shape.
+    moment = compiler.process(next(iter(element.clauses)), **kw)
+    return f"strftime('%Y-%m-%d %H:%M:%f000', {moment}, '+{_hours(element)} hours')"
+
+
+@compiles(hours_after, "postgresql")
+def _hours_after_postgresql(element: hours_after, compiler: SQLCompiler, **kw: Any) -> str:
+    moment = compiler.process(next(iter(element.clauses)), **kw)
+    return f"({moment} + interval '{_hours(element)} hours')"
+
+
+# -- what the page and the command show ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    state: str = ""
+    cause: str = ""
+    org: str = ""
+
+    @property
+    def any(self) -> bool:
+        return bool(self.state or self.cause or self.org)
+
+
+@dataclass(frozen=True)
+class FleetRep:
+    user_id: int
+    email: str
+    name: str
+    state: State
+    cause: str | None
+    org: str
+
+
+@dataclass(frozen=True)
+class Fleet:
+    now: datetime
+    filters: Filters
+    counts: dict[State, int]  # every state, 0 included, under the cause/org filters
+    causes: tuple[tuple[str, int], ...]  # the causes of the reps not healthy, most common first
+    orgs: tuple[tuple[str, int], ...]  # organisations with reps not healthy, most first
+    all_orgs: tuple[str, ...]  # every organisation, for the filter
+    reps: tuple[FleetRep, ...]  # the reps shown (filtered, at most MAX_REPS_SHOWN, broken first)
+    matching: int  # how many reps match the filters
+    last_sweep: datetime | None
+    chart: tuple[tuple[datetime, int], ...]  # (bucket start, connections with a failed run in it)
+    incidents: tuple[Any, ...] = field(default=())
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def broken(self) -> int:
+        return sum(self.counts[state] for state in BROKEN)
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    cause: str | None  # None in the per-article rows
+    article: str | None
+    answered: int
+    helped: int
+    not_helped: int
+    reconnects_started: int
+    reconnects_completed: int
+    fixed_within_24h: int
+
+
+# -- the statements -----------------------------------------------------------------------------------
+
+_USERS = table_of(User)
+_CONNECTIONS = table_of(CalendarConnection)
+_RUNS = table_of(SyncRun)
+_ANSWERS = table_of(AnswerRecord)
+_AUDIT = table_of(AuditEntry)
+_FEEDBACK = table_of(Feedback)
+
+
+def rep_states(since: datetime) -> Any:
+    """A subquery: every rep's id, email, name, state, cause and organisation."""
+    newest_run = (
+        select(_RUNS.c.id)
+        .where(_RUNS.c.connection_id == _CONNECTIONS.c.id, _RUNS.c.started_at >= since)
+        .order_by(_RUNS.c.started_at.desc())
+        .limit(1)
+        .correlate(_CONNECTIONS)
+        .scalar_subquery()
+    )
+    active = (
+        select(
+            _CONNECTIONS.c.user_id,
+            _CONNECTIONS.c.status,
+            _CONNECTIONS.c.status_code,
+            _CONNECTIONS.c.refresh_token_encrypted.is_(None).label("no_tokens"),
+            newest_run.label("run_id"),
+        )
+        .where(_CONNECTIONS.c.active.is_(True))
+        .subquery("active")
+    )
+    run = _RUNS.alias("newest")
+    needs = or_(active.c.status == "disconnected", active.c.no_tokens)
+    failing = or_(active.c.status == "error", run.c.status == "error")
+    per_user = (
+        select(
+            active.c.user_id,
+            func.count().label("active"),
+            func.max(case((needs, 1), else_=0)).label("needs"),
+            func.max(case((failing, 1), else_=0)).label("failing"),
+            func.min(case((needs, func.coalesce(active.c.status_code, "disconnected")))).label("why_needs"),
+            func.min(case((failing, func.coalesce(run.c.error_code, active.c.status_code, "error")))).label(
+                "why_failing"
+            ),
+        )
+        .select_from(active.outerjoin(run, run.c.id == active.c.run_id))
+        .group_by(active.c.user_id)
+        .subquery("per_user")
+    )
+    state = case(
+        (per_user.c.active.is_(None), "no_connection"),
+        (per_user.c.needs == 1, "needs_reconnect"),
+        (per_user.c.active > 1, "duplicates"),
+        (per_user.c.failing == 1, "failing"),
+        else_="healthy",
+    )
+    cause = case(
+        (per_user.c.active.is_(None), None),
+        (per_user.c.needs == 1, per_user.c.why_needs),
+        (per_user.c.active > 1, DUPLICATES_CAUSE),
+        (per_user.c.failing == 1, per_user.c.why_failing),
+        else_=None,
+    )
+    return (
+        select(
+            _USERS.c.id.label("user_id"),
+            _USERS.c.email,
+            _USERS.c.name,
+            state.label("state"),
+            cause.label("cause"),
+            email_domain(_USERS.c.email).label("org"),
+        )
+        .select_from(_USERS.outerjoin(per_user, per_user.c.user_id == _USERS.c.id))
+        .where(_USERS.c.role == "rep")
+        .subquery("reps")
+    )
+
+
+def _where(reps: Any, filters: Filters, *, state: bool = True) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if state and filters.state:
+        conditions.append(reps.c.state == filters.state)
+    if filters.cause:
+        conditions.append(reps.c.cause == filters.cause)
+    if filters.org:
+        conditions.append(reps.c.org == filters.org.strip().lower())
+    return conditions
+
+
+def _state_rank(column: Any) -> Any:
+    return case(*((column == name, rank) for rank, name in enumerate(STATES)), else_=len(STATES))
+
+
+def failed_connections_chart(
+    connection: Any, now: datetime, buckets: int = CHART_BUCKETS, window: timedelta = RUN_WINDOW
+) -> tuple[tuple[datetime, int], ...]:
+    """Per bucket of the window: how many connections had a failed sync run in it. One scan of the
+    failed runs (the partial index), a COUNT(DISTINCT …) per bucket."""
+    step = window / buckets
+    start = now - window
+    edges = [start + step * i for i in range(buckets + 1)]
+    columns = [
+        func.count(
+            distinct(
+                case(
+                    (
+                        and_(_RUNS.c.started_at >= edges[i], _RUNS.c.started_at < edges[i + 1]),
+                        _RUNS.c.connection_id,
+                    )
+                )
+            )
+        ).label(f"b{i}")
+        for i in range(buckets)
+    ]
+    row = connection.execute(
+        select(*columns).where(text("sync_runs.status = 'error'"), _RUNS.c.started_at >= start)
+    ).one()
+    return tuple((edges[i], int(row[i] or 0)) for i in range(buckets))
+
+
+class FleetStore:
+    """The fleet's figures, read in one short connection per call (run it in a worker thread)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], datetime],
+        *,
+        open_incidents: OpenIncidents | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        # Another part of calsync may recognise incidents; when it is wired in, the fleet shows them.
+        self.open_incidents = open_incidents
+
+    def fleet(
+        self, filters: Filters = Filters(), *, limit: int = MAX_REPS_SHOWN, chart: bool = True
+    ) -> Fleet:
+        now = self.clock()
+        reps = rep_states(now - RUN_WINDOW)
+        with core_reading(self.sessions) as connection:
+            groups = connection.execute(
+                select(reps.c.state, reps.c.cause, reps.c.org, func.count().label("n")).group_by(
+                    reps.c.state, reps.c.cause, reps.c.org
+                )
+            ).all()
+            shown = connection.execute(
+                select(reps)
+                .where(*_where(reps, filters))
+                .order_by(_state_rank(reps.c.state), reps.c.email)
+                .limit(limit)
+            ).all()
+            last_sweep = connection.execute(select(func.max(_CONNECTIONS.c.last_checked_at))).scalar()
+            series = failed_connections_chart(connection, now) if chart else ()
+        incidents = tuple(self.open_incidents(self.sessions, now)) if self.open_incidents else ()
+        return _shape(now, filters, groups, shown, last_sweep, series, incidents)
+
+    def stats(self, *, by: Literal["cause", "article"] = "cause", days: int = 30) -> list[StatsRow]:
+        """Per cause (and its article) or per article: answers given, 👍/👎 on them, reconnects the rep
+        started and completed within 24 hours after, and answers whose rep a later diagnosis found
+        healthy within 24 hours."""
+        since = self.clock() - timedelta(days=days)
+        answers = _ANSWERS
+        feedback = (
+            select(
+                _FEEDBACK.c.diagnosis_id,
+                func.sum(case((_FEEDBACK.c.helpful.is_(True), 1), else_=0)).label("up"),
+                func.sum(case((_FEEDBACK.c.helpful.is_(True), 0), else_=1)).label("down"),
+            )
+            .where(_FEEDBACK.c.at >= since, _FEEDBACK.c.diagnosis_id.is_not(None))
+            .group_by(_FEEDBACK.c.diagnosis_id)
+            .subquery("fb")
+        )
+
+        def reconnected(action: str) -> Any:
+            followed = exists(
+                select(literal(1)).where(
+                    _AUDIT.c.action == action,
+                    _AUDIT.c.subject_user_id == answers.c.user_id,
+                    _AUDIT.c.at > answers.c.at,
+                    _AUDIT.c.at <= hours_after(answers.c.at, literal(FIXED_WITHIN_HOURS, Integer)),
+                )
+            )
+            return func.sum(case((followed, 1), else_=0))
+
+        keys = [answers.c.cause, answers.c.article] if by == "cause" else [answers.c.article]
+        statement = (
+            select(
+                *keys,
+                func.count().label("answered"),
+                func.coalesce(func.sum(feedback.c.up), 0).label("helped"),
+                func.coalesce(func.sum(feedback.c.down), 0).label("not_helped"),
+                reconnected("reconnect_started").label("started"),
+                reconnected("reconnect_completed").label("completed"),
+                func.sum(case((answers.c.fixed_at.is_not(None), 1), else_=0)).label("fixed"),
+            )
+            .select_from(answers.outerjoin(feedback, feedback.c.diagnosis_id == answers.c.diagnosis_id))
+            .where(answers.c.at >= since)
+            .group_by(*keys)
+            .order_by(func.count().desc(), *keys)
+        )
+        with core_reading(self.sessions) as connection:
+            rows = connection.execute(statement).all()
+        return [
+            StatsRow(
+                cause=row.cause if by == "cause" else None,
+                article=row.article,
+                answered=int(row.answered),
+                helped=int(row.helped or 0),
+                not_helped=int(row.not_helped or 0),
+                reconnects_started=int(row.started or 0),
+                reconnects_completed=int(row.completed or 0),
+                fixed_within_24h=int(row.fixed or 0),
+            )
+            for row in rows
+        ]
+
+
+def _shape(
+    now: datetime,
+    filters: Filters,
+    groups: Sequence[Any],
+    shown: Sequence[Any],
+    last_sweep: datetime | None,
+    chart: tuple[tuple[datetime, int], ...],
+    incidents: tuple[Any, ...],
+) -> Fleet:
+    """The grouped rows (one per state × cause × organisation) summed under the filters."""
+    counts: dict[State, int] = dict.fromkeys(STATES, 0)
+    causes: dict[str, int] = {}
+    orgs: dict[str, int] = {}
+    every_org: set[str] = set()
+    matching = 0
+    for state, cause, org, n in groups:
+        every_org.add(org)
+        if (filters.cause and cause != filters.cause) or (filters.org and org != filters.org.strip().lower()):
+            continue
+        counts[state] += n
+        if filters.state and state != filters.state:
+            continue
+        matching += n
+        if state != "healthy":
+            if cause:
+                causes[cause] = causes.get(cause, 0) + n
+            orgs[org] = orgs.get(org, 0) + n
+    return Fleet(
+        now=now,
+        filters=filters,
+        counts=counts,
+        causes=tuple(sorted(causes.items(), key=lambda item: (-item[1], item[0]))),
+        orgs=tuple(sorted(orgs.items(), key=lambda item: (-item[1], item[0]))),
+        all_orgs=tuple(sorted(every_org)),
+        reps=tuple(
+            FleetRep(row.user_id, row.email, row.name or "", row.state, row.cause, row.org) for row in shown
+        ),
+        matching=matching,
+        last_sweep=last_sweep,
+        chart=chart,
+        incidents=incidents,
+    )
+
+
+__all__ = [
+    "BROKEN",
+    "STATES",
+    "Filters",
+    "Fleet",
+    "FleetRep",
+    "FleetStore",
+    "OpenIncidents",
+    "State",
+    "StatsRow",
+    "failed_connections_chart",
+    "rep_states",
+]
