@@ -284,10 +284,10 @@ def _record_answer(
         connection.execute(
             _MARK_FIXED,
             {
-                "user_id": user_id,
+                "rep_id": user_id,
                 "since": answer.checked_at - FIXED_WITHIN,
                 "now": answer.checked_at,
-                "diagnosis_id": diagnosis_id,
+                "this_diagnosis": diagnosis_id,
             },
         )
 
@@ -304,12 +304,12 @@ _ANSWER_RECORD = insert(_ANSWERS)
 _MARK_FIXED = (
     update(_ANSWERS)
     .where(
-        _ANSWERS.c.user_id == bindparam("user_id"),
+        _ANSWERS.c.user_id == bindparam("rep_id"),
         _ANSWERS.c.at >= bindparam("since"),
         _ANSWERS.c.at <= bindparam("now"),
         _ANSWERS.c.fixed_at.is_(None),
         _ANSWERS.c.cause != NO_CAUSE,
-        _ANSWERS.c.diagnosis_id != bindparam("diagnosis_id"),
+        _ANSWERS.c.diagnosis_id != bindparam("this_diagnosis"),
     )
     .values(fixed_at=bindparam("now"))
 )
