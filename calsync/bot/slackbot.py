@@ -16,6 +16,7 @@ from calsync.bot.queue import AnswerQueue
 from calsync.bot.work import Work
 from calsync.diagnostics.troubleshooter import Troubleshooter
 from calsync.flows.answers import Answers
+from calsync.flows.fleet import FleetStatus
 from calsync.flows.notices import Notices
 from calsync.flows.reconnect_links import ReconnectLinks
 from calsync.flows.support import Support
@@ -34,3 +35,4 @@ class SlackBot:
     questions: AnswerQueue  # DMs and @mentions: recorded before the ack, answered by a worker
     client: AsyncWebClient | None = None  # None without a bot token
     notices: Notices | None = None  # what is said without being asked (None without a client)
+    fleet: FleetStatus | None = None  # `/calsync status` (None: not wired)
