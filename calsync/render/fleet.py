@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
+from calsync.diagnostics.fleet import STATES, Fleet, State, StatsRow
 from calsync.render.kit import (
     ACTION_OPEN_FLEET,
     Message,
@@ -23,7 +24,6 @@ from calsync.render.kit import (
     section,
     slack_date,
 )
-from calsync.store.fleet import STATES, Fleet, State, StatsRow
 
 STATE_LABELS: dict[State, str] = {
     "no_connection": "No connection",

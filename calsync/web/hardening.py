@@ -30,7 +30,7 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
-TOKEN_PATHS = ("/connect/", "/oauth/", "/reports/")
+TOKEN_PATHS = ("/connect/", "/oauth/", "/reports/", "/fleet/")
 # Whoever opens the page (a rep following a reconnect link, say) can do nothing about a database.
 DATABASE_DOWN = (
     "calsync can't show this page right now because of a problem on our side. Nothing was changed; "
