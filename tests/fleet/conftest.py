@@ -74,3 +74,7 @@ class Builder:
 @pytest.fixture
 def build(sessions: sessionmaker[Session], clock: FrozenClock) -> Builder:
     return Builder(sessions, clock)
+
+
+# The bot over signed Slack requests, against the Slack emulator (tests/bot's harness).
+from tests.bot.conftest import slack, slack_server  # noqa: E402, F401
