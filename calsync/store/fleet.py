@@ -119,8 +119,10 @@ _FEEDBACK = table_of(Feedback)
 
 def rep_states(since: datetime) -> Any:
     """A subquery: every rep's id, email, name, state, cause and organisation."""
+    # The connection's newest run of the window as "status:error_code", one probe of
+    # ix_sync_runs_connection_started (no join back to sync_runs, whose week may be millions of rows).
     newest_run = (
-        select(_RUNS.c.id)
+        select(_RUNS.c.status.concat(":").concat(func.coalesce(_RUNS.c.error_code, "")))
         .where(_RUNS.c.connection_id == _CONNECTIONS.c.id, _RUNS.c.started_at >= since)
         .order_by(_RUNS.c.started_at.desc())
         .limit(1)
@@ -133,14 +135,15 @@ def rep_states(since: datetime) -> Any:
             _CONNECTIONS.c.status,
             _CONNECTIONS.c.status_code,
             _CONNECTIONS.c.refresh_token_encrypted.is_(None).label("no_tokens"),
-            newest_run.label("run_id"),
+            newest_run.label("newest"),
         )
         .where(_CONNECTIONS.c.active.is_(True))
+        .offset(0)  # a fence: the probe runs once per connection, not once per use below
         .subquery("active")
     )
-    run = _RUNS.alias("newest")
     needs = or_(active.c.status == "disconnected", active.c.no_tokens)
-    failing = or_(active.c.status == "error", run.c.status == "error")
+    failing = or_(active.c.status == "error", active.c.newest.like("error:%"))
+    failed_code = func.nullif(func.substr(active.c.newest, len("error:") + 1), "")
     per_user = (
         select(
             active.c.user_id,
@@ -148,11 +151,10 @@ def rep_states(since: datetime) -> Any:
             func.max(case((needs, 1), else_=0)).label("needs"),
             func.max(case((failing, 1), else_=0)).label("failing"),
             func.min(case((needs, func.coalesce(active.c.status_code, "disconnected")))).label("why_needs"),
-            func.min(case((failing, func.coalesce(run.c.error_code, active.c.status_code, "error")))).label(
+            func.min(case((failing, func.coalesce(failed_code, active.c.status_code, "error")))).label(
                 "why_failing"
             ),
         )
-        .select_from(active.outerjoin(run, run.c.id == active.c.run_id))
         .group_by(active.c.user_id)
         .subquery("per_user")
     )
@@ -200,14 +202,35 @@ def _state_rank(column: Any) -> Any:
     return case(*((column == name, rank) for rank, name in enumerate(STATES)), else_=len(STATES))
 
 
-def failed_connections_chart(
-    connection: Any, now: datetime, buckets: int = CHART_BUCKETS, window: timedelta = RUN_WINDOW
-) -> tuple[tuple[datetime, int], ...]:
-    """Per bucket of the window: how many connections had a failed sync run in it. One scan of the
-    failed runs (the partial index), a COUNT(DISTINCT …) per bucket."""
+def groups_statement(reps: Any) -> Any:
+    """How many reps per state, cause and organisation."""
+    return select(reps.c.state, reps.c.cause, reps.c.org, func.count().label("n")).group_by(
+        reps.c.state, reps.c.cause, reps.c.org
+    )
+
+
+def shown_statement(reps: Any, filters: Filters, limit: int) -> Any:
+    """The reps to list: filtered, broken first, then by email."""
+    return (
+        select(reps)
+        .where(*_where(reps, filters))
+        .order_by(_state_rank(reps.c.state), reps.c.email)
+        .limit(limit)
+    )
+
+
+def chart_edges(
+    now: datetime, buckets: int = CHART_BUCKETS, window: timedelta = RUN_WINDOW
+) -> list[datetime]:
     step = window / buckets
     start = now - window
-    edges = [start + step * i for i in range(buckets + 1)]
+    return [start + step * i for i in range(buckets + 1)]
+
+
+def chart_statement(edges: Sequence[datetime]) -> Any:
+    """Per bucket between `edges`: how many connections had a failed sync run in it. One scan of the
+    failed runs (the partial index), a COUNT(DISTINCT …) per bucket."""
+    buckets = len(edges) - 1
     columns = [
         func.count(
             distinct(
@@ -221,10 +244,62 @@ def failed_connections_chart(
         ).label(f"b{i}")
         for i in range(buckets)
     ]
-    row = connection.execute(
-        select(*columns).where(text("sync_runs.status = 'error'"), _RUNS.c.started_at >= start)
-    ).one()
-    return tuple((edges[i], int(row[i] or 0)) for i in range(buckets))
+    return select(*columns).where(text("sync_runs.status = 'error'"), _RUNS.c.started_at >= edges[0])
+
+
+def failed_connections_chart(connection: Any, now: datetime) -> tuple[tuple[datetime, int], ...]:
+    edges = chart_edges(now)
+    row = connection.execute(chart_statement(edges)).one()
+    return tuple((edges[i], int(row[i] or 0)) for i in range(len(edges) - 1))
+
+
+def last_sweep_statement() -> Any:
+    return select(func.max(_CONNECTIONS.c.last_checked_at))
+
+
+def stats_statement(since: datetime, by: Literal["cause", "article"]) -> Any:
+    """Per cause (and its article) or per article: answers given, 👍/👎 on them, reconnects the rep
+    started and completed within 24 hours after, and answers whose rep a later diagnosis found
+    healthy within 24 hours."""
+    answers = _ANSWERS
+    feedback = (
+        select(
+            _FEEDBACK.c.diagnosis_id,
+            func.sum(case((_FEEDBACK.c.helpful.is_(True), 1), else_=0)).label("up"),
+            func.sum(case((_FEEDBACK.c.helpful.is_(True), 0), else_=1)).label("down"),
+        )
+        .where(_FEEDBACK.c.at >= since, _FEEDBACK.c.diagnosis_id.is_not(None))
+        .group_by(_FEEDBACK.c.diagnosis_id)
+        .subquery("fb")
+    )
+
+    def reconnected(action: str) -> Any:
+        followed = exists(
+            select(literal(1)).where(
+                _AUDIT.c.action == action,
+                _AUDIT.c.subject_user_id == answers.c.user_id,
+                _AUDIT.c.at > answers.c.at,
+                _AUDIT.c.at <= hours_after(answers.c.at, literal(FIXED_WITHIN_HOURS, Integer)),
+            )
+        )
+        return func.sum(case((followed, 1), else_=0))
+
+    keys = [answers.c.cause, answers.c.article] if by == "cause" else [answers.c.article]
+    return (
+        select(
+            *keys,
+            func.count().label("answered"),
+            func.coalesce(func.sum(feedback.c.up), 0).label("helped"),
+            func.coalesce(func.sum(feedback.c.down), 0).label("not_helped"),
+            reconnected("reconnect_started").label("started"),
+            reconnected("reconnect_completed").label("completed"),
+            func.sum(case((answers.c.fixed_at.is_not(None), 1), else_=0)).label("fixed"),
+        )
+        .select_from(answers.outerjoin(feedback, feedback.c.diagnosis_id == answers.c.diagnosis_id))
+        .where(answers.c.at >= since)
+        .group_by(*keys)
+        .order_by(func.count().desc(), *keys)
+    )
 
 
 class FleetStore:
@@ -248,18 +323,9 @@ class FleetStore:
         now = self.clock()
         reps = rep_states(now - RUN_WINDOW)
         with core_reading(self.sessions) as connection:
-            groups = connection.execute(
-                select(reps.c.state, reps.c.cause, reps.c.org, func.count().label("n")).group_by(
-                    reps.c.state, reps.c.cause, reps.c.org
-                )
-            ).all()
-            shown = connection.execute(
-                select(reps)
-                .where(*_where(reps, filters))
-                .order_by(_state_rank(reps.c.state), reps.c.email)
-                .limit(limit)
-            ).all()
-            last_sweep = connection.execute(select(func.max(_CONNECTIONS.c.last_checked_at))).scalar()
+            groups = connection.execute(groups_statement(reps)).all()
+            shown = connection.execute(shown_statement(reps, filters, limit)).all() if limit else []
+            last_sweep = connection.execute(last_sweep_statement()).scalar()
             series = failed_connections_chart(connection, now) if chart else ()
         incidents = tuple(self.open_incidents(self.sessions, now)) if self.open_incidents else ()
         return _shape(now, filters, groups, shown, last_sweep, series, incidents)
@@ -268,46 +334,7 @@ class FleetStore:
         """Per cause (and its article) or per article: answers given, 👍/👎 on them, reconnects the rep
         started and completed within 24 hours after, and answers whose rep a later diagnosis found
         healthy within 24 hours."""
-        since = self.clock() - timedelta(days=days)
-        answers = _ANSWERS
-        feedback = (
-            select(
-                _FEEDBACK.c.diagnosis_id,
-                func.sum(case((_FEEDBACK.c.helpful.is_(True), 1), else_=0)).label("up"),
-                func.sum(case((_FEEDBACK.c.helpful.is_(True), 0), else_=1)).label("down"),
-            )
-            .where(_FEEDBACK.c.at >= since, _FEEDBACK.c.diagnosis_id.is_not(None))
-            .group_by(_FEEDBACK.c.diagnosis_id)
-            .subquery("fb")
-        )
-
-        def reconnected(action: str) -> Any:
-            followed = exists(
-                select(literal(1)).where(
-                    _AUDIT.c.action == action,
-                    _AUDIT.c.subject_user_id == answers.c.user_id,
-                    _AUDIT.c.at > answers.c.at,
-                    _AUDIT.c.at <= hours_after(answers.c.at, literal(FIXED_WITHIN_HOURS, Integer)),
-                )
-            )
-            return func.sum(case((followed, 1), else_=0))
-
-        keys = [answers.c.cause, answers.c.article] if by == "cause" else [answers.c.article]
-        statement = (
-            select(
-                *keys,
-                func.count().label("answered"),
-                func.coalesce(func.sum(feedback.c.up), 0).label("helped"),
-                func.coalesce(func.sum(feedback.c.down), 0).label("not_helped"),
-                reconnected("reconnect_started").label("started"),
-                reconnected("reconnect_completed").label("completed"),
-                func.sum(case((answers.c.fixed_at.is_not(None), 1), else_=0)).label("fixed"),
-            )
-            .select_from(answers.outerjoin(feedback, feedback.c.diagnosis_id == answers.c.diagnosis_id))
-            .where(answers.c.at >= since)
-            .group_by(*keys)
-            .order_by(func.count().desc(), *keys)
-        )
+        statement = stats_statement(self.clock() - timedelta(days=days), by)
         with core_reading(self.sessions) as connection:
             rows = connection.execute(statement).all()
         return [
