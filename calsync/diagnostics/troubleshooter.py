@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import Connection, bindparam, insert, update
@@ -35,6 +35,7 @@ from calsync.knowledge.loader import KnowledgeBase
 from calsync.knowledge.smalltalk import SmallTalk, small_talk
 from calsync.syncbackend.crypto import TokenCipher
 from calsync.syncbackend.models import (
+    ANSWER_FIXED_WITHIN,
     AnswerRecord,
     AuditEntry,
     CalendarConnection,
@@ -298,7 +299,7 @@ _STORE_TOKENS = update(_CONNECTIONS).where(_CONNECTIONS.c.id == bindparam("conne
 _AUDIT_LOG = table_of(AuditEntry)
 _AUDIT = insert(_AUDIT_LOG).returning(_AUDIT_LOG.c.id)
 NO_CAUSE = "none"  # an answer that found nothing to fix
-FIXED_WITHIN = timedelta(hours=24)
+FIXED_WITHIN = ANSWER_FIXED_WITHIN
 _ANSWERS = table_of(AnswerRecord)
 _ANSWER_RECORD = insert(_ANSWERS)
 _MARK_FIXED = (

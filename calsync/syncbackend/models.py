@@ -12,7 +12,7 @@ naming convention below, so migrations name them the same way on every database.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from sqlalchemy import (
@@ -547,11 +547,16 @@ class Feedback(Base):
     helpful: Mapped[bool] = mapped_column(Boolean)
 
 
+# A later check within this long after an answer that finds the rep healthy counts it as fixed.
+ANSWER_FIXED_WITHIN = timedelta(hours=24)
+
+
 class AnswerRecord(Base):
     """One cause an answer gave a rep (or `none` when it found nothing wrong), with the article of its
     fix: what the resolution stats count. Written with the diagnosis's audit entry (`diagnosis_id` is
     that entry's id, as `Feedback.diagnosis_id` is); `fixed_at` is set when a later diagnosis of the
-    same rep within 24 hours found nothing wrong (migration 0010)."""
+    same rep within 24 hours found nothing wrong, or — for a cause of the grant — the health sweep
+    found the rep's connection working (migration 0010)."""
 
     __tablename__ = "answer_records"
     __table_args__ = (
@@ -572,6 +577,7 @@ class AnswerRecord(Base):
 
 
 __all__ = [
+    "ANSWER_FIXED_WITHIN",
     "NAMING_CONVENTION",
     "AnswerRecord",
     "Appointment",
