@@ -25,9 +25,11 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    null,
     or_,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
@@ -118,7 +120,8 @@ _FEEDBACK = table_of(Feedback)
 
 
 def rep_states(since: datetime) -> Any:
-    """A subquery: every rep's id, email, name, state, cause and organisation."""
+    """A CTE: every rep's id, email, name, state, cause and organisation (PostgreSQL computes it once
+    however often the statement reads it)."""
     # The connection's newest run of the window as "status:error_code", one probe of
     # ix_sync_runs_connection_started (no join back to sync_runs, whose week may be millions of rows).
     newest_run = (
@@ -183,7 +186,7 @@ def rep_states(since: datetime) -> Any:
         )
         .select_from(_USERS.outerjoin(per_user, per_user.c.user_id == _USERS.c.id))
         .where(_USERS.c.role == "rep")
-        .subquery("reps")
+        .cte("reps")
     )
 
 
@@ -202,21 +205,41 @@ def _state_rank(column: Any) -> Any:
     return case(*((column == name, rank) for rank, name in enumerate(STATES)), else_=len(STATES))
 
 
-def groups_statement(reps: Any) -> Any:
-    """How many reps per state, cause and organisation."""
-    return select(reps.c.state, reps.c.cause, reps.c.org, func.count().label("n")).group_by(
-        reps.c.state, reps.c.cause, reps.c.org
-    )
-
-
-def shown_statement(reps: Any, filters: Filters, limit: int) -> Any:
-    """The reps to list: filtered, broken first, then by email."""
-    return (
-        select(reps)
+def fleet_statement(reps: Any, filters: Filters, limit: int) -> Any:
+    """One statement, the reps classified once: the count of reps per state, cause and organisation
+    (rows of kind "g"), then the reps to list (kind "r": filtered, broken first, then by email, at
+    most `limit`)."""
+    groups = select(
+        literal("g").label("kind"),
+        literal(0).label("position"),
+        reps.c.state,
+        reps.c.cause,
+        reps.c.org,
+        func.count().label("n"),
+        null().label("user_id"),
+        null().label("email"),
+        null().label("name"),
+    ).group_by(reps.c.state, reps.c.cause, reps.c.org)
+    position = func.row_number().over(order_by=(_state_rank(reps.c.state), reps.c.email))
+    listed = (
+        select(
+            literal("r").label("kind"),
+            position.label("position"),
+            reps.c.state,
+            reps.c.cause,
+            reps.c.org,
+            literal(1).label("n"),
+            reps.c.user_id,
+            reps.c.email,
+            reps.c.name,
+        )
         .where(*_where(reps, filters))
         .order_by(_state_rank(reps.c.state), reps.c.email)
         .limit(limit)
+        .subquery("listed")
     )
+    both = union_all(groups, select(*listed.c)).subquery("fleet")
+    return select(both).order_by(both.c.kind, both.c.position)
 
 
 def chart_edges(
@@ -323,8 +346,9 @@ class FleetStore:
         now = self.clock()
         reps = rep_states(now - RUN_WINDOW)
         with core_reading(self.sessions) as connection:
-            groups = connection.execute(groups_statement(reps)).all()
-            shown = connection.execute(shown_statement(reps, filters, limit)).all() if limit else []
+            rows = connection.execute(fleet_statement(reps, filters, limit)).all()
+            groups = [(r.state, r.cause, r.org, r.n) for r in rows if r.kind == "g"]
+            shown = [r for r in rows if r.kind == "r"]
             last_sweep = connection.execute(last_sweep_statement()).scalar()
             series = failed_connections_chart(connection, now) if chart else ()
         incidents = tuple(self.open_incidents(self.sessions, now)) if self.open_incidents else ()
@@ -407,5 +431,6 @@ __all__ = [
     "State",
     "StatsRow",
     "failed_connections_chart",
+    "fleet_statement",
     "rep_states",
 ]

@@ -356,7 +356,12 @@ class SyncRun(Base):
         Index("ix_sync_runs_connection_direction_started", "connection_id", "direction", "started_at"),
         # The fleet view (migration 0010): a connection's newest run in one probe, and the failed runs
         # of a week (a small share of all runs) without reading the others.
-        Index("ix_sync_runs_connection_started", "connection_id", "started_at"),
+        Index(
+            "ix_sync_runs_connection_started",
+            "connection_id",
+            "started_at",
+            postgresql_include=["status", "error_code"],  # PostgreSQL: answered from the index alone
+        ),
         Index(
             "ix_sync_runs_failed_started",
             "started_at",

@@ -43,7 +43,12 @@ def upgrade() -> None:
     op.create_index("ix_answer_records_user_at", "answer_records", ["user_id", "at"])
     op.create_index("ix_answer_records_at", "answer_records", ["at"])
     op.create_index("ix_answer_records_diagnosis_id", "answer_records", ["diagnosis_id"])
-    op.create_index("ix_sync_runs_connection_started", "sync_runs", ["connection_id", "started_at"])
+    op.create_index(
+        "ix_sync_runs_connection_started",
+        "sync_runs",
+        ["connection_id", "started_at"],
+        postgresql_include=["status", "error_code"],
+    )
     op.create_index(
         "ix_sync_runs_failed_started",
         "sync_runs",
