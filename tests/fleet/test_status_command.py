@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from calsync.render.blocks import validate_blocks
 from calsync.store.fleet import FleetStore
 from calsync.syncbackend.models import AuditEntry
 from tests.bot.conftest import AGENT_BY_SETTING, SlackHarness, wait_for
@@ -40,6 +41,7 @@ def test_an_agent_gets_the_fleet_privately_with_a_link_to_the_fleet_page(
         ),
         what="the status reply",
     )
+    assert validate_blocks(message.blocks) == []
     body = text_of(message)
     assert f"{fleet.total} reps, {fleet.broken} with a broken connection" in body
     for label, state in [
