@@ -160,14 +160,15 @@ def seed(engine: Engine, args: argparse.Namespace) -> dict[str, int]:
             for step in range(steps):
                 at = NOW - RUN_WINDOW + every * step + offset
                 recent = step >= steps - 3
-                for direction in ("push", "pull"):
+                for direction, later in (("push", timedelta(0)), ("pull", timedelta(minutes=1))):
                     failed = (kind in ("failing", "disconnected") and recent) or rng.random() < 0.01
                     code = (
                         ("invalid_grant" if kind == "disconnected" else "provider_unavailable")
                         if failed
                         else None
                     )
-                    yield (connection_id, direction, at, at, "error" if failed else "ok", code, "{}")
+                    moment = at + later
+                    yield (connection_id, direction, moment, moment, "error" if failed else "ok", code, "{}")
 
     counts["sync_runs"] = copy_rows(
         engine,
@@ -303,10 +304,16 @@ def main() -> None:
         for call in queries.values():  # warm-up
             call()
         results: dict[str, list[list[float]]] = {name: [] for name in queries}
+        loads = []
         for _ in range(args.runs):
             for name, call in queries.items():
                 results[name].append(time_calls(call, args.calls))
-        print(f"\n{args.runs} rounds × {args.calls} calls each (ms)")
+            loads.append(os.getloadavg()[0])
+        print(
+            f"\n{args.runs} rounds × {args.calls} calls each (ms); 1-minute load average after each round: "
+            + ", ".join(f"{load:.1f}" for load in loads)
+            + f" on {os.cpu_count()} cores"
+        )
         print(f"| query | median | p95 | per-round median / p95 | goal p95 ≤ {GOAL_MS:.0f} ms |")
         print("| --- | ---: | ---: | --- | --- |")
         for name, rounds in results.items():
