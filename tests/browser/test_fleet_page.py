@@ -106,6 +106,12 @@ def test_the_fleet_page_opens_from_the_agents_status_reply(site: Site, page: Pag
     emails = page.locator("tr.rep").evaluate_all("rows => rows.map(r => r.dataset.email)")
     assert emails and all(email.endswith("@northwind.example") for email in emails)
 
+    # A cause nobody has (typed into the URL): nothing listed, the filter still shown as chosen.
+    page.goto(f"{url}?cause=made_up%3Cb%3E&state=bogus")
+    expect(page.locator("#reps")).to_contain_text("No rep matches.")
+    expect(page.locator("select[name=cause]")).to_have_value("made_up<b>")
+    expect(page.locator("select[name=state]")).to_have_value("")
+
     # Opening a rep's report from the fleet works in this browser.
     page.goto(f"{url}?state=needs_reconnect")
     page.locator('tr.rep[data-email="dev@northwind.example"] a').first.click()
