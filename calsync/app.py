@@ -420,7 +420,9 @@ def build_report_url(services: Services) -> Callable[[str, str], str]:
 
 
 def build_fleet_store(services: Services, open_incidents: OpenIncidents | None = None) -> FleetStore:
-    """The fleet's figures; `open_incidents(sessions, now)`, when given, lists the open incidents."""
+    """The fleet's figures, for `/calsync status` and the fleet page alike (both call this): the one
+    place to wire incident detection in — `open_incidents(sessions, now)` lists the open incidents,
+    and the fleet shows an "Open incidents" section only when it is given."""
     from calsync.store.fleet import FleetStore
 
     return FleetStore(services.sessions, services.clock, open_incidents=open_incidents)
