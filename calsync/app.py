@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from calsync.links import LinkSigner
     from calsync.sandbox.runtime import SandboxEndpoints
     from calsync.sandbox.world import World
+    from calsync.store.fleet import FleetStore, OpenIncidents
     from calsync.syncbackend.crypto import TokenCipher
     from calsync.syncbackend.engine import DisconnectNotifier, HoldNotifier, SyncEngine
     from calsync.syncbackend.providers.base import CalendarProvider
@@ -337,6 +338,7 @@ def build_slack_bot(
     from calsync.bot.slackbot import SlackBot
     from calsync.bot.work import Work
     from calsync.flows.answers import Answers
+    from calsync.flows.fleet import FleetStatus
     from calsync.flows.reconnect_links import ReconnectLinks
     from calsync.flows.support import Support
 
@@ -390,6 +392,7 @@ def build_slack_bot(
         client=client,
         notices=notices if notices is not None else build_notices(services, troubleshooter, client),
         fixes=build_fixes(services, sync_engine),
+        fleet=FleetStatus(store=build_fleet_store(services), fleet_url=build_fleet_url(services)),
     )
 
 
@@ -430,6 +433,45 @@ def build_report_url(services: Services) -> Callable[[str, str], str]:
         return f"{public_url}/reports/{token}"
 
     return report_url
+
+
+def build_fleet_store(services: Services, open_incidents: OpenIncidents | None = None) -> FleetStore:
+    """The fleet's figures, for `/calsync status` and the fleet page alike (both call this): the one
+    place to wire incident detection in — `open_incidents(sessions, now)` lists the open incidents,
+    and the fleet shows an "Open incidents" section only when it is given."""
+    from calsync.store.fleet import FleetStore
+
+    return FleetStore(services.sessions, services.clock, open_incidents=open_incidents)
+
+
+def build_fleet_url(services: Services) -> Callable[[str], str]:
+    """The agent's fleet-page link from `/calsync status`: signed, 15 minutes, one browser."""
+    from datetime import timedelta
+
+    from calsync.web.fleet import FLEET_KIND
+
+    signer = build_link_signer(services)
+    public_url = services.settings.public_url.rstrip("/")
+
+    def fleet_url(agent: str) -> str:
+        token = signer.make(FLEET_KIND, {"agent": agent}, timedelta(minutes=REPORT_LINK_TTL_MINUTES))
+        return f"{public_url}/fleet/{token}"
+
+    return fleet_url
+
+
+def build_fleet_pages(services: Services) -> APIRouter:
+    from calsync.store.reports import ReportStore
+    from calsync.web.fleet import create_fleet_router
+
+    return create_fleet_router(
+        fleet=build_fleet_store(services),
+        reports=ReportStore(services.sessions, services.clock),
+        links=services.links,
+        clock=services.clock,
+        public_url=services.settings.public_url,
+        report_url=build_report_url(services),
+    )
 
 
 def build_bolt_app(services: Services, bot: SlackBot) -> AsyncApp | None:
@@ -500,6 +542,7 @@ def build_web_app(
     sandboxed = services.world is not None if sandbox is None else sandbox
     if troubleshooter is not None:
         routers.append(build_pages(services, troubleshooter, sandbox=sandboxed))
+        routers.append(build_fleet_pages(services))
     secret = signing_secret(services.settings)
     socket_mode = build_socket_mode(services, bolt_app)
     over_http = None if socket_mode is not None else bolt_app

@@ -105,6 +105,7 @@ def register(app: AsyncApp, bot: SlackBot) -> None:
     # Link buttons (a private Reconnect, Open full report) still send an action: the ack is all.
     @button(kit.ACTION_RECONNECT)
     @button(kit.ACTION_OPEN_REPORT)
+    @button(kit.ACTION_OPEN_FLEET)
     async def on_link_button() -> None:
         return None  # acked by the middleware; the browser does the rest
 

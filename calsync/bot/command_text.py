@@ -31,11 +31,16 @@ class Reconnect:
 
 
 @dataclass(frozen=True)
+class Status:
+    """Agents only: the fleet at a glance."""
+
+
+@dataclass(frozen=True)
 class Unknown:
     reason: str
 
 
-Command = Help | Diagnose | Reconnect | Unknown
+Command = Help | Diagnose | Reconnect | Status | Unknown
 
 
 def parse_command(text: str | None) -> Command:
@@ -45,6 +50,8 @@ def parse_command(text: str | None) -> Command:
     verb, rest = words[0].lower(), words[1:]
     if verb == "reconnect":
         return Reconnect() if not rest else Unknown(replies.takes_nothing("reconnect"))
+    if verb == "status":
+        return Status() if not rest else Unknown(replies.takes_nothing("status"))
     if verb == "diagnose":
         if not rest:
             return Diagnose()

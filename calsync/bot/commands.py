@@ -12,7 +12,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
 
-from calsync.bot.command_text import Command, Diagnose, Help, Reconnect, Unknown, parse_command
+from calsync.bot.command_text import Command, Diagnose, Help, Reconnect, Status, Unknown, parse_command
 from calsync.bot.middleware import ack_at_once
 from calsync.bot.people import Asker
 from calsync.bot.respond import Respond, ephemeral
@@ -60,6 +60,8 @@ async def calsync(
             await ephemeral(respond, await bot.links.for_person(person))
         elif isinstance(parsed, Diagnose):
             await diagnose(bot, client, respond, asker, person, parsed)
+        elif isinstance(parsed, Status):
+            await status(bot, respond, asker, person)
     except SQLAlchemyError:
         log.exception("database unavailable for /calsync")
         await ephemeral(respond, replies.something_went_wrong())
@@ -101,3 +103,24 @@ async def diagnose(
     await ephemeral(respond, checking_message())
     message = await bot.answers.for_agent(agent, target.email)
     await ephemeral(respond, message or replies.not_a_salespartner_user(who))
+
+
+async def status(bot: SlackBot, respond: Respond, asker: Asker, person: Person) -> None:
+    """`/calsync status`: agents only, the fleet at a glance with a link to the fleet page."""
+    if bot.fleet is None:
+        await ephemeral(respond, replies.something_went_wrong())
+        return
+    if not await asker.is_agent():
+        await asyncio.to_thread(
+            audit.record,
+            bot.sessions,
+            bot.clock(),
+            actor=person.slack_user_id,
+            action="fleet_status",
+            subject_user_id=None,
+            detail={},
+            result="refused: not an agent",
+        )
+        await ephemeral(respond, bot.fleet.refused())
+        return
+    await ephemeral(respond, await bot.fleet.status(person.slack_user_id))

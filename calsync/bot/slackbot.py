@@ -17,6 +17,7 @@ from calsync.bot.work import Work
 from calsync.diagnostics.troubleshooter import Troubleshooter
 from calsync.flows.answers import Answers
 from calsync.flows.fixes import Fixes
+from calsync.flows.fleet import FleetStatus
 from calsync.flows.notices import Notices
 from calsync.flows.reconnect_links import ReconnectLinks
 from calsync.flows.support import Support
@@ -36,3 +37,4 @@ class SlackBot:
     client: AsyncWebClient | None = None  # None without a bot token
     notices: Notices | None = None  # what is said without being asked (None without a client)
     fixes: Fixes | None = None  # choose a calendar, turn a connection off, the duplicate clean-up
+    fleet: FleetStatus | None = None  # `/calsync status` (None: not wired)

@@ -21,13 +21,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Connection, bindparam, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import core_reading, core_transaction, table_of
 from calsync.diagnostics.answer import Answer, compose
 from calsync.diagnostics.check import Check, CheckContext
-from calsync.diagnostics.findings import by_severity
+from calsync.diagnostics.findings import Severity, by_severity
 from calsync.diagnostics.live import LiveView
 from calsync.diagnostics.runner import DEFAULT_BUDGET, run_checks
 from calsync.diagnostics.state import RepState, read_rep
@@ -35,6 +35,8 @@ from calsync.knowledge.loader import KnowledgeBase
 from calsync.knowledge.smalltalk import SmallTalk, small_talk
 from calsync.syncbackend.crypto import TokenCipher
 from calsync.syncbackend.models import (
+    ANSWER_FIXED_WITHIN,
+    AnswerRecord,
     AuditEntry,
     CalendarConnection,
     MissingTokenError,
@@ -258,7 +260,37 @@ class Troubleshooter:
                 },
                 "result": "off_topic" if answer.off_topic else answer.worst.value,
             }
-            return str(connection.execute(_AUDIT, entry).scalar_one())
+            diagnosis_id = str(connection.execute(_AUDIT, entry).scalar_one())
+            _record_answer(connection, snapshot.rep.user_id, answer, diagnosis_id, str(entry["action"]))
+            return diagnosis_id
+
+
+def _record_answer(
+    connection: Connection, user_id: int, answer: Answer, diagnosis_id: str, kind: str
+) -> None:
+    """What the resolution stats count: one row per cause the answer gave (its fix's article), or one
+    `none` row when it found nothing to fix — and, when it found the rep healthy, the rep's answers of
+    the last 24 hours marked fixed."""
+    rows = [
+        {"cause": cause.code, "article": cause.fix.article or answer.article} for cause in answer.problems
+    ] or [{"cause": NO_CAUSE, "article": answer.article}]
+    connection.execute(
+        _ANSWER_RECORD,
+        [
+            {**row, "diagnosis_id": diagnosis_id, "at": answer.checked_at, "user_id": user_id, "kind": kind}
+            for row in rows
+        ],
+    )
+    if answer.worst in (Severity.OK, Severity.INFO):
+        connection.execute(
+            _MARK_FIXED,
+            {
+                "rep_id": user_id,
+                "since": answer.checked_at - FIXED_WITHIN,
+                "now": answer.checked_at,
+                "this_diagnosis": diagnosis_id,
+            },
+        )
 
 
 # What every answer writes, in SQLAlchemy Core (see `diagnostics/state.py` for why).
@@ -266,3 +298,19 @@ _CONNECTIONS = table_of(CalendarConnection)
 _STORE_TOKENS = update(_CONNECTIONS).where(_CONNECTIONS.c.id == bindparam("connection_id"))  # SET: the keys
 _AUDIT_LOG = table_of(AuditEntry)
 _AUDIT = insert(_AUDIT_LOG).returning(_AUDIT_LOG.c.id)
+NO_CAUSE = "none"  # an answer that found nothing to fix
+FIXED_WITHIN = ANSWER_FIXED_WITHIN
+_ANSWERS = table_of(AnswerRecord)
+_ANSWER_RECORD = insert(_ANSWERS)
+_MARK_FIXED = (
+    update(_ANSWERS)
+    .where(
+        _ANSWERS.c.user_id == bindparam("rep_id"),
+        _ANSWERS.c.at >= bindparam("since"),
+        _ANSWERS.c.at <= bindparam("now"),
+        _ANSWERS.c.fixed_at.is_(None),
+        _ANSWERS.c.cause != NO_CAUSE,
+        _ANSWERS.c.diagnosis_id != bindparam("this_diagnosis"),
+    )
+    .values(fixed_at=bindparam("now"))
+)

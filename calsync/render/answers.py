@@ -298,6 +298,7 @@ def help_message(is_agent: bool, *, knowledge: KnowledgeBase | None = None) -> M
         commands.append(
             "• `/calsync diagnose @user` — the whole picture of a rep's sync state (only you see it)"
         )
+        commands.append("• `/calsync status` — every rep's calendar sync at a glance, with the fleet view")
     commands.append("• `/calsync help` — this message")
     topics = ", ".join(escape_mrkdwn(article.title) for article in kb.articles)
     blocks = [

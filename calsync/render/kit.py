@@ -27,6 +27,7 @@ ACTION_TALK_TO_SUPPORT = "talk_to_support"  # value = json {"diagnosis": id}
 ACTION_DID_YOU_MEAN = "did_you_mean"  # did_you_mean_0, _1…; value = json {"article": id, "question": str}
 ACTION_SEND_RECONNECT_LINK = "send_reconnect_link"  # agent only; value = json {"rep": email, "provider": p}
 ACTION_OPEN_REPORT = "open_report"  # agent only; url button to the report page
+ACTION_OPEN_FLEET = "open_fleet"  # agent only; url button to the fleet page (`/calsync status`)
 ACTION_SYNC_NOW = "sync_now"  # value = json {"article": id | null, "question": str | null}
 ACTION_DETAILS = "details"  # value = json {"article": id | null, "question": str | null}
 ACTION_HOLD_CANCEL = "hold_cancel"  # agent only, support channel; value = json {"hold": id}
@@ -49,6 +50,7 @@ _BASE_ACTIONS = (
     ACTION_DID_YOU_MEAN,
     ACTION_SEND_RECONNECT_LINK,
     ACTION_OPEN_REPORT,
+    ACTION_OPEN_FLEET,
     ACTION_SYNC_NOW,
     ACTION_DETAILS,
     ACTION_HOLD_CANCEL,

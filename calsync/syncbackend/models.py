@@ -12,7 +12,7 @@ naming convention below, so migrations name them the same way on every database.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from sqlalchemy import (
@@ -354,6 +354,21 @@ class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (
         Index("ix_sync_runs_connection_direction_started", "connection_id", "direction", "started_at"),
+        # The fleet view (migration 0010): a connection's newest run in one probe, and the failed runs
+        # of a week (a small share of all runs) without reading the others.
+        Index(
+            "ix_sync_runs_connection_started",
+            "connection_id",
+            "started_at",
+            postgresql_include=["status", "error_code"],  # PostgreSQL: answered from the index alone
+        ),
+        Index(
+            "ix_sync_runs_failed_started",
+            "started_at",
+            "connection_id",
+            postgresql_where=text("status = 'error'"),
+            sqlite_where=text("status = 'error'"),
+        ),
         one_of("direction", SyncDirection),
         one_of("status", SyncStatus),
     )
@@ -377,7 +392,11 @@ class AuditEntry(Base):
     """Who did what to whom: every diagnosis of a user, reconnect link sent, ..."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_subject_at", "subject_user_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_subject_at", "subject_user_id", "at"),
+        # Resolution stats (migration 0010): a rep's reconnects after an answer.
+        Index("ix_audit_log_action_subject_at", "action", "subject_user_id", "at"),
+    )
     __repr_fields__ = ("id", "at", "actor", "action", "subject_user_id", "result")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -522,6 +541,7 @@ class Feedback(Base):
     """A "did this help?" answer on an article or a diagnosis."""
 
     __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_diagnosis_id", "diagnosis_id"),)
     __repr_fields__ = ("id", "at", "user_id", "article_id", "diagnosis_id", "helpful")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -532,8 +552,39 @@ class Feedback(Base):
     helpful: Mapped[bool] = mapped_column(Boolean)
 
 
+# A later check within this long after an answer that finds the rep healthy counts it as fixed.
+ANSWER_FIXED_WITHIN = timedelta(hours=24)
+
+
+class AnswerRecord(Base):
+    """One cause an answer gave a rep (or `none` when it found nothing wrong), with the article of its
+    fix: what the resolution stats count. Written with the diagnosis's audit entry (`diagnosis_id` is
+    that entry's id, as `Feedback.diagnosis_id` is); `fixed_at` is set when a later diagnosis of the
+    same rep within 24 hours found nothing wrong, or — for a cause of the grant — the health sweep
+    found the rep's connection working (migration 0010)."""
+
+    __tablename__ = "answer_records"
+    __table_args__ = (
+        Index("ix_answer_records_user_at", "user_id", "at"),
+        Index("ix_answer_records_at", "at"),
+        Index("ix_answer_records_diagnosis_id", "diagnosis_id"),
+    )
+    __repr_fields__ = ("id", "at", "user_id", "cause", "article", "fixed_at")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    diagnosis_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # "ask" (a question) or "diagnose"
+    cause: Mapped[str] = mapped_column(String(64))  # a cause's root finding code, or "none"
+    article: Mapped[str | None] = mapped_column(String(64))
+    fixed_at: Mapped[datetime | None]
+
+
 __all__ = [
+    "ANSWER_FIXED_WITHIN",
     "NAMING_CONVENTION",
+    "AnswerRecord",
     "Appointment",
     "AuditEntry",
     "Base",

@@ -6,7 +6,7 @@ Headers (a pure ASGI middleware, so the ack path pays one header merge and no ex
 - every HTML response: a Content-Security-Policy — only our own stylesheets, forms posting to us, no
   scripts (the pages need none), no `<base>`, and `frame-ancestors 'none'` (no clickjacking) — and a
   referrer policy: `no-referrer` on the pages whose URLs carry a token (`/connect/…?t=`, `/oauth/…`,
-  `/reports/{token}`), `same-origin` elsewhere. A header a route set itself is kept.
+  `/reports/{token}`, `/fleet/{token}`), `same-origin` elsewhere. A header a route set itself is kept.
 
 Failures: the database down (any `SQLAlchemyError` out of a route) is a 503 page with one plain
 sentence and a `Retry-After`; anything else unexpected is a 500 page (and the traceback in the log).
@@ -30,7 +30,7 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
-TOKEN_PATHS = ("/connect/", "/oauth/", "/reports/")
+TOKEN_PATHS = ("/connect/", "/oauth/", "/reports/", "/fleet/")
 # Whoever opens the page (a rep following a reconnect link, say) can do nothing about a database.
 DATABASE_DOWN = (
     "calsync can't show this page right now because of a problem on our side. Nothing was changed; "

@@ -18,13 +18,12 @@ read goes through `calsync.store.reports`.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
@@ -35,11 +34,12 @@ from pydantic import BaseModel, Field
 from calsync.diagnostics.findings import Finding
 from calsync.diagnostics.troubleshooter import Troubleshooter, UnknownUser
 from calsync.knowledge.matcher import MAX_QUESTION_CHARS
-from calsync.links import LinkExpired, LinkInvalid, LinkSigner
+from calsync.links import LinkSigner
 from calsync.render import blocks
 from calsync.render.agent import about_rep, first_name
 from calsync.render.html import button_html, render_blocks
-from calsync.store.reports import ReportStore, nonce_digest
+from calsync.store.reports import ReportStore
+from calsync.web.claims import OneBrowserLinks
 from calsync.web.templating import make_templates
 
 log = logging.getLogger(__name__)
@@ -147,21 +147,21 @@ def create_pages_router(
 
     # -- the agent's report ----------------------------------------------------------------------
 
-    def holds_claim(presented: str, nonce: str) -> bool:
-        """The browser shows the claim cookie this link's first opening set (itself a signed link)."""
-        if not presented:
-            return False
-        try:
-            held = links.read(presented, CLAIM_KIND)
-        except (LinkExpired, LinkInvalid):
-            return False
-        return hmac.compare_digest(str(held.subject.get("nonce", "")).encode(), nonce.encode())
+    one_browser = OneBrowserLinks(
+        links=links,
+        claim_view=store.claim_view,
+        clock=clock,
+        public_url=config.public_url,
+        kind=REPORT_KIND,
+        claim_kind=CLAIM_KIND,
+        cookie_prefix=COOKIE_PREFIX,
+        cookie_path="/reports/",
+    )
 
     @router.get("/reports/{token}", response_class=HTMLResponse)
     async def report(request: Request, token: str) -> Response:
-        try:
-            link = links.read(token, REPORT_KIND)
-        except LinkExpired:
+        link = one_browser.read(token)
+        if link == "expired":
             return problem(
                 request,
                 410,
@@ -169,7 +169,7 @@ def create_pages_router(
                 "Report links work for 15 minutes after the diagnosis they come from.",
                 "Run /calsync diagnose @rep in Slack again for a fresh link.",
             )
-        except LinkInvalid:
+        if link == "invalid":
             return problem(
                 request,
                 403,
@@ -177,26 +177,25 @@ def create_pages_router(
                 "The link is damaged or was not made by calsync, so it opens nothing.",
                 "Use the “Open full report” button of a /calsync diagnose reply in Slack.",
             )
+        assert not isinstance(link, str)
         agent, rep = link.subject.get("agent"), link.subject.get("rep")
         if not isinstance(agent, str) or not isinstance(rep, str) or not agent or not rep:
             return problem(request, 403, "This report link isn't valid", "The link names no agent or rep.")
-        cookie = f"{COOKIE_PREFIX}{nonce_digest(link.nonce)[:20]}"
-        first_open = False
-        if not holds_claim(request.cookies.get(cookie, ""), link.nonce):
-            if not await asyncio.to_thread(store.claim_view, link.nonce):
-                await asyncio.to_thread(
-                    store.audit, agent, rep, "report_open", "refused: opened in another browser", {}
-                )
-                return problem(
-                    request,
-                    403,
-                    "This report is already open in another browser",
-                    "A report link opens in the first browser that uses it, and only there: reports show "
-                    "a rep's details to the agent who asked for them, and to nobody else.",
-                    "If this is you on another device, run /calsync diagnose @rep in Slack again for a "
-                    "fresh link.",
-                )
-            first_open = True
+        opened = await one_browser.open(request, link)
+        if opened is None:
+            await asyncio.to_thread(
+                store.audit, agent, rep, "report_open", "refused: opened in another browser", {}
+            )
+            return problem(
+                request,
+                403,
+                "This report is already open in another browser",
+                "A report link opens in the first browser that uses it, and only there: reports show "
+                "a rep's details to the agent who asked for them, and to nobody else.",
+                "If this is you on another device, run /calsync diagnose @rep in Slack again for a "
+                "fresh link.",
+            )
+        first_open = opened.first_open
         await asyncio.to_thread(store.audit, agent, rep, "report_open", "opened", {"first_open": first_open})
         try:
             answer = await troubleshooter.diagnose(rep, actor=agent)
@@ -219,17 +218,7 @@ def create_pages_router(
             private=True,
         )
         if first_open:
-            ttl = max(link.expires_at - clock(), timedelta(seconds=1))
-            secure = request.url.scheme == "https" or config.public_url.startswith("https")
-            response.set_cookie(
-                cookie,
-                links.make(CLAIM_KIND, {"nonce": link.nonce}, ttl),
-                max_age=int(ttl.total_seconds()) + 1,
-                path="/reports/",
-                httponly=True,
-                samesite="strict",
-                secure=secure,
-            )
+            one_browser.set_claim(request, response, link)
         return response
 
     if not config.sandbox:

@@ -678,7 +678,10 @@ def _page_paths(slack: SlackHarness) -> list[str]:
     signer = LinkSigner(load_or_create_link_secret(settings, sandbox=True), sandbox.clock)
     report = signer.make("report", {"agent": "U0DEMOSAM", "rep": ANA}, timedelta(minutes=15))
     reconnect = signer.make("reconnect", {"rep": ANA, "provider": "google"}, timedelta(minutes=30))
+    fleet = signer.make("fleet", {"agent": "U0DEMOSAM"}, timedelta(minutes=15))
     return [
+        f"/fleet/{fleet}",
+        f"/fleet/{fleet}/stats.csv",
         "/playground",
         f"/playground/ask?rep={ANA}&q=why+isnt+my+appointment+showing",
         f"/reports/{report}",

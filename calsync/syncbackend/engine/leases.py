@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from calsync.db import table_of, transaction
 from calsync.syncbackend.crypto import TokenDecryptError
@@ -20,7 +21,14 @@ from calsync.syncbackend.engine.common import (
     error_message,
     mark_disconnected,
 )
-from calsync.syncbackend.models import CalendarConnection, MissingTokenError, SyncRun, authorization_columns
+from calsync.syncbackend.models import (
+    ANSWER_FIXED_WITHIN,
+    AnswerRecord,
+    CalendarConnection,
+    MissingTokenError,
+    SyncRun,
+    authorization_columns,
+)
 from calsync.syncbackend.providers.base import GrantError, ProviderError
 from calsync.syncbackend.schedule import claim, claim_due, claim_health_batch, release
 
@@ -159,6 +167,7 @@ class HealthSweep:
             values["connection_id"] = target.connection_id
             rows.setdefault(frozenset(values), []).append(values)
         table = table_of(CalendarConnection)
+        healthy: list[int] = []
         with transaction(self.ctx.sessions) as session:
             ids = [t.connection_id for t, _ in outcomes]
             existing = (
@@ -179,6 +188,8 @@ class HealthSweep:
                 )
                 counts["checked"] += len(params)
                 counts["ok"] += len(params)
+                healthy.extend(int(str(p["connection_id"])) for p in params)
+            mark_answers_fixed(session, healthy, now)
             for connection in session.scalars(
                 select(CalendarConnection).where(CalendarConnection.id.in_(list(failed)))
             ):
@@ -209,3 +220,30 @@ class HealthSweep:
             session.flush()
             release(session, claimed, self.ctx.worker_id)
         return counts, disconnected
+
+
+# The causes of an answer that a working grant fixes (not a second connection, say).
+_GRANT_CAUSES = "connection.%"
+_NOT_FIXED_BY_A_GRANT = ("connection.multiple_active",)
+
+
+def mark_answers_fixed(session: Session, connection_ids: list[int], now: datetime) -> None:
+    """The sweep found these connections' grants working: the answers of the last 24 hours that blamed
+    their reps' grant (or the lack of a connection) count as fixed (the resolution stats)."""
+    if not connection_ids:
+        return
+    session.execute(
+        update(AnswerRecord)
+        .where(
+            AnswerRecord.fixed_at.is_(None),
+            AnswerRecord.at >= now - ANSWER_FIXED_WITHIN,
+            AnswerRecord.at <= now,
+            AnswerRecord.cause.like(_GRANT_CAUSES),
+            AnswerRecord.cause.not_in(_NOT_FIXED_BY_A_GRANT),
+            AnswerRecord.user_id.in_(
+                select(CalendarConnection.user_id).where(CalendarConnection.id.in_(connection_ids))
+            ),
+        )
+        .values(fixed_at=now)
+        .execution_options(synchronize_session=False)
+    )
