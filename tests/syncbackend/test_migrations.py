@@ -36,8 +36,10 @@ PRODUCT_TABLES = {
     "quota_calls",
     "report_views",
     "queued_questions",
+    "incidents",
+    "incident_reps",
 }
-HEAD = "0008"
+HEAD = "0009"
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -86,6 +88,8 @@ def test_0002_adds_and_removes_only_oauth_sessions(database_url: str, engine: En
         "quota_calls",
         "report_views",
         "queued_questions",
+        "incidents",
+        "incident_reps",
     }  # 0002 on
     assert table_names(engine) >= PRODUCT_TABLES - later
     assert not later & table_names(engine)

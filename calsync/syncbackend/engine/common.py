@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.syncbackend import holds
 from calsync.syncbackend.crypto import TokenCipher, TokenDecryptError
+from calsync.syncbackend.incidents import IncidentNotice
 from calsync.syncbackend.models import CalendarConnection, MissingTokenError
 from calsync.syncbackend.providers.base import (
     Authorization,
@@ -93,6 +94,13 @@ class DisconnectNotifier(Protocol):
 class HoldNotifier(Protocol):
     async def __call__(self, hold: holds.Hold) -> bool:
         """Ask the support agents to decide on held cancellations; True when the message went out."""
+        ...
+
+
+class IncidentNotifier(Protocol):
+    async def __call__(self, notice: IncidentNotice) -> str | None:
+        """Post the incident's one support message (`notice.support_ts` None) or update it in place;
+        the message's ts once it is in the channel, None when Slack refused."""
         ...
 
 

@@ -29,6 +29,7 @@ from calsync.syncbackend.engine.common import (
     CycleStatus,
     DisconnectNotifier,
     HoldNotifier,
+    IncidentNotifier,
     Run,
     StopCycle,
     SweepResult,
@@ -41,6 +42,7 @@ from calsync.syncbackend.engine.leases import HealthSweep, Leases
 from calsync.syncbackend.engine.notify import Notifications
 from calsync.syncbackend.engine.pull import Pull
 from calsync.syncbackend.engine.push import Push
+from calsync.syncbackend.incidents import Detected, IncidentPolicy, IncidentStore
 from calsync.syncbackend.models import CalendarConnection, MissingTokenError, SyncRun, User
 from calsync.syncbackend.providers.base import CalendarProvider, GrantError, RateLimited
 from calsync.syncbackend.schedule import SyncPolicy, new_worker_id
@@ -63,6 +65,8 @@ class SyncEngine:
         policy: SyncPolicy | None = None,
         notify: DisconnectNotifier | None = None,
         notify_hold: HoldNotifier | None = None,
+        notify_incident: IncidentNotifier | None = None,
+        incident_policy: IncidentPolicy | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
         max_concurrent_cycles: int = 16,
@@ -78,6 +82,8 @@ class SyncEngine:
         )
         self.notify = notify
         self.notify_hold = notify_hold
+        self.notify_incident = notify_incident
+        self.incidents = IncidentStore(sessions, incident_policy or IncidentPolicy(), self.ctx.worker_id)
         self.max_concurrent_cycles = max(1, max_concurrent_cycles)
         self._leases = Leases(self.ctx)
         self._pull = Pull(self.ctx)
@@ -111,9 +117,12 @@ class SyncEngine:
         if not claimed:
             return await asyncio.to_thread(self._describe, connection_id, "busy")
         try:
-            return await self._cycle_under_lease(connection_id)
+            result = await self._cycle_under_lease(connection_id)
         finally:
             await asyncio.to_thread(self._leases.release, [connection_id])
+        if result.status == "error":
+            await self.watch_incidents()
+        return result
 
     async def run_due(
         self, limit: int = 100, progress: Callable[[int, int], None] | None = None
@@ -138,7 +147,10 @@ class SyncEngine:
                     if progress is not None:
                         progress(finished, len(ids))
 
-        return list(await asyncio.gather(*(one(cid) for cid in ids)))
+        results = list(await asyncio.gather(*(one(cid) for cid in ids)))
+        if any(result.status == "error" for result in results):
+            await self.watch_incidents()  # once for the whole batch, not once per failure
+        return results
 
     async def _cycle_under_lease(self, connection_id: int) -> CycleResult:
         try:
@@ -352,6 +364,14 @@ class SyncEngine:
             return 0
         return await self._notifications.ask_about_holds(self.notify_hold, hold_ids)
 
+    async def watch_incidents(self) -> Detected:
+        """Recognise shared causes (`calsync.syncbackend.incidents`): open, grow and end incidents,
+        then bring each one's support message up to date."""
+        detected = await asyncio.to_thread(self.incidents.detect, self.ctx.clock())
+        if self.notify_incident is not None:
+            await self._notifications.announce_incidents(self.notify_incident, self.incidents)
+        return detected
+
     # -- the health sweep -------------------------------------------------------------------------
 
     async def health_sweep(self, *, concurrency: int = 64, batch: int = 500) -> SweepResult:
@@ -377,6 +397,7 @@ async def tick(
     `progress` hears `(done, total)` of the cycles."""
     cycles = await engine.run_due(limit=batch, progress=progress)
     sweep = await engine.health_sweep()
+    await engine.watch_incidents()  # the sweep's disconnections, and incidents that are over
     told = await engine.notify_disconnections()
     await engine.notify_holds()  # one a failed message left unasked
     return TickResult(cycles=cycles, sweep=sweep, told=told)

@@ -16,7 +16,14 @@ from sqlalchemy.orm import selectinload
 
 from calsync.db import transaction
 from calsync.syncbackend import holds
-from calsync.syncbackend.engine.common import Context, Disconnection, DisconnectNotifier, HoldNotifier
+from calsync.syncbackend.engine.common import (
+    Context,
+    Disconnection,
+    DisconnectNotifier,
+    HoldNotifier,
+    IncidentNotifier,
+)
+from calsync.syncbackend.incidents import IncidentNotice, IncidentStore
 from calsync.syncbackend.models import CalendarConnection
 
 log = logging.getLogger(__name__)
@@ -128,3 +135,17 @@ class Notifications:
             lambda h: store.unclaim_notification(h.id),
             "a held-cancellations question",
         )
+
+    async def announce_incidents(self, notify: IncidentNotifier, store: IncidentStore) -> int:
+        """Post or update the one support message of each incident that changed since its message;
+        claimed first (one conditional UPDATE), released when Slack refuses. How many went out."""
+        pending = await asyncio.to_thread(store.claim_notices, self.ctx.clock())
+
+        async def send(notice: IncidentNotice) -> bool:
+            ts = await notify(notice)
+            if ts is None:
+                return False
+            await asyncio.to_thread(store.posted, notice, ts)
+            return True
+
+        return await deliver(pending, send, store.release, "an incident's support message")

@@ -1,0 +1,161 @@
+"""The three incident scenarios end to end, on SQLite and PostgreSQL: the sync engine's cycles against
+the emulators → the incident recognised → the rep's answer says so (no Reconnect that cannot work)
+→ exactly one support-channel message in the Slack emulator, updated as reps join, recover and when
+it ends."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+from calsync.diagnostics.causes import REP_FIXES
+from calsync.render.answers import answer_message
+from calsync.render.kit import ACTION_RECONNECT
+from calsync.syncbackend.incidents import affected_reps, open_incidents
+from tests.incidents.helpers import SCENARIOS, incident_messages, reconnect
+from tests.sync.conftest import SyncWorld
+
+
+@dataclass(frozen=True)
+class Case:
+    scenario: str
+    code: str
+    scope: str
+    reps: tuple[str, ...]  # in the order their cycles fail
+    opens_at: int  # the rep whose failure makes it an incident (the thresholds' defaults)
+    bystander: str  # a rep on the same provider or domain who is not affected
+    question: str
+    says: str  # what the headline says
+    restore: bool  # access must be restored and each rep reconnect (else: the provider recovers)
+
+
+CASES = [
+    pytest.param(
+        Case(
+            "incident-consent-removed.yaml",
+            "incident.org_consent_removed",
+            "tallgrass.example",
+            tuple(f"{n}@tallgrass.example" for n in ("tess", "umar", "vera", "wes", "xia")),
+            3,
+            "ben@northwind.example",
+            "outlook stopped syncing my meetings?? it says something about admin approval, tried "
+            "reconnect twice and nothing. Acme renewal is tmrw",
+            "This affects 5 people at tallgrass.example since",
+            True,
+        ),
+        id="microsoft-consent-removed",
+    ),
+    pytest.param(
+        Case(
+            "incident-workspace-revoked.yaml",
+            "incident.org_access_revoked",
+            "brightline.example",
+            tuple(f"{n}@brightline.example" for n in ("bo", "cleo", "dario", "esme", "finn")),
+            3,
+            "ana@northwind.example",
+            "hey my google cal disconnected out of nowhere, half my team says the same. globex demo tmrw!!",
+            "This affects 5 people at brightline.example since",
+            True,
+        ),
+        id="google-workspace-revoked",
+    ),
+    pytest.param(
+        Case(
+            "incident-provider-outage.yaml",
+            "incident.provider_outage",
+            "google",
+            (
+                "gil@tallgrass.example",
+                "hana@tallgrass.example",
+                "ivo@brightline.example",
+                "jade@brightline.example",
+                "kai@northwind.example",
+                "lena@northwind.example",
+            ),
+            5,
+            "ben@northwind.example",
+            "nothing is syncing to google since like an hour, is it me?? initech review is tomorrow",
+            "Google is having an outage",
+            False,
+        ),
+        id="google-outage",
+    ),
+]
+
+
+def texts(message: object) -> str:
+    return json.dumps(getattr(message, "blocks", None) or []) + getattr(message, "text", "")
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_a_shared_cause_is_one_incident_from_start_to_end(sync_world: SyncWorld, case: Case) -> None:
+    sync_world.sandbox.load_file(SCENARIOS / case.scenario)
+    world, clock = sync_world.world, sync_world.sandbox.clock
+    started = clock()
+
+    # The reps' cycles fail one after another; the incident opens at the threshold and grows.
+    for number, email in enumerate(case.reps, start=1):
+        (result,) = await sync_world.engine.sync_user(email)
+        assert result.status == "error", result
+        messages = incident_messages(world)
+        if number < case.opens_at:
+            assert messages == [], "not an incident yet: one message per rep would be noise"
+            assert open_incidents(sync_world.sandbox.sessions, clock()) == []
+        else:
+            (message,) = messages
+            assert message.version == number - case.opens_at + 1, "updated in place as reps join"
+            assert f"{number} people affected" in message.text
+        clock.now += timedelta(minutes=2)
+    (bystander,) = await sync_world.engine.sync_user(case.bystander)
+    assert bystander.status == "ok"
+
+    (incident,) = open_incidents(sync_world.sandbox.sessions, clock())
+    assert (incident.scope, incident.affected, incident.ended_at) == (case.scope, len(case.reps), None)
+    assert "incident." + incident.kind == case.code
+    assert started <= incident.started_at < started + timedelta(minutes=1)
+    assert [rep.email for rep in affected_reps(sync_world.sandbox.sessions, incident.id)] == list(case.reps)
+
+    # The first rep asks: the answer leads with the incident, and offers no Reconnect.
+    answer = await sync_world.troubleshooter.answer(case.reps[0], case.question)
+    assert answer.causes[0].code == case.code
+    assert answer.headline.startswith(case.says) or case.says in answer.headline
+    assert all(action.kind != "reconnect" for action in answer.actions)
+    assert not any(cause.fix.kind in REP_FIXES for cause in answer.shown_causes), "no fix that cannot work"
+    if case.restore:
+        assert "IT admin must" in answer.causes[0].fix.words
+        assert "reconnecting won't help until then" in answer.causes[0].fix.words
+    blocks = json.dumps(answer_message(answer).blocks)
+    assert f'"action_id": "{ACTION_RECONNECT}' not in blocks
+    # An agent's diagnosis shows the incident's code.
+    agent_view = answer_message(await sync_world.troubleshooter.diagnose(case.reps[0]), for_agent=True)
+    assert case.code in texts(agent_view)
+    # Someone the incident does not touch hears nothing of it.
+    other = await sync_world.troubleshooter.answer(case.bystander, "is my calendar ok?")
+    assert all(not f.code.startswith("incident.") for f in other.findings)
+
+    # Access comes back (the admin restores it / the provider recovers): reps recover one by one.
+    world.clear_faults()
+    for number, email in enumerate(case.reps, start=1):
+        clock.now += timedelta(minutes=2)
+        if case.restore:
+            reconnect(sync_world, email)
+        (result,) = await sync_world.engine.sync_user(email)
+        assert result.status == "ok", result
+        await sync_world.engine.watch_incidents()
+        (message,) = incident_messages(world)  # still the one message
+        left = len(case.reps) - number
+        if left:
+            assert f"{left} people affected" in message.text or f"{left} person affected" in message.text
+            assert f"{number} healthy again" in texts(message)
+        else:
+            assert message.text.startswith("Over:")
+            assert f"{len(case.reps)} people were affected" in message.text
+    assert open_incidents(sync_world.sandbox.sessions, clock()) == []
+    after = await sync_world.troubleshooter.answer(case.reps[0], case.question)
+    assert all(not f.code.startswith("incident.") for f in after.findings)
+    # One post, every other change an update of it.
+    posts = [c for c in world.slack_calls("chat.postMessage") if c.params.get("channel") == "C0SUPPORT"]
+    assert len([c for c in posts if str(c.params.get("text", "")).startswith("Incident:")]) == 1
