@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from slackload import machine, ms, percentile
 from sqlalchemy import event, text
@@ -136,11 +137,11 @@ def explain(url: str) -> None:
     with sessions() as session:
         captured: list[str] = []
 
-        def capture(conn: object, cursor: object, statement: str, params: object, *rest: object) -> None:
+        def capture(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
             if statement.lstrip().upper().startswith("SELECT") and "GROUP BY" in statement:
                 import psycopg
 
-                client = psycopg.ClientCursor(cursor.connection)  # type: ignore[attr-defined]
+                client = psycopg.ClientCursor(cursor.connection)
                 captured.append(client.mogrify(statement, params))
 
         event.listen(engine, "before_cursor_execute", capture)
@@ -151,6 +152,21 @@ def explain(url: str) -> None:
             plan = session.execute(text("EXPLAIN ANALYZE " + statement)).scalars().all()
             print("\n".join(plan), "\n", file=sys.stderr)
     engine.dispose()
+
+
+def watch_statements(engine: Any) -> list[tuple[float, str]]:
+    """Every statement's time, filled in as they run (for `--statements`)."""
+    times: list[tuple[float, str]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        conn.info["started"] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        times.append((time.perf_counter() - conn.info.pop("started", time.perf_counter()), statement))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    return times
 
 
 def timed(call: object) -> float:
@@ -169,6 +185,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--statements", action="store_true", help="the slowest statements of detect")
     args = parser.parse_args()
     print(f"machine: {machine()}", file=sys.stderr)
     with fresh_database(args.database_url) as url:
@@ -178,6 +195,7 @@ def main() -> int:
         if args.explain:
             explain(url)
         engine = make_engine(url)
+        slowest = watch_statements(engine) if args.statements else None
         sessions = make_session_factory(engine)
         store = IncidentStore(sessions, IncidentPolicy(), "bench")
         now = NOW
@@ -197,6 +215,9 @@ def main() -> int:
             p95s.append(percentile(calls, 0.95))
             print(f"round: p50 {ms(p50s[-1])}, p95 {ms(p95s[-1])}", file=sys.stderr)
         engine.dispose()
+    if slowest is not None:
+        for seconds, statement in sorted(slowest, reverse=True)[:8]:
+            print(f"{ms(seconds)}  {' '.join(statement.split())[:160]}", file=sys.stderr)
     p95 = statistics.median(p95s)
     print(
         f"detect, first call (opens 2 incidents): {ms(first)}\n"

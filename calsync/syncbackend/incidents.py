@@ -38,7 +38,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
-    case,
     exists,
     func,
     insert,
@@ -379,34 +378,30 @@ def _refresh_outage(
     last = session.scalar(select(func.max(f.c.started_at)))
     if last is not None and last > incident.last_seen_at:
         incident.last_seen_at = last
-    # A member recovers with a successful run after its last failure (and fails again: affected again).
-    r = _RUNS.c
-    member_runs = (
-        select(
-            r.connection_id,
-            func.max(case((and_(r.status == "error", r.error_code.in_(OUTAGE_CODES)), r.started_at))).label(
-                "failed"
-            ),
-            func.max(case((r.status == "ok", r.started_at))).label("ok"),
+    # A member recovers with a successful run after its last failure, and is affected again when a
+    # run fails after that. Correlated per member, so each probe is an index range of one connection.
+    ok, failed = _RUNS.alias("ok"), _RUNS.alias("failed")
+    directions = ("pull", "push", "health")
+
+    def failure_after(moment: Any) -> Any:
+        return exists().where(
+            failed.c.connection_id == _REPS.c.connection_id,
+            failed.c.direction.in_(directions),
+            failed.c.started_at > moment,
+            failed.c.status == "error",
+            failed.c.error_code.in_(OUTAGE_CODES),
         )
-        .where(
-            r.started_at >= since,
-            r.connection_id.in_(select(_REPS.c.connection_id).where(_REPS.c.incident_id == incident.id)),
-        )
-        .group_by(r.connection_id)
-        .subquery()
-    )
-    recovered = select(member_runs.c.connection_id).where(
-        member_runs.c.ok.is_not(None),
-        or_(member_runs.c.failed.is_(None), member_runs.c.ok > member_runs.c.failed),
+
+    healthy_since = exists().where(
+        ok.c.connection_id == _REPS.c.connection_id,
+        ok.c.direction.in_(directions),
+        ok.c.started_at >= since,
+        ok.c.status == "ok",
+        ~failure_after(ok.c.started_at),
     )
     session.execute(
         update(_REPS)
-        .where(
-            _REPS.c.incident_id == incident.id,
-            _REPS.c.recovered_at.is_(None),
-            _REPS.c.connection_id.in_(recovered),
-        )
+        .where(_REPS.c.incident_id == incident.id, _REPS.c.recovered_at.is_(None), healthy_since)
         .values(recovered_at=now)
     )
     session.execute(
@@ -414,12 +409,7 @@ def _refresh_outage(
         .where(
             _REPS.c.incident_id == incident.id,
             _REPS.c.recovered_at.is_not(None),
-            _REPS.c.connection_id.in_(
-                select(member_runs.c.connection_id).where(
-                    member_runs.c.failed.is_not(None),
-                    or_(member_runs.c.ok.is_(None), member_runs.c.failed > member_runs.c.ok),
-                )
-            ),
+            failure_after(_REPS.c.recovered_at),
         )
         .values(recovered_at=None)
     )

@@ -5,6 +5,7 @@ it ends."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +15,7 @@ import pytest
 from calsync.diagnostics.causes import REP_FIXES
 from calsync.render.answers import answer_message
 from calsync.render.kit import ACTION_RECONNECT
+from calsync.syncbackend.engine import SyncEngine
 from calsync.syncbackend.incidents import affected_reps, open_incidents
 from tests.incidents.helpers import SCENARIOS, incident_messages, reconnect
 from tests.sync.conftest import SyncWorld
@@ -159,3 +161,25 @@ async def test_a_shared_cause_is_one_incident_from_start_to_end(sync_world: Sync
     # One post, every other change an update of it.
     posts = [c for c in world.slack_calls("chat.postMessage") if c.params.get("channel") == "C0SUPPORT"]
     assert len([c for c in posts if str(c.params.get("text", "")).startswith("Incident:")]) == 1
+
+
+async def test_two_workers_at_once_post_one_message(sync_world: SyncWorld) -> None:
+    """Two `calsync worker` processes detect and announce at the same moment: one message."""
+    sync_world.sandbox.load_file(SCENARIOS / "incident-consent-removed.yaml")
+    for name in ("tess", "umar"):
+        await sync_world.engine.sync_user(f"{name}@tallgrass.example")
+    other = SyncEngine(
+        sessions=sync_world.services.sessions,
+        providers=sync_world.engine.providers,
+        cipher=sync_world.services.cipher,
+        clock=sync_world.services.clock,
+        notify_incident=sync_world.engine.notify_incident,
+    )
+    await other.sync_user("vera@tallgrass.example")  # the third: the incident opens in `other`
+    await asyncio.gather(sync_world.engine.watch_incidents(), other.watch_incidents())
+    (message,) = incident_messages(sync_world.world)
+    assert "3 people affected" in message.text
+    posts = [
+        c for c in sync_world.world.slack_calls("chat.postMessage") if c.params.get("channel") == "C0SUPPORT"
+    ]
+    assert len(posts) == 1
