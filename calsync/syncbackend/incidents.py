@@ -441,6 +441,25 @@ def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIn
     return [RepIncident(_view(row), row.member_connection) for row in rows]
 
 
+def incidents_of_connections(
+    database: Session | Connection, connection_ids: Sequence[int]
+) -> dict[int, IncidentView]:
+    """The open incident each of these connections is affected by (the newest when several)."""
+    if not connection_ids:
+        return {}
+    rows = database.execute(
+        select(_INCIDENTS, _REPS.c.connection_id.label("member_connection"))
+        .join(_REPS, _REPS.c.incident_id == _INCIDENTS.c.id)
+        .where(
+            _REPS.c.connection_id.in_(list(connection_ids)),
+            _REPS.c.recovered_at.is_(None),
+            _INCIDENTS.c.ended_at.is_(None),
+        )
+        .order_by(_INCIDENTS.c.started_at, _INCIDENTS.c.id)
+    ).all()
+    return {row.member_connection: _view(row) for row in rows}
+
+
 # -- the support channel's one message ------------------------------------------------------------
 
 

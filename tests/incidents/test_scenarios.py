@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from calsync.diagnostics.causes import REP_FIXES
 from calsync.render.answers import answer_message
 from calsync.render.kit import ACTION_RECONNECT
 from calsync.syncbackend.engine import SyncEngine
 from calsync.syncbackend.incidents import affected_reps, open_incidents
+from calsync.syncbackend.models import User
 from tests.incidents.helpers import SCENARIOS, incident_messages, reconnect
 from tests.sync.conftest import SyncWorld
 
@@ -88,6 +90,13 @@ CASES = [
 ]
 
 
+def slack_id(sync_world: SyncWorld, email: str) -> str:
+    with sync_world.sandbox.sessions() as session:
+        user = session.scalars(select(User).where(User.email == email)).one()
+        assert user.slack_user_id is not None
+        return user.slack_user_id
+
+
 def texts(message: object) -> str:
     return json.dumps(getattr(message, "blocks", None) or []) + getattr(message, "text", "")
 
@@ -111,6 +120,16 @@ async def test_a_shared_cause_is_one_incident_from_start_to_end(sync_world: Sync
             assert message.version == number - case.opens_at + 1, "updated in place as reps join"
             assert f"{number} people affected" in message.text
         clock.now += timedelta(minutes=2)
+    if case.restore:
+        # Reps told before it was an incident got the usual Reconnect; from the one that made it an
+        # incident on, the DM says what it is and offers no Reconnect that cannot work.
+        for number, email in enumerate(case.reps, start=1):
+            (dm,) = sync_world.dms_to(slack_id(sync_world, email))
+            if number < case.opens_at:
+                assert f'"action_id": "{ACTION_RECONNECT}' in json.dumps(dm.blocks)
+            else:
+                assert f'"action_id": "{ACTION_RECONNECT}' not in json.dumps(dm.blocks)
+                assert "IT admin must" in texts(dm) and case.scope in dm.text
     (bystander,) = await sync_world.engine.sync_user(case.bystander)
     assert bystander.status == "ok"
 

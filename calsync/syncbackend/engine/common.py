@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.syncbackend import holds
 from calsync.syncbackend.crypto import TokenCipher, TokenDecryptError
-from calsync.syncbackend.incidents import IncidentNotice
+from calsync.syncbackend.incidents import IncidentNotice, IncidentView
 from calsync.syncbackend.models import CalendarConnection, MissingTokenError
 from calsync.syncbackend.providers.base import (
     Authorization,
@@ -83,6 +83,9 @@ class Disconnection:
     account_email: str
     cause: str
     reason: str
+    # The open incident this connection is part of: then reconnecting cannot work yet, and the rep
+    # hears that instead of a Reconnect button.
+    incident: IncidentView | None = None
 
 
 class DisconnectNotifier(Protocol):

@@ -89,7 +89,7 @@ class SyncEngine:
         self._pull = Pull(self.ctx)
         self._push = Push(self.ctx)
         self._notifications = Notifications(self.ctx)
-        self._sweep = HealthSweep(self.ctx, self._leases, self.notify_disconnections)
+        self._sweep = HealthSweep(self.ctx, self._leases, self._after_sweep_disconnections)
 
     @property
     def providers(self) -> Mapping[str, CalendarProvider]:
@@ -121,7 +121,7 @@ class SyncEngine:
         finally:
             await asyncio.to_thread(self._leases.release, [connection_id])
         if result.status == "error":
-            await self.watch_incidents()
+            await self._after_failures([connection_id])
         return result
 
     async def run_due(
@@ -148,9 +148,16 @@ class SyncEngine:
                         progress(finished, len(ids))
 
         results = list(await asyncio.gather(*(one(cid) for cid in ids)))
-        if any(result.status == "error" for result in results):
-            await self.watch_incidents()  # once for the whole batch, not once per failure
+        failed = [result.connection_id for result in results if result.status == "error"]
+        if failed:
+            await self._after_failures(failed)  # once for the whole batch, not once per failure
         return results
+
+    async def _after_failures(self, connection_ids: list[int]) -> None:
+        """After cycles failed: recognise incidents first, then DM the reps found disconnected — so a
+        rep whose organisation's admin is the cause hears that, not "reconnect"."""
+        await self.watch_incidents()
+        await self.notify_disconnections(connection_ids)
 
     async def _cycle_under_lease(self, connection_id: int) -> CycleResult:
         try:
@@ -317,10 +324,8 @@ class SyncEngine:
             )
 
     async def _failed(self, target: Target, error: BaseException) -> CycleResult:
-        result = await asyncio.to_thread(self._after_failure, target.connection_id, error)
-        if isinstance(error, GrantError):
-            await self.notify_disconnections([target.connection_id])
-        return result
+        # The rep is told by the caller, once incidents are recognised (`_after_failures`).
+        return await asyncio.to_thread(self._after_failure, target.connection_id, error)
 
     async def _held(self, target: Target, pull: Run, hold_id: int) -> CycleResult:
         result = await asyncio.to_thread(self._schedule_next, target, pull, None)
@@ -363,6 +368,10 @@ class SyncEngine:
         if self.notify_hold is None:
             return 0
         return await self._notifications.ask_about_holds(self.notify_hold, hold_ids)
+
+    async def _after_sweep_disconnections(self, connection_ids: list[int]) -> int:
+        await asyncio.to_thread(self.incidents.detect, self.ctx.clock())
+        return await self.notify_disconnections(connection_ids)
 
     async def watch_incidents(self) -> Detected:
         """Recognise shared causes (`calsync.syncbackend.incidents`): open, grow and end incidents,

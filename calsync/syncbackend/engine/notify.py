@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import TypeVar
 
 from sqlalchemy import select, update
@@ -23,7 +24,7 @@ from calsync.syncbackend.engine.common import (
     HoldNotifier,
     IncidentNotifier,
 )
-from calsync.syncbackend.incidents import IncidentNotice, IncidentStore
+from calsync.syncbackend.incidents import IncidentNotice, IncidentStore, incidents_of_connections
 from calsync.syncbackend.models import CalendarConnection
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ class Notifications:
                         reason=connection.status_reason or "",
                     )
                 )
-            return found
+            joined = incidents_of_connections(session, [d.connection_id for d in found])
+            return [replace(d, incident=joined.get(d.connection_id)) for d in found]
 
     def _unclaim_notification(self, connection_id: int) -> None:
         with transaction(self.ctx.sessions) as session:
