@@ -510,14 +510,7 @@ class IncidentStore:
 
     def _notice(self, session: Session, incident_id: int) -> IncidentNotice:
         row = session.execute(select(_INCIDENTS).where(_INCIDENTS.c.id == incident_id)).one()
-        users = table_of(User)
-        reps = session.execute(
-            select(users.c.name, users.c.email, users.c.slack_user_id)
-            .join(_REPS, _REPS.c.user_id == users.c.id)
-            .where(_REPS.c.incident_id == incident_id, _REPS.c.recovered_at.is_(None))
-            .order_by(_REPS.c.joined_at, users.c.id)
-            .limit(NOTICE_REPS)
-        ).all()
+        reps = session.execute(_affected(incident_id).limit(NOTICE_REPS)).all()
         recovered = session.scalar(
             select(func.count())
             .select_from(_REPS)
@@ -559,12 +552,17 @@ class IncidentStore:
 
 def affected_reps(sessions: sessionmaker[Session], incident_id: int) -> Sequence[AffectedRep]:
     """Every rep an incident still affects, in the order they joined (for tests and agents)."""
-    users = table_of(User)
     with sessions() as session:
-        rows = session.execute(
-            select(users.c.name, users.c.email, users.c.slack_user_id)
-            .join(_REPS, _REPS.c.user_id == users.c.id)
-            .where(_REPS.c.incident_id == incident_id, _REPS.c.recovered_at.is_(None))
-            .order_by(_REPS.c.joined_at, users.c.id)
-        ).all()
+        rows = session.execute(_affected(incident_id)).all()
     return [AffectedRep(name, email, slack) for name, email, slack in rows]
+
+
+def _affected(incident_id: int) -> Any:
+    """The reps an incident still affects (name, email, Slack id), in the order they joined."""
+    users = table_of(User)
+    return (
+        select(users.c.name, users.c.email, users.c.slack_user_id)
+        .join(_REPS, _REPS.c.user_id == users.c.id)
+        .where(_REPS.c.incident_id == incident_id, _REPS.c.recovered_at.is_(None))
+        .order_by(_REPS.c.joined_at, users.c.id)
+    )

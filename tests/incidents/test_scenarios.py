@@ -16,7 +16,7 @@ from sqlalchemy import select
 from calsync.diagnostics.causes import REP_FIXES
 from calsync.render.answers import answer_message
 from calsync.render.kit import ACTION_RECONNECT
-from calsync.syncbackend.engine import SyncEngine
+from calsync.syncbackend.engine import SyncEngine, tick
 from calsync.syncbackend.incidents import affected_reps, open_incidents
 from calsync.syncbackend.models import User
 from tests.incidents.helpers import SCENARIOS, incident_messages, reconnect
@@ -202,3 +202,17 @@ async def test_two_workers_at_once_post_one_message(sync_world: SyncWorld) -> No
         c for c in sync_world.world.slack_calls("chat.postMessage") if c.params.get("channel") == "C0SUPPORT"
     ]
     assert len(posts) == 1
+
+
+async def test_a_worker_round_finds_the_incident_before_it_tells_anyone(sync_world: SyncWorld) -> None:
+    """`calsync worker`'s round: every due cycle fails at once; detection runs before the DMs, so no
+    rep of the organisation is told to reconnect."""
+    sync_world.sandbox.load_file(SCENARIOS / "incident-consent-removed.yaml")
+    result = await tick(sync_world.engine)
+    assert sorted(c.status for c in result.cycles) == ["error"] * 5 + ["ok"]
+    (message,) = incident_messages(sync_world.world)
+    assert "5 people affected" in message.text
+    for name in ("tess", "umar", "vera", "wes", "xia"):
+        (dm,) = sync_world.dms_to(slack_id(sync_world, f"{name}@tallgrass.example"))
+        assert f'"action_id": "{ACTION_RECONNECT}' not in json.dumps(dm.blocks)
+        assert "tallgrass.example" in dm.text

@@ -325,9 +325,7 @@ TABLE_CASES = {
         build_queued_question,
         {"taken_by": "job-1", "answered_at": NOW + timedelta(seconds=2)},
     ),
-    "incidents": TableCase(
-        Incident, build_incident, {"ended_at": None, "support_claimed_by": None}
-    ),
+    "incidents": TableCase(Incident, build_incident, {"ended_at": None, "support_claimed_by": None}),
     "incident_reps": TableCase(IncidentRep, build_incident_rep, {"recovered_at": None}),
 }
 
