@@ -387,6 +387,9 @@ def _fix(rule: _Rule | None, root: Finding) -> Fix:
     if rule is None:
         kind = _LEFTOVER_FIX.get(root.severity, "nothing")
         return Fix(kind, root.hint or "", provider=root.provider)
+    if root.code in ORG_INCIDENTS and root.evidence.get("reconnected"):
+        # Colleagues reconnected since: the admin restored access, and reconnecting works again.
+        return Fix("reconnect", root.hint, "not-connected", ("reconnect",), root.provider)
     words = root.hint if root.code.startswith("incident.") else rule.words.format(product=product)
     if root.code == "connection.consent_removed":
         words += " If it says an administrator must approve SalesPartner, ask your IT team to approve it."

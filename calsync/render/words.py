@@ -94,8 +94,14 @@ def incident_summary(kind: str, provider: str, scope: str, affected: int, since:
     )
 
 
-def incident_fix(kind: str, provider: str) -> str:
-    """The one thing that fixes an incident, for the rep."""
+def incident_fix(kind: str, provider: str, reconnected: int = 0) -> str:
+    """The one thing that fixes an incident, for the rep; `reconnected`: colleagues who reconnected
+    since (access is back, so reconnecting works again)."""
+    if kind != "provider_outage" and reconnected:
+        return (
+            f"Access is back: {people(reconnected)} at your organisation reconnected since — reconnect "
+            f"{product(provider)} now: sign in again and allow the permissions."
+        )
     if kind == "org_consent_removed":
         return (
             "Your IT admin must restore access (approve SalesPartner for the organisation again); "

@@ -424,12 +424,31 @@ class RepIncident:
 
     incident: IncidentView
     connection_id: int
+    # Members of an organisation's incident who have reconnected since: access is back, so
+    # reconnecting works again for the others.
+    reconnected: int = 0
 
 
 def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIncident]:
     """The open incidents the rep is affected by (not recovered), oldest first."""
+    others = _REPS.alias("others")
+    reconnected = (
+        select(func.count())
+        .select_from(others.join(_CONNECTIONS, _CONNECTIONS.c.id == others.c.connection_id))
+        .where(
+            others.c.incident_id == _INCIDENTS.c.id,
+            others.c.recovered_at.is_not(None),
+            _CONNECTIONS.c.status == "connected",
+            _CONNECTIONS.c.active.is_(True),
+        )
+        .scalar_subquery()
+    )
     rows = database.execute(
-        select(_INCIDENTS, _REPS.c.connection_id.label("member_connection"))
+        select(
+            _INCIDENTS,
+            _REPS.c.connection_id.label("member_connection"),
+            reconnected.label("reconnected"),
+        )
         .join(_REPS, _REPS.c.incident_id == _INCIDENTS.c.id)
         .where(
             _REPS.c.user_id == user_id,
@@ -438,7 +457,7 @@ def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIn
         )
         .order_by(_INCIDENTS.c.started_at, _INCIDENTS.c.id)
     ).all()
-    return [RepIncident(_view(row), row.member_connection) for row in rows]
+    return [RepIncident(_view(row), row.member_connection, int(row.reconnected or 0)) for row in rows]
 
 
 def incidents_of_connections(

@@ -171,6 +171,12 @@ async def test_a_shared_cause_is_one_incident_from_start_to_end(sync_world: Sync
         if left:
             assert f"{left} people affected" in message.text or f"{left} person affected" in message.text
             assert f"{number} healthy again" in texts(message)
+            if number == 1 and case.restore:
+                # A colleague reconnected: access is back, so now Reconnect is the fix — and offered.
+                waiting = await sync_world.troubleshooter.answer(case.reps[1], "still broken for me?")
+                assert waiting.causes[0].code == case.code
+                assert waiting.causes[0].fix.words.startswith("Access is back: 1 person")
+                assert [a.kind for a in waiting.actions][:1] == ["reconnect"]
         else:
             assert message.text.startswith("Over:")
             assert f"{len(case.reps)} people were affected" in message.text
@@ -216,3 +222,17 @@ async def test_a_worker_round_finds_the_incident_before_it_tells_anyone(sync_wor
         (dm,) = sync_world.dms_to(slack_id(sync_world, f"{name}@tallgrass.example"))
         assert f'"action_id": "{ACTION_RECONNECT}' not in json.dumps(dm.blocks)
         assert "tallgrass.example" in dm.text
+
+
+async def test_the_health_sweep_finds_the_incident_before_it_tells_anyone(sync_world: SyncWorld) -> None:
+    """The hourly sweep refreshes every grant: the tenant's reps fail in one batch, detection runs
+    before their DMs, and the round's announcement posts the one message."""
+    sync_world.sandbox.load_file(SCENARIOS / "incident-consent-removed.yaml")
+    swept = await sync_world.engine.health_sweep()
+    assert (swept.checked, swept.disconnected) == (6, 5)
+    for name in ("tess", "umar", "vera", "wes", "xia"):
+        (dm,) = sync_world.dms_to(slack_id(sync_world, f"{name}@tallgrass.example"))
+        assert f'"action_id": "{ACTION_RECONNECT}' not in json.dumps(dm.blocks)
+    await sync_world.engine.watch_incidents()
+    (message,) = incident_messages(sync_world.world)
+    assert "5 people affected" in message.text

@@ -48,7 +48,7 @@ async def _run(context: CheckContext) -> Sequence[Finding]:
                 incident_summary(
                     incident.kind, incident.provider, incident.scope, max(1, incident.affected), since
                 ),
-                incident_fix(incident.kind, incident.provider),
+                incident_fix(incident.kind, incident.provider, membership.reconnected),
                 {
                     "incident": incident.id,
                     "kind": incident.kind,
@@ -57,6 +57,7 @@ async def _run(context: CheckContext) -> Sequence[Finding]:
                     "affected": incident.affected,
                     "started_at": evidence_time(incident.started_at),
                     "last_seen_at": evidence_time(incident.last_seen_at),
+                    "reconnected": membership.reconnected,
                 },
                 connection,
             )
