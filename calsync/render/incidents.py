@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from calsync.render import kit
 from calsync.render.kit import MAX_FALLBACK_TEXT, Message, escape_mrkdwn
-from calsync.render.labels import product
-from calsync.render.words import incident_what, people
+from calsync.render.labels import product, provider_name
+from calsync.render.words import people
 from calsync.syncbackend.incidents import IncidentNotice
 
 # What an agent can tell the IT admin or the reps, per incident kind.
@@ -23,6 +23,17 @@ AGENT_FIX: dict[str, str] = {
 }
 
 
+def agent_title(kind: str, provider: str, scope: str) -> str:
+    """What the incident is, for support agents: "tallgrass.example: Microsoft admin consent for
+    SalesPartner removed"."""
+    if kind == "org_consent_removed":
+        return f"{scope}: {provider_name(provider)} admin consent for SalesPartner removed"
+    if kind == "org_access_revoked":
+        admin = "Google Workspace" if provider == "google" else provider_name(provider)
+        return f"{scope}: the {admin} admin revoked SalesPartner's access"
+    return f"{product(provider)} outage: {provider_name(provider)} isn't answering"
+
+
 def _who(notice: IncidentNotice) -> str:
     names = [
         f"<@{rep.slack_user_id}>" if rep.slack_user_id else escape_mrkdwn(rep.name or rep.email)
@@ -37,26 +48,24 @@ def _who(notice: IncidentNotice) -> str:
 def incident_message(notice: IncidentNotice) -> Message:
     """The message for `notice`'s incident as it stands now (open or over)."""
     incident = notice.incident
-    what = incident_what(incident.kind, incident.provider, incident.scope)
-    what = what[0].upper() + what[1:]
-    where = incident.scope if incident.kind != "provider_outage" else product(incident.provider)
+    what = agent_title(incident.kind, incident.provider, incident.scope)
     since = kit.slack_date(incident.started_at, "{date_short_pretty} {time}", "")
     if incident.ended_at is not None:
         total = incident.affected + notice.recovered
         over = kit.slack_date(incident.ended_at, "{date_short_pretty} {time}", "")
-        text = f"Over: {what} ({where}) — {people(total)} were affected."
+        text = f"Over: {what} — {people(total)} were affected."
         blocks = [
-            kit.section(f"✅ *Over: {escape_mrkdwn(what)}* — {escape_mrkdwn(where)}"),
+            kit.section(f"✅ *Over: {escape_mrkdwn(what)}*"),
             kit.context(
                 f"Started {since} · over {over} · {people(total)} affected, all healthy again or no "
                 f"failures since · incident {incident.id} · `{incident.cause_code}`"
             ),
         ]
         return Message(text=kit.truncate(escape_mrkdwn(text), MAX_FALLBACK_TEXT), blocks=blocks)
-    text = f"Incident: {what} ({where}) — {people(incident.affected)} affected."
+    text = f"Incident: {what} — {people(incident.affected)} affected."
     recovered = f" · {notice.recovered} healthy again" if notice.recovered else ""
     blocks = [
-        kit.section(f"🚨 *{escape_mrkdwn(what)}* — {escape_mrkdwn(where)}"),
+        kit.section(f"🚨 *{escape_mrkdwn(what)}*"),
         kit.section(f"*{people(incident.affected)} affected:* {_who(notice)}"),
         kit.section(f"*Fix:* {escape_mrkdwn(AGENT_FIX[incident.kind])}"),
         kit.context(
