@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from calsync.render import kit
 from calsync.render.kit import MAX_FALLBACK_TEXT, Message, escape_mrkdwn
-from calsync.render.labels import product, provider_name
-from calsync.render.words import people
+from calsync.render.words import incident_what, people
 from calsync.syncbackend.incidents import IncidentNotice
 
 # What an agent can tell the IT admin or the reps, per incident kind.
@@ -24,14 +23,11 @@ AGENT_FIX: dict[str, str] = {
 
 
 def agent_title(kind: str, provider: str, scope: str) -> str:
-    """What the incident is, for support agents: "tallgrass.example: Microsoft admin consent for
-    SalesPartner removed"."""
-    if kind == "org_consent_removed":
-        return f"{scope}: {provider_name(provider)} admin consent for SalesPartner removed"
-    if kind == "org_access_revoked":
-        admin = "Google Workspace" if provider == "google" else provider_name(provider)
-        return f"{scope}: the {admin} admin revoked SalesPartner's access"
-    return f"{product(provider)} outage: {provider_name(provider)} isn't answering"
+    """What the incident is, for support agents: "tallgrass.example: the Microsoft admin removed
+    consent for SalesPartner"."""
+    if kind == "provider_outage":
+        return incident_what(kind, provider)
+    return f"{scope}: {incident_what(kind, provider, 'the')}"
 
 
 def _who(notice: IncidentNotice) -> str:

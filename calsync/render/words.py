@@ -71,13 +71,14 @@ def people(count: int) -> str:
     return "1 person" if count == 1 else f"{count} people"
 
 
-def incident_what(kind: str, provider: str, scope: str) -> str:
-    """What an incident is, in a rep's words (also the support message's title)."""
+def incident_what(kind: str, provider: str, whose: str = "your organisation's") -> str:
+    """What an incident is: "your organisation's Microsoft admin removed consent for SalesPartner"
+    (`whose`: "the" for support agents)."""
     if kind == "org_consent_removed":
-        return f"your organisation's {provider_name(provider)} admin removed consent for SalesPartner"
+        return f"{whose} {provider_name(provider)} admin removed consent for SalesPartner"
     if kind == "org_access_revoked":
         admin = "Google Workspace" if provider == "google" else provider_name(provider)
-        return f"your organisation's {admin} admin revoked SalesPartner's access"
+        return f"{whose} {admin} admin revoked SalesPartner's access"
     return f"{provider_name(provider)} is having an outage: {product(provider)} isn't answering"
 
 
@@ -85,11 +86,11 @@ def incident_summary(kind: str, provider: str, scope: str, affected: int, since:
     """The rep's headline: "This affects 7 people at tallgrass.example since 9:12 AM — …"."""
     if kind == "provider_outage":
         return (
-            f"{incident_what(kind, provider, scope)} — syncing has been failing for {people(affected)} "
+            f"{incident_what(kind, provider)} — syncing has been failing for {people(affected)} "
             f"since {since}, not just you; nothing is wrong with your own connection."
         )
     return (
-        f"This affects {people(affected)} at {scope} since {since} — {incident_what(kind, provider, scope)}, "
+        f"This affects {people(affected)} at {scope} since {since} — {incident_what(kind, provider)}, "
         f"so {product(provider)} stopped syncing for all of them."
     )
 

@@ -42,7 +42,7 @@ def notice(
         (
             notice("org_consent_removed", "microsoft", "tallgrass.example", 12),
             [
-                "tallgrass.example: Microsoft admin consent for SalesPartner removed",
+                "tallgrass.example: the Microsoft admin removed consent for SalesPartner",
                 "12 people affected",
                 "<@U0REP1>",
                 "Rep 0 &lt;&amp;&gt;",
@@ -54,7 +54,10 @@ def notice(
             notice("org_access_revoked", "google", "brightline.example", 3),
             ["brightline.example: the Google Workspace admin revoked", "3 people affected"],
         ),
-        (notice("provider_outage", "google", "google", 40), ["Google Calendar outage", "40 people affected"]),
+        (
+            notice("provider_outage", "google", "google", 40),
+            ["Google is having an outage", "40 people affected"],
+        ),
         (
             notice("org_consent_removed", "microsoft", "tallgrass.example", 5, ended=True),
             ["Over: tallgrass.example", "5 people affected"],
