@@ -182,7 +182,10 @@ def detect(session: Session, now: datetime, policy: IncidentPolicy) -> Detected:
     opened = _open_org_incidents(session, now, policy, dialect) + _open_outages(session, now, policy, dialect)
     changed: list[int] = []
     ended: list[int] = []
-    for incident in session.scalars(select(Incident).where(Incident.ended_at.is_(None))).all():
+    # Locked in id order (PostgreSQL): two workers' detections refresh one after the other, so neither
+    # loses the other's count and they never wait on each other in opposite orders.
+    open_ones = select(Incident).where(Incident.ended_at.is_(None)).order_by(Incident.id).with_for_update()
+    for incident in session.scalars(open_ones).all():
         if incident.kind == "provider_outage":
             _refresh_outage(session, incident, now, policy, dialect)
         else:

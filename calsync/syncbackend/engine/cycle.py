@@ -156,7 +156,7 @@ class SyncEngine:
     async def _after_failures(self, connection_ids: list[int]) -> None:
         """After cycles failed: recognise incidents first, then DM the reps found disconnected — so a
         rep whose organisation's admin is the cause hears that, not "reconnect"."""
-        await self.watch_incidents()
+        await self._watch_safely()
         await self.notify_disconnections(connection_ids)
 
     async def _cycle_under_lease(self, connection_id: int) -> CycleResult:
@@ -370,8 +370,18 @@ class SyncEngine:
         return await self._notifications.ask_about_holds(self.notify_hold, hold_ids)
 
     async def _after_sweep_disconnections(self, connection_ids: list[int]) -> int:
-        await asyncio.to_thread(self.incidents.detect, self.ctx.clock())
+        try:
+            await asyncio.to_thread(self.incidents.detect, self.ctx.clock())
+        except Exception:
+            log.exception("incident detection failed; the reps are told as usual")
         return await self.notify_disconnections(connection_ids)
+
+    async def _watch_safely(self) -> None:
+        """`watch_incidents`, where its failure must not cost the cycle's result or the rep's DM."""
+        try:
+            await self.watch_incidents()
+        except Exception:
+            log.exception("incident detection failed; the reps are told as usual")
 
     async def watch_incidents(self) -> Detected:
         """Recognise shared causes (`calsync.syncbackend.incidents`): open, grow and end incidents,
