@@ -252,6 +252,13 @@ def headline_for(kind: AnswerKind, causes: Sequence[Cause], *, unsure: bool) -> 
     return UNSURE if unsure else HEALTHY
 
 
+def _guidance(shown: Sequence[Cause], matched: Sequence[str]) -> Sequence[str]:
+    """The matched articles whose guidance may be added: none while an incident leads and the rep can
+    only wait (how to connect or allow pop-ups would contradict "reconnecting won't help")."""
+    waiting = any(c.code.startswith("incident.") and c.fix.kind == "wait" for c in shown)
+    return () if waiting else matched
+
+
 def compose(
     knowledge: KnowledgeBase,
     *,
@@ -284,7 +291,9 @@ def compose(
         headline=headline_for(kind, causes, unsure=question is not None and not matched),
         causes=causes,
         findings=tuple(findings),
-        articles=() if declined else articles_for(knowledge, shown, matched, findings, checks_run),
+        articles=()
+        if declined
+        else articles_for(knowledge, shown, _guidance(shown, matched), findings, checks_run),
         actions=actions_for(shown, reconnect_url),
         checked_at=checked_at,
         kind=kind,

@@ -148,6 +148,7 @@ async def test_a_shared_cause_is_one_incident_from_start_to_end(sync_world: Sync
     if case.restore:
         assert "IT admin must" in answer.causes[0].fix.words
         assert "reconnecting won't help until then" in answer.causes[0].fix.words
+    assert answer.articles == (), "no how-to-connect guidance beside 'reconnecting won't help'"
     blocks = json.dumps(answer_message(answer).blocks)
     assert f'"action_id": "{ACTION_RECONNECT}' not in blocks
     # An agent's diagnosis shows the incident's code.
