@@ -130,6 +130,19 @@ class Answer:
             self.question is not None and self.article is None and bool(self.alternatives)
         )
 
+    def hint_for(self, finding: Finding) -> str:
+        """The finding's hint for the rep, unless the cause it is folded into overrules it: an
+        incident the rep can only wait out (its connection's own "reconnect" would contradict it)."""
+        for cause in self.causes:
+            if (
+                cause.code.startswith("incident.")
+                and cause.fix.kind == "wait"
+                and finding.code in cause.findings[1:]
+                and finding.connection_id == cause.connection_id
+            ):
+                return ""
+        return finding.hint
+
     @property
     def has_rep_fix(self) -> bool:
         return any(cause.fix.by_rep for cause in self.shown_causes)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from calsync.diagnostics.causes import REP_FIXES
-from calsync.render.answers import answer_message
+from calsync.render.answers import answer_message, details_message
 from calsync.render.kit import ACTION_RECONNECT
 from calsync.syncbackend.engine import SyncEngine, tick
 from calsync.syncbackend.incidents import affected_reps, open_incidents
@@ -149,6 +149,8 @@ async def test_a_shared_cause_is_one_incident_from_start_to_end(sync_world: Sync
         assert "IT admin must" in answer.causes[0].fix.words
         assert "reconnecting won't help until then" in answer.causes[0].fix.words
     assert answer.articles == (), "no how-to-connect guidance beside 'reconnecting won't help'"
+    details = texts(details_message(answer))
+    assert "Settings &gt; Calendar Connections &gt; Reconnect" not in details, "Details agrees with it"
     blocks = json.dumps(answer_message(answer).blocks)
     assert f'"action_id": "{ACTION_RECONNECT}' not in blocks
     # An agent's diagnosis shows the incident's code.
