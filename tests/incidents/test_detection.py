@@ -187,3 +187,30 @@ def test_an_incident_that_ended_before_anyone_posted_is_not_posted(sessions: ses
     store.detect(NOW + timedelta(minutes=20))  # no failure within the window since: over
     assert open_incidents(sessions, NOW + timedelta(minutes=20)) == []
     assert store.claim_notices(NOW + timedelta(minutes=20)) == []
+
+
+def test_an_outage_with_no_failure_within_the_window_ends_and_its_message_says_so(
+    sessions: sessionmaker[Session],
+) -> None:
+    seed(
+        sessions,
+        [
+            down(f"{n}@{org}.example")
+            for n, org in [("a", "x"), ("b", "x"), ("c", "y"), ("d", "y"), ("e", "z")]
+        ],
+    )
+    store = IncidentStore(sessions, IncidentPolicy(), "w1")
+    store.detect(NOW)
+    (opened,) = store.claim_notices(NOW)
+    store.posted(opened, "1764000000.000100")
+
+    later = NOW + IncidentPolicy().outage_window + timedelta(minutes=1)
+    store.detect(later)
+    (over,) = store.claim_notices(later)
+    assert (over.support_ts, over.incident.ended_at, over.incident.affected, over.recovered) == (
+        "1764000000.000100",
+        later,
+        0,
+        5,
+    )
+    assert open_incidents(sessions, later) == []
