@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -102,6 +102,16 @@ class IncidentView:
     last_seen_at: datetime
     affected: int  # reps still affected
     ended_at: datetime | None
+
+    def __str__(self) -> str:
+        """One line of codes and figures for a list (the fleet page shows it as it is):
+        "org_consent_removed · microsoft · tallgrass.example · 5 affected · since 2026-12-04 09:12 UTC"."""
+        since = self.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        parts = [self.kind, self.provider, *([self.scope] if self.scope != self.provider else [])]
+        parts += [f"{self.affected} affected", f"since {since}"]
+        if self.ended_at is not None:
+            parts.append(f"ended {self.ended_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC')}")
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,8 @@ def test_which_failures_are_one_incident(
 
     found = open_incidents(sessions, NOW + timedelta(seconds=5))
     assert [(i.kind, i.scope, i.affected) for i in found] == expected
+    for incident in found:  # the one line a list (the fleet page) shows
+        assert str(incident).startswith(incident.kind) and f"{incident.affected} affected" in str(incident)
 
 
 def test_one_message_across_two_workers_and_a_restart(sessions: sessionmaker[Session]) -> None:
