@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from calsync.links import LinkSigner
     from calsync.sandbox.runtime import SandboxEndpoints
     from calsync.sandbox.world import World
-    from calsync.store.fleet import FleetStore, OpenIncidents
+    from calsync.store.fleet import FleetStore
     from calsync.syncbackend.crypto import TokenCipher
-    from calsync.syncbackend.engine import DisconnectNotifier, HoldNotifier, SyncEngine
+    from calsync.syncbackend.engine import DisconnectNotifier, HoldNotifier, IncidentNotifier, SyncEngine
+    from calsync.syncbackend.incidents import IncidentPolicy
     from calsync.syncbackend.providers.base import CalendarProvider
     from calsync.syncbackend.schedule import SyncPolicy
 
@@ -260,11 +261,29 @@ def quota_providers(services: Services) -> dict[str, CalendarProvider]:
     return {name: QuotaProvider(provider, limiter) for name, provider in services.providers.items()}
 
 
+def build_incident_policy(settings: Settings) -> IncidentPolicy:
+    """When many failures are one incident, from settings."""
+    from datetime import timedelta
+
+    from calsync.syncbackend.incidents import IncidentPolicy
+
+    return IncidentPolicy(
+        org_min_reps=settings.incident_org_min_reps,
+        org_window=timedelta(minutes=settings.incident_org_window_minutes),
+        outage_min_reps=settings.incident_outage_min_reps,
+        outage_min_orgs=settings.incident_outage_min_orgs,
+        outage_window=timedelta(minutes=settings.incident_outage_window_minutes),
+    )
+
+
 def build_sync_engine(
-    services: Services, notify: DisconnectNotifier | None = None, notify_hold: HoldNotifier | None = None
+    services: Services,
+    notify: DisconnectNotifier | None = None,
+    notify_hold: HoldNotifier | None = None,
+    notify_incident: IncidentNotifier | None = None,
 ) -> SyncEngine:
     """The sync engine over the same providers the diagnostics use, each kept inside its quota; what
-    it says in Slack (`notify`, `notify_hold`) comes from `wire_notifications`."""
+    it says in Slack (`notify`, `notify_hold`, `notify_incident`) comes from `wire_notifications`."""
     from calsync.syncbackend.engine import SyncEngine
 
     return SyncEngine(
@@ -275,6 +294,8 @@ def build_sync_engine(
         policy=build_sync_policy(services.settings),
         notify=notify,
         notify_hold=notify_hold,
+        notify_incident=notify_incident,
+        incident_policy=build_incident_policy(services.settings),
     )
 
 
@@ -308,17 +329,23 @@ def build_notices(
 class EngineNotifications(TypedDict):
     notify: DisconnectNotifier | None
     notify_hold: HoldNotifier | None
+    notify_incident: IncidentNotifier | None
 
 
 def wire_notifications(services: Services, notices: Notices | None) -> EngineNotifications:
     """What the engine says through Slack, when a bot token is configured: the DM to a rep whose
-    grant stopped working, and the support channel's question about held cancellations. The
-    engine's constructor arguments: `build_sync_engine(services, **wire_notifications(...))`."""
+    grant stopped working, the support channel's question about held cancellations and its one
+    message per incident. The engine's constructor arguments:
+    `build_sync_engine(services, **wire_notifications(...))`."""
+    from calsync.flows.incidents import IncidentMessages
+
     if notices is None:
-        return {"notify": None, "notify_hold": None}
+        return {"notify": None, "notify_hold": None, "notify_incident": None}
+    channel = services.settings.support_channel
     return {
         "notify": notices.disconnected,
-        "notify_hold": notices.hold if services.settings.support_channel else None,
+        "notify_hold": notices.hold if channel else None,
+        "notify_incident": IncidentMessages(notices.client, channel).notify if channel else None,
     }
 
 
@@ -435,11 +462,11 @@ def build_report_url(services: Services) -> Callable[[str, str], str]:
     return report_url
 
 
-def build_fleet_store(services: Services, open_incidents: OpenIncidents | None = None) -> FleetStore:
-    """The fleet's figures, for `/calsync status` and the fleet page alike (both call this): the one
-    place to wire incident detection in — `open_incidents(sessions, now)` lists the open incidents,
-    and the fleet shows an "Open incidents" section only when it is given."""
+def build_fleet_store(services: Services) -> FleetStore:
+    """The fleet's figures, for `/calsync status` and the fleet page alike (both call this), with
+    the open incidents (`calsync.syncbackend.incidents.open_incidents`)."""
     from calsync.store.fleet import FleetStore
+    from calsync.syncbackend.incidents import open_incidents
 
     return FleetStore(services.sessions, services.clock, open_incidents=open_incidents)
 

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     health_interval_minutes: float = Field(default=60.0, gt=0, alias="CALSYNC_HEALTH_INTERVAL_MINUTES")
     mass_cancel_count: int = Field(default=3, ge=1, alias="CALSYNC_MASS_CANCEL_COUNT")
     mass_cancel_share: float = Field(default=0.2, ge=0, le=1, alias="CALSYNC_MASS_CANCEL_SHARE")
+    # When many failures are one incident (why these defaults: `calsync/syncbackend/incidents.py`).
+    incident_org_min_reps: int = Field(default=3, ge=2, alias="CALSYNC_INCIDENT_ORG_MIN_REPS")
+    incident_org_window_minutes: float = Field(
+        default=30.0, gt=0, alias="CALSYNC_INCIDENT_ORG_WINDOW_MINUTES"
+    )
+    incident_outage_min_reps: int = Field(default=5, ge=2, alias="CALSYNC_INCIDENT_OUTAGE_MIN_REPS")
+    incident_outage_min_orgs: int = Field(default=2, ge=1, alias="CALSYNC_INCIDENT_OUTAGE_MIN_ORGS")
+    incident_outage_window_minutes: float = Field(
+        default=15.0, gt=0, alias="CALSYNC_INCIDENT_OUTAGE_WINDOW_MINUTES"
+    )
     # The answer queue (README, *Process model*): whether `calsync serve` also answers in its own
     # process (always so on SQLite), and how many questions one answer worker works on at once.
     serve_answers: bool = Field(default=True, alias="CALSYNC_SERVE_ANSWERS")

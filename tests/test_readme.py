@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 CODE = re.compile(
-    r"[\"'](?P<code>(?:connection|calendar|sync|duplicates|changes|provider_switch|provider|internal)\.[a-z_]+)[\"']"
+    r"[\"'](?P<code>(?:connection|calendar|sync|duplicates|changes|provider_switch|provider|internal|incident)\.[a-z_]+)[\"']"
 )
 DYNAMIC = {"<check>.skipped", "<check>.timeout"}
 

@@ -130,6 +130,19 @@ class Answer:
             self.question is not None and self.article is None and bool(self.alternatives)
         )
 
+    def hint_for(self, finding: Finding) -> str:
+        """The finding's hint for the rep, unless the cause it is folded into overrules it: an
+        incident the rep can only wait out (its connection's own "reconnect" would contradict it)."""
+        for cause in self.causes:
+            if (
+                cause.code.startswith("incident.")
+                and cause.fix.kind == "wait"
+                and finding.code in cause.findings[1:]
+                and finding.connection_id == cause.connection_id
+            ):
+                return ""
+        return finding.hint
+
     @property
     def has_rep_fix(self) -> bool:
         return any(cause.fix.by_rep for cause in self.shown_causes)
@@ -252,6 +265,13 @@ def headline_for(kind: AnswerKind, causes: Sequence[Cause], *, unsure: bool) -> 
     return UNSURE if unsure else HEALTHY
 
 
+def _guidance(shown: Sequence[Cause], matched: Sequence[str]) -> Sequence[str]:
+    """The matched articles whose guidance may be added: none while an incident leads and the rep can
+    only wait (how to connect or allow pop-ups would contradict "reconnecting won't help")."""
+    waiting = any(c.code.startswith("incident.") and c.fix.kind == "wait" for c in shown)
+    return () if waiting else matched
+
+
 def compose(
     knowledge: KnowledgeBase,
     *,
@@ -284,7 +304,9 @@ def compose(
         headline=headline_for(kind, causes, unsure=question is not None and not matched),
         causes=causes,
         findings=tuple(findings),
-        articles=() if declined else articles_for(knowledge, shown, matched, findings, checks_run),
+        articles=()
+        if declined
+        else articles_for(knowledge, shown, _guidance(shown, matched), findings, checks_run),
         actions=actions_for(shown, reconnect_url),
         checked_at=checked_at,
         kind=kind,

@@ -153,8 +153,13 @@ DUPLICATE_ROOTS = (
     "connection.multiple_active",
 )
 PROVIDER_TROUBLE = ("provider.rate_limited", "provider.unavailable", "provider.timeout", "provider.malformed")
+# A shared cause (`checks/incidents.py`): it explains the connection's own grant findings, so the
+# rep is not told to reconnect while their admin's change makes reconnecting fail.
+ORG_INCIDENTS = ("incident.org_consent_removed", "incident.org_access_revoked")
 
 RULES: tuple[_Rule, ...] = (
+    _rule(ORG_INCIDENTS, "wait", "", explains=[*GRANT_CODES, "sync.last_run_failed", *SYNC_CONSEQUENCES]),
+    _rule(["incident.provider_outage"], "wait", "", explains=[*PROVIDER_TROUBLE, *SYNC_CONSEQUENCES]),
     _rule(GRANT_CODES, "reconnect", RECONNECT_WORDS, "not-connected", ["reconnect"], SYNC_CONSEQUENCES),
     _rule(
         ["connection.none"],
@@ -341,7 +346,7 @@ def _same_place(root: Finding, other: Finding) -> bool:
 def _explained(rule: _Rule, root: Finding, other: Finding) -> bool:
     if not _matches(other.code, rule.explains) or not _same_place(root, other):
         return False
-    if rule.fix == "wait" and other.code == "sync.last_run_failed":
+    if rule.fix == "wait" and other.code == "sync.last_run_failed" and not rule.roots & set(ORG_INCIDENTS):
         # A provider having trouble explains a run that failed for the same (transient) reason only.
         return other.evidence.get("code") in TRANSIENT_RUN_CODES
     return True
@@ -382,7 +387,10 @@ def _fix(rule: _Rule | None, root: Finding) -> Fix:
     if rule is None:
         kind = _LEFTOVER_FIX.get(root.severity, "nothing")
         return Fix(kind, root.hint or "", provider=root.provider)
-    words = rule.words.format(product=product)
+    if root.code in ORG_INCIDENTS and root.evidence.get("reconnected"):
+        # Colleagues reconnected since: the admin restored access, and reconnecting works again.
+        return Fix("reconnect", root.hint, "not-connected", ("reconnect",), root.provider)
+    words = root.hint if root.code.startswith("incident.") else rule.words.format(product=product)
     if root.code == "connection.consent_removed":
         words += " If it says an administrator must approve SalesPartner, ask your IT team to approve it."
     elif root.code == "connection.sign_in_required":

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from calsync.db import AnyRow, table_of
 from calsync.render import labels
+from calsync.syncbackend.incidents import RepIncident, incidents_of_rep
 from calsync.syncbackend.models import (
     Appointment,
     CalendarConnection,
@@ -115,6 +116,7 @@ class RepState:
     appointments: tuple[AppointmentState, ...]
     sync_runs: tuple[SyncRunState, ...]  # newest first
     holds: tuple[HoldState, ...] = ()  # open ones, oldest first
+    incidents: tuple[RepIncident, ...] = ()  # open incidents the rep is in (syncbackend/incidents.py)
 
     @property
     def active_connections(self) -> tuple[ConnectionState, ...]:
@@ -243,6 +245,7 @@ def _rep_state(
         appointments=tuple(_appointment(row, links[row.id]) for row in appointments),
         sync_runs=tuple(_run(row) for row in runs),
         holds=tuple(_hold(row) for row in holds),
+        incidents=tuple(incidents_of_rep(connection, user.id)),
     )
     return rep, connections
 

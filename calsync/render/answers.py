@@ -43,10 +43,12 @@ from calsync.render.text import help_topics
 # -- the pieces of an answer ------------------------------------------------------------------------
 
 
-def finding_line(finding: Finding) -> str:
+def finding_line(finding: Finding, hint: str | None = None) -> str:
+    """One finding with its hint (`hint`: another one instead, "" for none)."""
     line = f"{SEVERITY_EMOJI[finding.severity]} {escape_mrkdwn(finding.summary)}"
-    if finding.hint and finding.severity is not Severity.OK:
-        line += f"\n      → _{escape_mrkdwn(finding.hint)}_"
+    hint = finding.hint if hint is None else hint
+    if hint and finding.severity is not Severity.OK:
+        line += f"\n      → _{escape_mrkdwn(hint)}_"
     return line
 
 
@@ -423,7 +425,7 @@ def details_message(answer: Answer) -> Message:
     """What *Details* shows the rep: every finding of the diagnosis with its hint (no evidence), and
     *Talk to support* always (the answer itself offers it only where the rep has no fix)."""
     ids = kit.ActionIds()
-    lines = ["*What I checked*", *(finding_line(finding) for finding in answer.findings)]
+    lines = ["*What I checked*", *(finding_line(f, answer.hint_for(f)) for f in answer.findings)]
     head = [kit.section(_headline(answer))]
     support = kit.button(
         "Talk to support",

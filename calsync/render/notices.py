@@ -19,7 +19,7 @@ from calsync.render.kit import (
     notice_message,
     reconnect_message,
 )
-from calsync.render.words import first_sync_note
+from calsync.render.words import first_sync_note, incident_fix, incident_summary
 from calsync.syncbackend.holds import Decided, Hold
 
 if TYPE_CHECKING:
@@ -47,7 +47,25 @@ def _with_reconnect_button(intro: str, provider: str, url: str | None) -> Messag
 
 
 def disconnected_message(disconnection: Disconnection, url: str | None) -> Message:
-    """The DM to a rep whose calendar just stopped syncing, with its Reconnect button."""
+    """The DM to a rep whose calendar just stopped syncing, with its Reconnect button — or, when it
+    is part of an incident (their organisation's admin), what that is and no button that cannot work."""
+    incident = disconnection.incident
+    if incident is not None:
+        since = kit.slack_date(incident.started_at, "{time}", "")
+        summary = incident_summary(
+            incident.kind, incident.provider, incident.scope, max(1, incident.affected), since
+        )
+        text = (
+            f"Your {labels.product(disconnection.provider)} ({disconnection.account_email}) stopped "
+            f"syncing. {summary}"
+        )
+        return Message(
+            text=kit.truncate(escape_mrkdwn(text), MAX_FALLBACK_TEXT),
+            blocks=[
+                kit.section(f"⚠️ {escape_mrkdwn(text)}"),
+                kit.section(f"*Fix:* {escape_mrkdwn(incident_fix(incident.kind, incident.provider))}"),
+            ],
+        )
     why = DISCONNECT_CAUSES.get(disconnection.cause, "its authorization stopped working")
     intro = (
         f"Your {labels.product(disconnection.provider)} ({disconnection.account_email}) stopped syncing: "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from calsync.render.labels import FAILURE_WORDS, PULL_WORDS, PUSH_WORDS, SKIP_WORDS, product
+from calsync.render.labels import FAILURE_WORDS, PULL_WORDS, PUSH_WORDS, SKIP_WORDS, product, provider_name
 
 if TYPE_CHECKING:
     from calsync.syncbackend.engine import CycleResult
@@ -61,3 +61,59 @@ def cycle_summary(result: CycleResult) -> str:
         if counts.get(key)
     ]
     return f"{where}: synced just now — " + ("; ".join(parts) if parts else "already up to date") + "."
+
+
+# -- incidents: one shared cause (`calsync/syncbackend/incidents.py`) ------------------------------
+
+
+def people(count: int) -> str:
+    """ "1 person" / "7 people"."""
+    return "1 person" if count == 1 else f"{count} people"
+
+
+def incident_what(kind: str, provider: str, whose: str = "your organisation's") -> str:
+    """What an incident is: "your organisation's Microsoft admin removed consent for SalesPartner"
+    (`whose`: "the" for support agents)."""
+    if kind == "org_consent_removed":
+        return f"{whose} {provider_name(provider)} admin removed consent for SalesPartner"
+    if kind == "org_access_revoked":
+        admin = "Google Workspace" if provider == "google" else provider_name(provider)
+        return f"{whose} {admin} admin revoked SalesPartner's access"
+    return f"{provider_name(provider)} is having an outage: {product(provider)} isn't answering"
+
+
+def incident_summary(kind: str, provider: str, scope: str, affected: int, since: str) -> str:
+    """The rep's headline: "This affects 7 people at tallgrass.example since 9:12 AM — …"."""
+    if kind == "provider_outage":
+        return (
+            f"{incident_what(kind, provider)} — syncing has been failing for {people(affected)} "
+            f"since {since}, not just you; nothing is wrong with your own connection."
+        )
+    return (
+        f"This affects {people(affected)} at {scope} since {since} — {incident_what(kind, provider)}, "
+        f"so {product(provider)} stopped syncing for all of them."
+    )
+
+
+def incident_fix(kind: str, provider: str, reconnected: int = 0) -> str:
+    """The one thing that fixes an incident, for the rep; `reconnected`: colleagues who reconnected
+    since (access is back, so reconnecting works again)."""
+    if kind != "provider_outage" and reconnected:
+        return (
+            f"Access is back: {people(reconnected)} at your organisation reconnected since — reconnect "
+            f"{product(provider)} now: sign in again and allow the permissions."
+        )
+    if kind == "org_consent_removed":
+        return (
+            "Your IT admin must restore access (approve SalesPartner for the organisation again); "
+            "reconnecting won't help until then. Support knows — once access is back, reconnect."
+        )
+    if kind == "org_access_revoked":
+        return (
+            "Your IT admin must allow SalesPartner again in the Google Admin console; reconnecting "
+            "won't help until then. Support knows — once access is back, reconnect."
+        )
+    return (
+        f"Nothing to reconnect: your appointments sync by themselves once {provider_name(provider)} "
+        "recovers. Support knows."
+    )

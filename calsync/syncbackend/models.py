@@ -47,6 +47,8 @@ SyncDirection = Literal["push", "pull", "health"]
 # "held": the cycle stopped before cancelling many appointments at once (see CancellationHold).
 SyncStatus = Literal["running", "ok", "error", "held"]
 HoldStatus = Literal["open", "cancelled", "kept"]
+# What one shared cause is (see `calsync/syncbackend/incidents.py`).
+IncidentKind = Literal["org_consent_removed", "org_access_revoked", "provider_outage"]
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -159,6 +161,8 @@ class CalendarConnection(Base):
             sqlite_where=text("active"),
         ),
         Index("ix_calendar_connections_due", "status", "active", "next_sync_at"),
+        # Incident detection reads the connections disconnected lately (migration 0009).
+        Index("ix_calendar_connections_status_disconnected", "status", "disconnected_at"),
         one_of("provider", ProviderName),
         one_of("status", ConnectionStatus),
     )
@@ -369,6 +373,14 @@ class SyncRun(Base):
             postgresql_where=text("status = 'error'"),
             sqlite_where=text("status = 'error'"),
         ),
+        # Incident detection reads the failures of the last minutes only (migration 0009).
+        Index(
+            "ix_sync_runs_errors",
+            "error_code",
+            "started_at",
+            postgresql_where=text("status = 'error'"),
+            sqlite_where=text("status = 'error'"),
+        ),
         one_of("direction", SyncDirection),
         one_of("status", SyncStatus),
     )
@@ -438,6 +450,65 @@ class CancellationHold(Base):
 
     connection: Mapped[CalendarConnection] = relationship()
     user: Mapped[User] = relationship()
+
+
+class Incident(Base):
+    """One shared cause: several reps of one organisation failing the same way (an admin removed
+    SalesPartner's consent or revoked its access), or many reps seeing one provider fail (an outage).
+    Opened, grown and ended by `calsync.syncbackend.incidents.detect`; at most one open incident per
+    kind, provider and scope (a partial unique index), so two workers never open the same one.
+
+    `version` grows with every change people should hear of (a rep joins or recovers, it ends);
+    `posted_version` is the version the support channel's one message (`support_ts`) shows, and
+    `support_claimed_by` / `support_claim_until` the claim of the worker posting or updating it."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        Index(
+            "uq_incidents_open_scope",
+            "kind",
+            "provider",
+            "scope",
+            unique=True,
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
+        Index("ix_incidents_ended_at", "ended_at"),
+        one_of("kind", IncidentKind),
+        one_of("provider", ProviderName),
+    )
+    __repr_fields__ = ("id", "kind", "provider", "scope", "affected_count", "started_at", "ended_at")
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[IncidentKind] = mapped_column(String(32))
+    provider: Mapped[ProviderName] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(320))  # an account domain, or the provider for an outage
+    cause_code: Mapped[str] = mapped_column(String(64))  # a GrantCause value or a sync run error code
+    started_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    affected_count: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    posted_version: Mapped[int] = mapped_column(Integer, default=0)
+    support_ts: Mapped[str | None] = mapped_column(String(32))
+    support_claimed_by: Mapped[str | None] = mapped_column(String(64))
+    support_claim_until: Mapped[datetime | None]
+
+
+class IncidentRep(Base):
+    """A connection (and its rep) an incident affects; `recovered_at` once it is healthy again."""
+
+    __tablename__ = "incident_reps"
+    __table_args__ = (Index("ix_incident_reps_user_recovered", "user_id", "recovered_at"),)
+    __repr_fields__ = ("incident_id", "connection_id", "user_id", "joined_at", "recovered_at")
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    joined_at: Mapped[datetime]  # when this connection failed with the incident's cause
+    recovered_at: Mapped[datetime | None]
 
 
 class OAuthSession(Base):
@@ -592,6 +663,8 @@ __all__ = [
     "CancellationHold",
     "EventLink",
     "Feedback",
+    "Incident",
+    "IncidentRep",
     "MissingTokenError",
     "OAuthSession",
     "ProcessedEvent",

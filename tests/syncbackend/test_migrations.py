@@ -37,6 +37,8 @@ PRODUCT_TABLES = {
     "report_views",
     "queued_questions",
     "answer_records",
+    "incidents",
+    "incident_reps",
 }
 HEAD = "0010"
 
@@ -88,6 +90,8 @@ def test_0002_adds_and_removes_only_oauth_sessions(database_url: str, engine: En
         "report_views",
         "queued_questions",
         "answer_records",
+        "incidents",
+        "incident_reps",
     }  # 0002 on
     assert table_names(engine) >= PRODUCT_TABLES - later
     assert not later & table_names(engine)

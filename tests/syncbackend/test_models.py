@@ -20,6 +20,8 @@ from calsync.syncbackend.models import (
     CancellationHold,
     EventLink,
     Feedback,
+    Incident,
+    IncidentRep,
     OAuthSession,
     ProcessedEvent,
     QueuedQuestion,
@@ -249,6 +251,46 @@ def build_report_view(session: Session) -> Base:
     return row
 
 
+def add_incident(session: Session) -> Incident:
+    row = Incident(
+        kind="org_consent_removed",
+        provider="microsoft",
+        scope="tallgrass.example",
+        cause_code="consent_removed",
+        started_at=NOW,
+        last_seen_at=NOW + timedelta(minutes=4),
+        ended_at=NOW + timedelta(minutes=30),
+        affected_count=3,
+        version=2,
+        posted_version=1,
+        support_ts="1700000000.000300",
+        support_claimed_by="worker-1",
+        support_claim_until=NOW + timedelta(minutes=2),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def build_incident(session: Session) -> Base:
+    return add_incident(session)
+
+
+def build_incident_rep(session: Session) -> Base:
+    user = add_user(session)
+    connection = add_connection(session, user)
+    session.flush()
+    row = IncidentRep(
+        incident_id=add_incident(session).id,
+        connection_id=connection.id,
+        user_id=user.id,
+        joined_at=NOW,
+        recovered_at=NOW + timedelta(minutes=10),
+    )
+    session.add(row)
+    return row
+
+
 @dataclass(frozen=True)
 class TableCase:
     model: type[Base]
@@ -283,6 +325,8 @@ TABLE_CASES = {
         build_queued_question,
         {"taken_by": "job-1", "answered_at": NOW + timedelta(seconds=2)},
     ),
+    "incidents": TableCase(Incident, build_incident, {"ended_at": None, "support_claimed_by": None}),
+    "incident_reps": TableCase(IncidentRep, build_incident_rep, {"recovered_at": None}),
 }
 
 

@@ -9,9 +9,19 @@ from calsync.diagnostics.checks.calendar import CALENDAR
 from calsync.diagnostics.checks.changes import CHANGES
 from calsync.diagnostics.checks.connection import CONNECTION
 from calsync.diagnostics.checks.duplicates import DUPLICATES
+from calsync.diagnostics.checks.incidents import INCIDENT
 from calsync.diagnostics.checks.provider_switch import PROVIDER_SWITCH
 from calsync.diagnostics.checks.sync import SYNC
 
-ALL_CHECKS: tuple[Check, ...] = (CONNECTION, CALENDAR, SYNC, DUPLICATES, CHANGES, PROVIDER_SWITCH)
+ALL_CHECKS: tuple[Check, ...] = (INCIDENT, CONNECTION, CALENDAR, SYNC, DUPLICATES, CHANGES, PROVIDER_SWITCH)
 
-__all__ = ["ALL_CHECKS", "CALENDAR", "CHANGES", "CONNECTION", "DUPLICATES", "PROVIDER_SWITCH", "SYNC"]
+__all__ = [
+    "ALL_CHECKS",
+    "CALENDAR",
+    "CHANGES",
+    "CONNECTION",
+    "DUPLICATES",
+    "INCIDENT",
+    "PROVIDER_SWITCH",
+    "SYNC",
+]

@@ -85,7 +85,7 @@ class FaultsMixin(WorldBase):
             for fault in rows:
                 if fault.endpoint not in ("*", endpoint):
                     continue
-                if fault.account_email is not None and fault.account_email != email:
+                if fault.account_email is not None and not _account_matches(fault.account_email, email):
                     continue
                 if fault.remaining is not None:
                     taken = connection.execute(_TAKE_FAULT, {"fault_id": fault.id})
@@ -93,6 +93,12 @@ class FaultsMixin(WorldBase):
                         continue
                 hits.append(FaultHit(kind=fault.kind, params=dict(fault.params or {}), fault_id=fault.id))
             return hits
+
+
+def _account_matches(pattern: str, email: str) -> bool:
+    """A fault's `account`: one email, or `@domain` for every account of that domain (what an
+    organisation's admin changes at once, e.g. a tenant's consent removed)."""
+    return email.endswith(pattern) if pattern.startswith("@") else email == pattern
 
 
 class RequestLogMixin(WorldBase):

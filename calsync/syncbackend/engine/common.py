@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.syncbackend import holds
 from calsync.syncbackend.crypto import TokenCipher, TokenDecryptError
+from calsync.syncbackend.incidents import IncidentNotice, IncidentView
 from calsync.syncbackend.models import CalendarConnection, MissingTokenError
 from calsync.syncbackend.providers.base import (
     Authorization,
@@ -82,6 +83,9 @@ class Disconnection:
     account_email: str
     cause: str
     reason: str
+    # The open incident this connection is part of: then reconnecting cannot work yet, and the rep
+    # hears that instead of a Reconnect button.
+    incident: IncidentView | None = None
 
 
 class DisconnectNotifier(Protocol):
@@ -93,6 +97,13 @@ class DisconnectNotifier(Protocol):
 class HoldNotifier(Protocol):
     async def __call__(self, hold: holds.Hold) -> bool:
         """Ask the support agents to decide on held cancellations; True when the message went out."""
+        ...
+
+
+class IncidentNotifier(Protocol):
+    async def __call__(self, notice: IncidentNotice) -> str | None:
+        """Post the incident's one support message (`notice.support_ts` None) or update it in place;
+        the message's ts once it is in the channel, None when Slack refused."""
         ...
 
 

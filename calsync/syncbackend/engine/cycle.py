@@ -29,6 +29,7 @@ from calsync.syncbackend.engine.common import (
     CycleStatus,
     DisconnectNotifier,
     HoldNotifier,
+    IncidentNotifier,
     Run,
     StopCycle,
     SweepResult,
@@ -41,6 +42,7 @@ from calsync.syncbackend.engine.leases import HealthSweep, Leases
 from calsync.syncbackend.engine.notify import Notifications
 from calsync.syncbackend.engine.pull import Pull
 from calsync.syncbackend.engine.push import Push
+from calsync.syncbackend.incidents import Detected, IncidentPolicy, IncidentStore
 from calsync.syncbackend.models import CalendarConnection, MissingTokenError, SyncRun, User
 from calsync.syncbackend.providers.base import CalendarProvider, GrantError, RateLimited
 from calsync.syncbackend.schedule import SyncPolicy, new_worker_id
@@ -63,6 +65,8 @@ class SyncEngine:
         policy: SyncPolicy | None = None,
         notify: DisconnectNotifier | None = None,
         notify_hold: HoldNotifier | None = None,
+        notify_incident: IncidentNotifier | None = None,
+        incident_policy: IncidentPolicy | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
         max_concurrent_cycles: int = 16,
@@ -78,12 +82,14 @@ class SyncEngine:
         )
         self.notify = notify
         self.notify_hold = notify_hold
+        self.notify_incident = notify_incident
+        self.incidents = IncidentStore(sessions, incident_policy or IncidentPolicy(), self.ctx.worker_id)
         self.max_concurrent_cycles = max(1, max_concurrent_cycles)
         self._leases = Leases(self.ctx)
         self._pull = Pull(self.ctx)
         self._push = Push(self.ctx)
         self._notifications = Notifications(self.ctx)
-        self._sweep = HealthSweep(self.ctx, self._leases, self.notify_disconnections)
+        self._sweep = HealthSweep(self.ctx, self._leases, self._after_sweep_disconnections)
 
     @property
     def providers(self) -> Mapping[str, CalendarProvider]:
@@ -111,9 +117,12 @@ class SyncEngine:
         if not claimed:
             return await asyncio.to_thread(self._describe, connection_id, "busy")
         try:
-            return await self._cycle_under_lease(connection_id)
+            result = await self._cycle_under_lease(connection_id)
         finally:
             await asyncio.to_thread(self._leases.release, [connection_id])
+        if result.status == "error":
+            await self._after_failures([connection_id])
+        return result
 
     async def run_due(
         self, limit: int = 100, progress: Callable[[int, int], None] | None = None
@@ -138,7 +147,17 @@ class SyncEngine:
                     if progress is not None:
                         progress(finished, len(ids))
 
-        return list(await asyncio.gather(*(one(cid) for cid in ids)))
+        results = list(await asyncio.gather(*(one(cid) for cid in ids)))
+        failed = [result.connection_id for result in results if result.status == "error"]
+        if failed:
+            await self._after_failures(failed)  # once for the whole batch, not once per failure
+        return results
+
+    async def _after_failures(self, connection_ids: list[int]) -> None:
+        """After cycles failed: recognise incidents first, then DM the reps found disconnected — so a
+        rep whose organisation's admin is the cause hears that, not "reconnect"."""
+        await self._watch_safely()
+        await self.notify_disconnections(connection_ids)
 
     async def _cycle_under_lease(self, connection_id: int) -> CycleResult:
         try:
@@ -305,10 +324,8 @@ class SyncEngine:
             )
 
     async def _failed(self, target: Target, error: BaseException) -> CycleResult:
-        result = await asyncio.to_thread(self._after_failure, target.connection_id, error)
-        if isinstance(error, GrantError):
-            await self.notify_disconnections([target.connection_id])
-        return result
+        # The rep is told by the caller, once incidents are recognised (`_after_failures`).
+        return await asyncio.to_thread(self._after_failure, target.connection_id, error)
 
     async def _held(self, target: Target, pull: Run, hold_id: int) -> CycleResult:
         result = await asyncio.to_thread(self._schedule_next, target, pull, None)
@@ -352,6 +369,28 @@ class SyncEngine:
             return 0
         return await self._notifications.ask_about_holds(self.notify_hold, hold_ids)
 
+    async def _after_sweep_disconnections(self, connection_ids: list[int]) -> int:
+        try:
+            await asyncio.to_thread(self.incidents.detect, self.ctx.clock())
+        except Exception:
+            log.exception("incident detection failed; the reps are told as usual")
+        return await self.notify_disconnections(connection_ids)
+
+    async def _watch_safely(self) -> None:
+        """`watch_incidents`, where its failure must not cost the cycle's result or the rep's DM."""
+        try:
+            await self.watch_incidents()
+        except Exception:
+            log.exception("incident detection failed; the reps are told as usual")
+
+    async def watch_incidents(self) -> Detected:
+        """Recognise shared causes (`calsync.syncbackend.incidents`): open, grow and end incidents,
+        then bring each one's support message up to date."""
+        detected = await asyncio.to_thread(self.incidents.detect, self.ctx.clock())
+        if self.notify_incident is not None:
+            await self._notifications.announce_incidents(self.notify_incident, self.incidents)
+        return detected
+
     # -- the health sweep -------------------------------------------------------------------------
 
     async def health_sweep(self, *, concurrency: int = 64, batch: int = 500) -> SweepResult:
@@ -377,6 +416,7 @@ async def tick(
     `progress` hears `(done, total)` of the cycles."""
     cycles = await engine.run_due(limit=batch, progress=progress)
     sweep = await engine.health_sweep()
+    await engine.watch_incidents()  # the sweep's disconnections, and incidents that are over
     told = await engine.notify_disconnections()
     await engine.notify_holds()  # one a failed message left unasked
     return TickResult(cycles=cycles, sweep=sweep, told=told)

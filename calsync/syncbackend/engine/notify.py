@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import TypeVar
 
 from sqlalchemy import select, update
@@ -16,7 +17,14 @@ from sqlalchemy.orm import selectinload
 
 from calsync.db import transaction
 from calsync.syncbackend import holds
-from calsync.syncbackend.engine.common import Context, Disconnection, DisconnectNotifier, HoldNotifier
+from calsync.syncbackend.engine.common import (
+    Context,
+    Disconnection,
+    DisconnectNotifier,
+    HoldNotifier,
+    IncidentNotifier,
+)
+from calsync.syncbackend.incidents import IncidentNotice, IncidentStore, incidents_of_connections
 from calsync.syncbackend.models import CalendarConnection
 
 log = logging.getLogger(__name__)
@@ -104,7 +112,8 @@ class Notifications:
                         reason=connection.status_reason or "",
                     )
                 )
-            return found
+            joined = incidents_of_connections(session, [d.connection_id for d in found])
+            return [replace(d, incident=joined.get(d.connection_id)) for d in found]
 
     def _unclaim_notification(self, connection_id: int) -> None:
         with transaction(self.ctx.sessions) as session:
@@ -128,3 +137,17 @@ class Notifications:
             lambda h: store.unclaim_notification(h.id),
             "a held-cancellations question",
         )
+
+    async def announce_incidents(self, notify: IncidentNotifier, store: IncidentStore) -> int:
+        """Post or update the one support message of each incident that changed since its message;
+        claimed first (one conditional UPDATE), released when Slack refuses. How many went out."""
+        pending = await asyncio.to_thread(store.claim_notices, self.ctx.clock())
+
+        async def send(notice: IncidentNotice) -> bool:
+            ts = await notify(notice)
+            if ts is None:
+                return False
+            await asyncio.to_thread(store.posted, notice, ts)
+            return True
+
+        return await deliver(pending, send, store.release, "an incident's support message")
