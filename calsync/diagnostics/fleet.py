@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
+
+from calsync.syncbackend.incidents import IncidentView
 
 State = Literal["needs_reconnect", "failing", "duplicates", "no_connection", "healthy"]
 # In the order they are shown (and, for a rep in two at once, the one that wins: first here).
@@ -48,7 +50,7 @@ class Fleet:
     matching: int  # how many reps match the filters
     last_sweep: datetime | None
     chart: tuple[tuple[datetime, int], ...]  # (bucket start, connections with a failed run in it)
-    incidents: tuple[Any, ...] = field(default=())
+    incidents: tuple[IncidentView, ...] = field(default=())
 
     @property
     def total(self) -> int:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from markupsafe import Markup, escape
 
 from calsync.diagnostics.fleet import STATES, Fleet, State, StatsRow
+from calsync.render.incidents import incident_line
 from calsync.render.kit import (
     ACTION_OPEN_FLEET,
     Message,
@@ -103,7 +104,8 @@ def status_message(fleet: Fleet, fleet_url: str | None) -> Message:
     if fleet.incidents:
         blocks.append(
             section(
-                "*Open incidents*\n" + "\n".join(f"• {escape_mrkdwn(str(i))}" for i in fleet.incidents[:5])
+                "*Open incidents*\n"
+                + "\n".join(f"• {escape_mrkdwn(line)}" for line in incident_lines(fleet)[:5])
             )
         )
     if fleet.causes:
@@ -128,6 +130,11 @@ def status_refused() -> Message:
 # -- the chart ----------------------------------------------------------------------------------------
 
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 180, 28
+
+
+def incident_lines(fleet: Fleet) -> list[str]:
+    """The open incidents as agents read them (`calsync.render.incidents.incident_line`)."""
+    return [incident_line(incident) for incident in fleet.incidents]
 
 
 def chart_svg(series: Sequence[tuple[datetime, int]]) -> Markup:

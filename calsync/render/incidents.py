@@ -3,10 +3,12 @@ what fixes it — updated in place as it grows and when it ends (`calsync/flows/
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from calsync.render import kit
 from calsync.render.kit import MAX_FALLBACK_TEXT, Message, escape_mrkdwn
 from calsync.render.words import incident_what, people
-from calsync.syncbackend.incidents import IncidentNotice
+from calsync.syncbackend.incidents import IncidentNotice, IncidentView
 
 # What an agent can tell the IT admin or the reps, per incident kind.
 AGENT_FIX: dict[str, str] = {
@@ -28,6 +30,14 @@ def agent_title(kind: str, provider: str, scope: str) -> str:
     if kind == "provider_outage":
         return incident_what(kind, provider)
     return f"{scope}: {incident_what(kind, provider, 'the')}"
+
+
+def incident_line(incident: IncidentView) -> str:
+    """One line of a list for agents (the fleet page, `/calsync status`): "tallgrass.example: the
+    Microsoft admin removed consent for SalesPartner — 5 affected since 09:12 UTC, Dec 4"."""
+    since = incident.started_at.astimezone(UTC).strftime("%H:%M UTC, %b %-d")
+    title = agent_title(incident.kind, incident.provider, incident.scope)
+    return f"{title} — {people(incident.affected)} affected since {since}"
 
 
 def _who(notice: IncidentNotice) -> str:

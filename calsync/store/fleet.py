@@ -48,6 +48,7 @@ from calsync.diagnostics.fleet import (
     State,
     StatsRow,
 )
+from calsync.syncbackend.incidents import IncidentView
 from calsync.syncbackend.models import AnswerRecord, AuditEntry, CalendarConnection, Feedback, SyncRun, User
 
 RUN_WINDOW = timedelta(days=7)
@@ -55,7 +56,7 @@ CHART_BUCKETS = 28  # 6-hour buckets over the week
 FIXED_WITHIN_HOURS = 24
 MAX_REPS_SHOWN = 200
 
-OpenIncidents = Callable[[sessionmaker[Session], datetime], Sequence[Any]]
+OpenIncidents = Callable[[sessionmaker[Session], datetime], Sequence[IncidentView]]
 
 
 # -- two expressions the databases spell differently ------------------------------------------------
@@ -383,7 +384,7 @@ def _shape(
     shown: Sequence[Any],
     last_sweep: datetime | None,
     chart: tuple[tuple[datetime, int], ...],
-    incidents: tuple[Any, ...],
+    incidents: tuple[IncidentView, ...],
 ) -> Fleet:
     """The grouped rows (one per state × cause × organisation) summed under the filters."""
     counts: dict[State, int] = dict.fromkeys(STATES, 0)

@@ -19,7 +19,14 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from calsync.links import LinkSigner, SignedLink
-from calsync.render.fleet import STATE_LABELS, STATE_MEANINGS, cause_words, chart_svg, stats_csv
+from calsync.render.fleet import (
+    STATE_LABELS,
+    STATE_MEANINGS,
+    cause_words,
+    chart_svg,
+    incident_lines,
+    stats_csv,
+)
 from calsync.store.fleet import STATES, Filters, FleetStore
 from calsync.store.reports import ReportStore
 from calsync.web.claims import OneBrowserLinks
@@ -132,6 +139,7 @@ def create_fleet_router(
             "labels": STATE_LABELS,
             "meanings": STATE_MEANINGS,
             "chart": chart_svg(seen.chart),
+            "incidents": incident_lines(seen),
             "reports": {rep.email: report_url(agent, rep.email) for rep in seen.reps},
             "by_cause": by_cause,
             "by_article": by_article,

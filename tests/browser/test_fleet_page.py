@@ -3,8 +3,10 @@ filters, chart, report links and stats; the CSV export; refusals for anyone but 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -13,9 +15,12 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
+from calsync.app import build_sync_engine
+from calsync.syncbackend.incidents import open_incidents
 from calsync.syncbackend.models import AuditEntry
 from tests.bot.conftest import wait_for
 from tests.browser.conftest import PHONE, SAM, Site, no_horizontal_scroll
+from tests.incidents.helpers import SCENARIOS
 
 pytestmark = pytest.mark.browser
 
@@ -229,3 +234,32 @@ def test_a_rep_gets_no_link_and_another_browser_is_refused(site: Site, browser: 
     with site.sandbox.sessions() as session:
         results = session.scalars(select(AuditEntry.result).where(AuditEntry.action == "fleet_open")).all()
     assert "refused: opened in another browser" in results
+
+
+def test_the_fleet_page_shows_a_tenant_wide_consent_removal_as_one_open_incident(
+    site: Site, page: Page
+) -> None:
+    """The consent-removal scenario driven through the sync engine against the Microsoft emulator:
+    the agent's fleet page lists one open incident for the organisation and its reps as needing a
+    reconnect."""
+    site.sandbox.load_file(SCENARIOS / "incident-consent-removed.yaml")
+    engine = build_sync_engine(site.services)
+    reps = [f"{name}@tallgrass.example" for name in ("tess", "umar", "vera", "wes", "xia")]
+    with ThreadPoolExecutor(1) as thread:  # Playwright's own loop runs in this one
+        for email in reps:
+            (result,) = thread.submit(asyncio.run, engine.sync_user(email)).result()
+            assert result.status == "error", result
+            site.sandbox.clock.now += timedelta(minutes=2)
+    (incident,) = open_incidents(site.sandbox.sessions, site.sandbox.clock())
+
+    page.goto(fleet_link(site, agent="U0INCSAM"))
+    incidents = page.locator("#incidents")
+    expect(incidents.locator("h2")).to_have_text("Open incidents (1)")
+    expect(incidents).to_contain_text(
+        "tallgrass.example: the Microsoft admin removed consent for SalesPartner"
+    )
+    expect(incidents).to_contain_text(f"{incident.affected} people affected since")
+    for email in reps:
+        expect(page.locator(f'tr.rep[data-email="{email}"]')).to_have_attribute(
+            "data-state", "needs_reconnect"
+        )

@@ -12,6 +12,7 @@ import pytest
 from calsync.diagnostics.fleet import STATES, Filters, Fleet, StatsRow
 from calsync.render.blocks import validate_blocks
 from calsync.render.fleet import chart_svg, stats_csv, status_message
+from calsync.syncbackend.incidents import IncidentView
 
 NOW = datetime(2026, 12, 4, 9, 12, tzinfo=UTC)
 
@@ -49,10 +50,23 @@ def test_status_counts_causes_orgs_and_the_link() -> None:
 
 
 def test_open_incidents_are_listed_when_given_and_escaped() -> None:
-    message = status_message(fleet(incidents=("Consent removed at <tallgrass.example> & co",)), None)
+    incident = IncidentView(
+        id=1,
+        kind="org_consent_removed",
+        provider="microsoft",
+        scope="<tallgrass.example> & co",
+        cause_code="consent_removed",
+        started_at=NOW - timedelta(minutes=48),
+        last_seen_at=NOW,
+        affected=7,
+        ended_at=None,
+    )
+    message = status_message(fleet(incidents=(incident,)), None)
     assert validate_blocks(message.blocks) == []
     body = text(message)
-    assert "*Open incidents*" in body and "&lt;tallgrass.example&gt; &amp; co" in body
+    assert "*Open incidents*" in body
+    assert "&lt;tallgrass.example&gt; &amp; co: the Microsoft admin removed consent" in body
+    assert f"7 people affected since {(NOW - timedelta(minutes=48)).strftime('%H:%M')} UTC" in body
     assert "open_fleet" not in body  # no link without a url
 
 

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.store.fleet import Filters, FleetStore
+from calsync.syncbackend.incidents import IncidentView
 from tests.conftest import FrozenClock
 from tests.fleet.conftest import Builder
 
@@ -141,10 +142,22 @@ def test_open_incidents_come_from_the_provider_when_one_is_given(
     assert FleetStore(sessions, clock).fleet().incidents == ()
     seen = []
 
-    def provider(given: object, now: object) -> list[str]:
+    incident = IncidentView(
+        id=1,
+        kind="org_consent_removed",
+        provider="microsoft",
+        scope="tallgrass.example",
+        cause_code="consent_removed",
+        started_at=clock(),
+        last_seen_at=clock(),
+        affected=3,
+        ended_at=None,
+    )
+
+    def provider(given: object, now: object) -> list[IncidentView]:
         seen.append((given, now))
-        return ["consent removed at tallgrass.example"]
+        return [incident]
 
     fleet = FleetStore(sessions, clock, open_incidents=provider).fleet()
-    assert fleet.incidents == ("consent removed at tallgrass.example",)
+    assert fleet.incidents == (incident,)
     assert seen == [(sessions, clock())]
