@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import transaction
 from calsync.syncbackend.models import (
+    AnswerRecord,
     Appointment,
     AuditEntry,
     Base,
@@ -291,6 +292,22 @@ def build_incident_rep(session: Session) -> Base:
     return row
 
 
+def build_answer_record(session: Session) -> Base:
+    user = add_user(session)
+    session.flush()
+    row = AnswerRecord(
+        diagnosis_id="diag-1",
+        at=NOW,
+        user_id=user.id,
+        kind="ask",
+        cause="connection.revoked",
+        article="not-connected",
+        fixed_at=NOW + timedelta(hours=3),
+    )
+    session.add(row)
+    return row
+
+
 @dataclass(frozen=True)
 class TableCase:
     model: type[Base]
@@ -327,6 +344,7 @@ TABLE_CASES = {
     ),
     "incidents": TableCase(Incident, build_incident, {"ended_at": None, "support_claimed_by": None}),
     "incident_reps": TableCase(IncidentRep, build_incident_rep, {"recovered_at": None}),
+    "answer_records": TableCase(AnswerRecord, build_answer_record, {"fixed_at": None, "article": None}),
 }
 
 
