@@ -64,6 +64,8 @@ bench: setup
 	$(BIN)/python benchmarks/sweep_bench.py
 	$(BIN)/python benchmarks/oversize_bench.py
 	$(BIN)/python benchmarks/start_bench.py
+	$(BIN)/python benchmarks/fleet_bench.py
+	$(BIN)/python benchmarks/incidents_bench.py
 
 # 500 questions with Slack's retries to two instances on one PostgreSQL database while the providers
 # throttle and fail; exits non-zero if an answer is lost or doubled. PostgreSQL: TEST_POSTGRES_URL.
