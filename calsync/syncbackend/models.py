@@ -199,6 +199,11 @@ class CalendarConnection(Base):
     last_checked_at: Mapped[datetime | None]  # the last health sweep that reached the provider
     # When the rep was told (by DM) that this grant stopped working; once per disconnection.
     disconnect_notified_at: Mapped[datetime | None]
+    # Where that DM is (its conversation and ts: an incident's follow-up goes in its thread) and the
+    # incident it was about; None: it offered the usual Reconnect (migration 0011).
+    disconnect_dm_channel: Mapped[str | None] = mapped_column(String(32))
+    disconnect_dm_ts: Mapped[str | None] = mapped_column(String(32))
+    disconnect_dm_incident_id: Mapped[int | None] = mapped_column(Integer)
 
     user: Mapped[User] = relationship(back_populates="connections")
     links: Mapped[list[EventLink]] = relationship(
@@ -496,7 +501,12 @@ class Incident(Base):
 
 
 class IncidentRep(Base):
-    """A connection (and its rep) an incident affects; `recovered_at` once it is healthy again."""
+    """A connection (and its rep) an incident affects; `recovered_at` once it is healthy again.
+
+    The rep's own follow-ups in their disconnection DM's thread (migration 0011): `followup_sent_at`
+    once a rep told "reconnect" before the incident was recognised has heard it cannot work yet,
+    `access_back_sent_at` once a rep told "reconnecting won't help" has heard access is back; each
+    claimed by one worker first (`notice_claimed_by` / `notice_claim_until`), as the support message is."""
 
     __tablename__ = "incident_reps"
     __table_args__ = (Index("ix_incident_reps_user_recovered", "user_id", "recovered_at"),)
@@ -509,6 +519,10 @@ class IncidentRep(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     joined_at: Mapped[datetime]  # when this connection failed with the incident's cause
     recovered_at: Mapped[datetime | None]
+    followup_sent_at: Mapped[datetime | None]
+    access_back_sent_at: Mapped[datetime | None]
+    notice_claimed_by: Mapped[str | None] = mapped_column(String(64))
+    notice_claim_until: Mapped[datetime | None]
 
 
 class OAuthSession(Base):
