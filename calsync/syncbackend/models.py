@@ -184,6 +184,8 @@ class CalendarConnection(Base):
     access_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     access_token_expires_at: Mapped[datetime | None]
     scopes: Mapped[str] = mapped_column(Text, default="")  # space-separated, as OAuth sends them
+    # Microsoft: the tenant of the account (the id token's `tid`, read at sign-in and refresh).
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
     # The incremental-read cursor (Google sync token / Graph delta link) of the selected calendar.
     sync_cursor: Mapped[str | None] = mapped_column(Text)
     authorized_at: Mapped[datetime | None]
@@ -273,6 +275,8 @@ def authorization_columns(cipher: TokenCipher, auth: Authorization) -> dict[str,
     columns = token_columns(cipher, auth.refresh_token, auth.access_token, auth.expires_at)
     if auth.scopes:
         columns["scopes"] = " ".join(auth.scopes)
+    if auth.tenant_id:
+        columns["tenant_id"] = auth.tenant_id
     return columns
 
 
@@ -292,6 +296,7 @@ def stored_authorization(connection: CalendarConnection | AnyRow, cipher: TokenC
         expires_at=connection.access_token_expires_at,
         account_email=connection.account_email,
         scopes=tuple(connection.scopes.split()) if connection.scopes else (),
+        tenant_id=getattr(connection, "tenant_id", None),
     )
 
 

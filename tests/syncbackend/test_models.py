@@ -107,6 +107,7 @@ def build_connection(session: Session) -> Base:
         disconnect_dm_channel="D0TESSDM",
         disconnect_dm_ts="1733300000.000100",
         disconnect_dm_incident_id=7,
+        tenant_id="7c3f3b4e-5b1a-4c7e-9d0e-5a4d8b2c1f00",
     )
 
 

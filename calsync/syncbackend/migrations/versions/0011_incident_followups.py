@@ -1,7 +1,8 @@
 """An incident's follow-ups to its reps: where each rep's disconnection DM is (its conversation and
 ts, and the incident it was about, if any), and per affected rep when the follow-up ("it turns out
 this affects N people; reconnecting won't help until your admin restores access") and the
-"access is back" note went out, with the claim of the worker sending them.
+"access is back" note went out, with the claim of the worker sending them; and a Microsoft
+connection's tenant (the id token's `tid`).
 
 Revision ID: 0011
 Revises: 0010
@@ -30,6 +31,7 @@ def upgrade() -> None:
         for name, length in CONNECTION_COLUMNS.items():
             batch.add_column(sa.Column(name, sa.String(length=length), nullable=True))
         batch.add_column(sa.Column("disconnect_dm_incident_id", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("tenant_id", sa.String(length=64), nullable=True))
     with op.batch_alter_table("incident_reps") as batch:
         for name in REP_TIMES:
             batch.add_column(sa.Column(name, sa.DateTime(timezone=True), nullable=True))
@@ -42,6 +44,7 @@ def downgrade() -> None:
         for name in reversed(REP_TIMES):
             batch.drop_column(name)
     with op.batch_alter_table("calendar_connections") as batch:
+        batch.drop_column("tenant_id")
         batch.drop_column("disconnect_dm_incident_id")
         for name in reversed(CONNECTION_COLUMNS):
             batch.drop_column(name)
