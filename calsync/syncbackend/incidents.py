@@ -7,8 +7,9 @@ runs: the loops below are over the handful of candidate groups and open incident
   `org_min_reps` reps of one account domain, on one provider, whose connections were marked
   disconnected with the same cause within `org_window` — Microsoft's AADSTS65001 for every rep of
   a tenant once its admin removes SalesPartner's consent, Google's "revoked" for every rep of a
-  Workspace whose admin revoked or blocked the app. The scope is the account domain: calsync keeps
-  no Microsoft tenant id, and in practice one tenant is one work domain. Consumer domains (gmail.com,
+  Workspace whose admin revoked or blocked the app. The scope is the account domain: in practice one
+  tenant is one work domain (the tenant is stored, `CalendarConnection.tenant_id`, but not grouped
+  by yet: the sandbox's identity emulator has one tenant for every account). Consumer domains (gmail.com,
   outlook.com, ...) are no organisation and never make one. It grows as more reps of that domain fail
   the same way, and ends once none of its connections is still disconnected for that cause (each rep
   reconnected, or turned the connection off): until then reconnecting cannot work.
