@@ -40,7 +40,13 @@ if TYPE_CHECKING:
     from calsync.sandbox.world import World
     from calsync.store.fleet import FleetStore
     from calsync.syncbackend.crypto import TokenCipher
-    from calsync.syncbackend.engine import DisconnectNotifier, HoldNotifier, IncidentNotifier, SyncEngine
+    from calsync.syncbackend.engine import (
+        DisconnectNotifier,
+        FollowUpNotifier,
+        HoldNotifier,
+        IncidentNotifier,
+        SyncEngine,
+    )
     from calsync.syncbackend.incidents import IncidentPolicy
     from calsync.syncbackend.providers.base import CalendarProvider
     from calsync.syncbackend.schedule import SyncPolicy
@@ -281,9 +287,11 @@ def build_sync_engine(
     notify: DisconnectNotifier | None = None,
     notify_hold: HoldNotifier | None = None,
     notify_incident: IncidentNotifier | None = None,
+    notify_follow_up: FollowUpNotifier | None = None,
 ) -> SyncEngine:
     """The sync engine over the same providers the diagnostics use, each kept inside its quota; what
-    it says in Slack (`notify`, `notify_hold`, `notify_incident`) comes from `wire_notifications`."""
+    it says in Slack (`notify`, `notify_hold`, `notify_incident`, `notify_follow_up`) comes from
+    `wire_notifications`."""
     from calsync.syncbackend.engine import SyncEngine
 
     return SyncEngine(
@@ -295,6 +303,7 @@ def build_sync_engine(
         notify=notify,
         notify_hold=notify_hold,
         notify_incident=notify_incident,
+        notify_follow_up=notify_follow_up,
         incident_policy=build_incident_policy(services.settings),
     )
 
@@ -330,22 +339,25 @@ class EngineNotifications(TypedDict):
     notify: DisconnectNotifier | None
     notify_hold: HoldNotifier | None
     notify_incident: IncidentNotifier | None
+    notify_follow_up: FollowUpNotifier | None
 
 
 def wire_notifications(services: Services, notices: Notices | None) -> EngineNotifications:
     """What the engine says through Slack, when a bot token is configured: the DM to a rep whose
-    grant stopped working, the support channel's question about held cancellations and its one
-    message per incident. The engine's constructor arguments:
+    grant stopped working (and its follow-up when an incident of their organisation is recognised
+    or over), the support channel's question about held cancellations and its one message per
+    incident. The engine's constructor arguments:
     `build_sync_engine(services, **wire_notifications(...))`."""
     from calsync.flows.incidents import IncidentMessages
 
     if notices is None:
-        return {"notify": None, "notify_hold": None, "notify_incident": None}
+        return {"notify": None, "notify_hold": None, "notify_incident": None, "notify_follow_up": None}
     channel = services.settings.support_channel
     return {
         "notify": notices.disconnected,
         "notify_hold": notices.hold if channel else None,
         "notify_incident": IncidentMessages(notices.client, channel).notify if channel else None,
+        "notify_follow_up": notices.incident_follow_up,
     }
 
 

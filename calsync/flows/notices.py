@@ -1,5 +1,7 @@
-"""What calsync says in Slack on its own: the DM to a rep whose calendar stopped syncing, the support
-channel's question about held cancellations, and the note to a rep after a reconnect.
+"""What calsync says in Slack on its own: the DM to a rep whose calendar stopped syncing (and, in its
+thread, what an incident of their organisation means for them once recognised and once access is
+back), the support channel's question about held cancellations, and the note to a rep after a
+reconnect.
 
 Built once by the composition root, over the one Web API client, before the sync engine (which
 takes `disconnected` and `hold` in its constructor) and the reconnect flow (`reconnected`).
@@ -17,10 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from calsync.diagnostics.troubleshooter import ReconnectUrl
 from calsync.flows import slack
 from calsync.flows.reconnect import Outcome
-from calsync.render.notices import disconnected_message, hold_message, reconnected_messages
+from calsync.render.notices import (
+    disconnected_message,
+    hold_message,
+    incident_follow_up_message,
+    reconnected_messages,
+)
 from calsync.store import people
-from calsync.syncbackend.engine import Disconnection
+from calsync.syncbackend.engine import Disconnection, SentDM
 from calsync.syncbackend.holds import Hold
+from calsync.syncbackend.incidents import IncidentFollowUp
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +47,9 @@ class Notices:
         self.reconnect_url = reconnect_url
         self.support_channel = support_channel
 
-    async def disconnected(self, disconnection: Disconnection) -> bool:
-        """DM the rep that a calendar stopped syncing, with a Reconnect button; True once sent."""
+    async def disconnected(self, disconnection: Disconnection) -> SentDM | None:
+        """DM the rep that a calendar stopped syncing, with a Reconnect button (or what the incident
+        it is part of means); where the DM went, None when it could not be sent."""
         slack_id = disconnection.slack_user_id
         if slack_id is None:
             try:
@@ -48,15 +57,24 @@ class Notices:
                 slack_id = str((found.get("user") or {}).get("id") or "") or None
             except SlackApiError as error:
                 log.info("no Slack user for a disconnected rep: %s", error.response.get("error"))
-                return False
+                return None
         if slack_id is None:
-            return False
+            return None
         channel = await slack.open_dm(self.client, slack_id)
         if not channel:
-            return False
+            return None
         url = self.reconnect_url(disconnection.user_email, disconnection.provider)
-        await slack.post(self.client, channel, disconnected_message(disconnection, url), None)
-        return True
+        ts = await slack.post(self.client, channel, disconnected_message(disconnection, url), None)
+        return SentDM(channel, ts) if ts is not None else None
+
+    async def incident_follow_up(self, follow_up: IncidentFollowUp) -> bool:
+        """Follow the rep's disconnection DM up in its thread: the incident recognised since (reconnecting
+        won't help yet), or access back (reconnect now, with the button); True once sent."""
+        url = None
+        if follow_up.kind == "access_back":
+            url = self.reconnect_url(follow_up.user_email, follow_up.provider)
+        message = incident_follow_up_message(follow_up, url)
+        return await slack.post(self.client, follow_up.channel, message, follow_up.thread_ts) is not None
 
     async def hold(self, hold: Hold) -> bool:
         """Ask the support channel to decide on cancellations a sync held back; True once posted."""

@@ -1,6 +1,7 @@
-"""Slack notices outside an answer: the DM to a rep whose calendar stopped syncing, a reconnect link
-an agent sent, the note after a reconnect, and the held cancellations asked about in the support
-channel with their decision."""
+"""Slack notices outside an answer: the DM to a rep whose calendar stopped syncing and its follow-ups
+when an incident of their organisation is recognised or access is back, a reconnect link an agent
+sent, the note after a reconnect, and the held cancellations asked about in the support channel with
+their decision."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from calsync.render.kit import (
     notice_message,
     reconnect_message,
 )
-from calsync.render.words import first_sync_note, incident_fix, incident_summary
+from calsync.render.words import first_sync_note, incident_fix, incident_summary, incident_what, people
 from calsync.syncbackend.holds import Decided, Hold
 
 if TYPE_CHECKING:
     from calsync.diagnostics.answer import Answer
     from calsync.syncbackend.engine import CycleResult, Disconnection
+    from calsync.syncbackend.incidents import IncidentFollowUp
     from calsync.syncbackend.reconnect import Connected
 
 # A disconnected grant's cause (`GrantCause`) in the rep's words: "... stopped syncing: {words}".
@@ -73,6 +75,31 @@ def disconnected_message(disconnection: Disconnection, url: str | None) -> Messa
         "minute."
     )
     return _with_reconnect_button(intro, disconnection.provider, url)
+
+
+def incident_follow_up_message(follow_up: IncidentFollowUp, url: str | None) -> Message:
+    """In the thread of the rep's disconnection DM: "it turns out this affects 3 people at
+    tallgrass.example … reconnecting won't help until then" when they were told to reconnect before
+    the incident was recognised; "access is back … reconnect now" (with the button) once it is."""
+    incident, provider = follow_up.incident, follow_up.provider
+    if follow_up.kind == "access_back":
+        intro = f"{incident_fix(incident.kind, provider, max(1, follow_up.reconnected))} It takes a minute."
+        return _with_reconnect_button(intro, provider, url)
+    text = (
+        f"Update: it turns out this isn't just you — it affects {people(max(1, incident.affected))} at "
+        f"{incident.scope}: {incident_what(incident.kind, provider)}."
+    )
+    fix = incident_fix(incident.kind, provider)
+    return Message(
+        text=kit.truncate(escape_mrkdwn(f"{text} {fix}"), MAX_FALLBACK_TEXT),
+        blocks=[
+            kit.section(f"ℹ️ {escape_mrkdwn(text)}"),
+            kit.section(f"*Fix:* {escape_mrkdwn(fix)}"),
+            kit.context(
+                "So the Reconnect button above won't work yet. I'll tell you here when access is back."
+            ),
+        ],
+    )
 
 
 def reconnect_link_message(provider: str, url: str | None) -> Message:

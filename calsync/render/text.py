@@ -2,7 +2,8 @@
 
 Brief by default, as in Slack: the headline (the cause and what it affects), the fix with the steps
 of its one help-center section, any other cause once each, and the actions — every URL whole on a
-line of its own. `details` adds every finding with its hint (what Slack's *Details* shows);
+line of its own. `details` adds every finding with its hint (what Slack's *Details* shows, so
+without a hint the answer overrules);
 `evidence` adds each finding's code and evidence (what an agent sees).
 """
 
@@ -38,11 +39,11 @@ def help_topics(knowledge: KnowledgeBase) -> str:
     return f"I can help with calendar sync between SalesPartner and your calendar:\n{topics}\n\n{OTHER_HELP}"
 
 
-def _finding(finding: Finding, evidence: bool) -> RenderableType:
+def _finding(finding: Finding, hint: str, evidence: bool) -> RenderableType:
     mark, style = SEVERITY_MARKS[finding.severity]
     lines: list[RenderableType] = [Text.assemble((f"{mark} ", style), (finding.summary, style))]
-    if finding.hint and finding.severity is not Severity.OK:
-        lines.append(Text(f"   → {finding.hint}", style="dim"))
+    if hint and finding.severity is not Severity.OK:
+        lines.append(Text(f"   → {hint}", style="dim"))
     if evidence and finding.evidence:
         detail = json.dumps(dict(finding.evidence), ensure_ascii=False, default=str)
         lines.append(Text(f"   [{finding.code}] {detail}", style="dim"))
@@ -119,7 +120,13 @@ def render_answer(
     if findings:
         parts.append(Text(""))
         parts.append(Text("Details: what I checked", style="bold underline"))
-        parts.extend(_finding(finding, evidence) for finding in findings)
+        # The rep's Details drop a hint the answer overrules, as Slack's do (`Answer.hint_for`: no
+        # "Reconnect" while an incident says reconnecting won't help); an agent's evidence view keeps
+        # every hint beside its code, as the agent's Slack view does.
+        parts.extend(
+            _finding(finding, finding.hint if evidence else answer.hint_for(finding), evidence)
+            for finding in findings
+        )
     buttons = [
         action for action in answer.actions if action.kind != "contact_support" or not answer.has_rep_fix
     ]

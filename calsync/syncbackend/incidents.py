@@ -7,8 +7,9 @@ runs: the loops below are over the handful of candidate groups and open incident
   `org_min_reps` reps of one account domain, on one provider, whose connections were marked
   disconnected with the same cause within `org_window` — Microsoft's AADSTS65001 for every rep of
   a tenant once its admin removes SalesPartner's consent, Google's "revoked" for every rep of a
-  Workspace whose admin revoked or blocked the app. The scope is the account domain: calsync keeps
-  no Microsoft tenant id, and in practice one tenant is one work domain. Consumer domains (gmail.com,
+  Workspace whose admin revoked or blocked the app. The scope is the account domain: in practice one
+  tenant is one work domain (the tenant is stored, `CalendarConnection.tenant_id`, but not grouped
+  by yet: the sandbox's identity emulator has one tenant for every account). Consumer domains (gmail.com,
   outlook.com, ...) are no organisation and never make one. It grows as more reps of that domain fail
   the same way, and ends once none of its connections is still disconnected for that cause (each rep
   reconnected, or turned the connection off): until then reconnecting cannot work.
@@ -32,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -130,6 +131,27 @@ class IncidentNotice:
     support_ts: str | None  # the message to update; None: post it
     reps: tuple[AffectedRep, ...]  # the first few still affected, in the order they joined
     recovered: int  # reps who were affected and are healthy again
+
+
+FollowUpKind = Literal["followup", "access_back"]
+
+
+@dataclass(frozen=True)
+class IncidentFollowUp:
+    """One message to one rep of an organisation's incident, in their disconnection DM's thread,
+    claimed for one worker: `followup` when they were told to reconnect before the incident was
+    recognised (it cannot work yet), `access_back` when they were told reconnecting won't help and a
+    colleague has reconnected since (now it will)."""
+
+    kind: FollowUpKind
+    incident: IncidentView
+    connection_id: int
+    user_email: str
+    provider: str
+    account_email: str
+    channel: str  # the disconnection DM's conversation
+    thread_ts: str  # and its ts
+    reconnected: int  # colleagues who reconnected since
 
 
 @dataclass(frozen=True)
@@ -442,25 +464,31 @@ class RepIncident:
     reconnected: int = 0
 
 
-def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIncident]:
-    """The open incidents the rep is affected by (not recovered), oldest first."""
-    others = _REPS.alias("others")
-    reconnected = (
+def _reconnected() -> Any:
+    """How many members of the enclosing query's incident have reconnected since (recovered, and
+    their connection is connected): access is back once one has."""
+    others, connections = _REPS.alias("others"), _CONNECTIONS.alias("others_connections")
+    return (
         select(func.count())
-        .select_from(others.join(_CONNECTIONS, _CONNECTIONS.c.id == others.c.connection_id))
+        .select_from(others.join(connections, connections.c.id == others.c.connection_id))
         .where(
             others.c.incident_id == _INCIDENTS.c.id,
             others.c.recovered_at.is_not(None),
-            _CONNECTIONS.c.status == "connected",
-            _CONNECTIONS.c.active.is_(True),
+            connections.c.status == "connected",
+            connections.c.active.is_(True),
         )
+        .correlate(_INCIDENTS)
         .scalar_subquery()
     )
+
+
+def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIncident]:
+    """The open incidents the rep is affected by (not recovered), oldest first."""
     rows = database.execute(
         select(
             _INCIDENTS,
             _REPS.c.connection_id.label("member_connection"),
-            reconnected.label("reconnected"),
+            _reconnected().label("reconnected"),
         )
         .join(_REPS, _REPS.c.incident_id == _INCIDENTS.c.id)
         .where(
@@ -580,6 +608,111 @@ class IncidentStore:
                 .where(i.id == notice.incident.id, i.support_claimed_by == self.worker_id)
                 .values(support_claimed_by=None, support_claim_until=None)
             )
+
+    # -- the reps' follow-ups ------------------------------------------------------------------------
+
+    def claim_follow_ups(self, now: datetime) -> list[IncidentFollowUp]:
+        """Every follow-up due to a rep of an open organisation's incident, claimed for this worker
+        (one conditional UPDATE each, as the support message's claim): to reps still disconnected
+        whose DM offered Reconnect before the incident was recognised, while access is not back; and
+        to reps told reconnecting won't help (by that follow-up or their DM), once it is back."""
+        r, c, i = _REPS.c, _CONNECTIONS.c, _INCIDENTS.c
+        users = table_of(User)
+        back = _reconnected()
+        free = or_(r.notice_claim_until.is_(None), r.notice_claim_until < now)
+        told_reconnect = or_(
+            c.disconnect_dm_incident_id.is_(None), c.disconnect_dm_incident_id != r.incident_id
+        )
+        told_wait = or_(r.followup_sent_at.is_not(None), c.disconnect_dm_incident_id == r.incident_id)
+        followup = and_(r.followup_sent_at.is_(None), told_reconnect, back == 0)
+        access_back = and_(r.access_back_sent_at.is_(None), told_wait, back > 0)
+        with transaction(self.sessions) as session:
+            due = session.execute(
+                select(
+                    _INCIDENTS,
+                    r.connection_id.label("member_connection"),
+                    users.c.email.label("rep_email"),
+                    c.provider.label("connection_provider"),
+                    c.account_email,
+                    c.disconnect_dm_channel,
+                    c.disconnect_dm_ts,
+                    followup.label("followup"),
+                    back.label("reconnected"),
+                )
+                .select_from(
+                    _REPS.join(_INCIDENTS, i.id == r.incident_id)
+                    .join(_CONNECTIONS, c.id == r.connection_id)
+                    .join(users, users.c.id == r.user_id)
+                )
+                .where(
+                    i.ended_at.is_(None),
+                    i.kind.in_(list(ORG_CAUSES.values())),
+                    r.recovered_at.is_(None),
+                    c.status == "disconnected",
+                    c.active.is_(True),
+                    c.disconnect_dm_ts.is_not(None),
+                    c.disconnect_dm_channel.is_not(None),
+                    free,
+                    or_(followup, access_back),
+                )
+                .order_by(r.joined_at, r.connection_id)
+            ).all()
+            claimed = []
+            for row in due:
+                kind: FollowUpKind = "followup" if row.followup else "access_back"
+                unsent = r.followup_sent_at if kind == "followup" else r.access_back_sent_at
+                taken = session.execute(
+                    update(_REPS)
+                    .where(
+                        r.incident_id == row.id,
+                        r.connection_id == row.member_connection,
+                        unsent.is_(None),
+                        free,
+                    )
+                    .values(notice_claimed_by=self.worker_id, notice_claim_until=now + self.policy.claim)
+                )
+                if getattr(taken, "rowcount", 0) == 1:
+                    claimed.append(
+                        IncidentFollowUp(
+                            kind=kind,
+                            incident=_view(row),
+                            connection_id=row.member_connection,
+                            user_email=row.rep_email,
+                            provider=row.connection_provider,
+                            account_email=row.account_email,
+                            channel=row.disconnect_dm_channel,
+                            thread_ts=row.disconnect_dm_ts,
+                            reconnected=int(row.reconnected or 0),
+                        )
+                    )
+            return claimed
+
+    def follow_up_sent(self, follow_up: IncidentFollowUp, now: datetime) -> None:
+        """The follow-up is in the rep's thread: never again for this rep and incident; claim released."""
+        sent = {"followup_sent_at" if follow_up.kind == "followup" else "access_back_sent_at": now}
+        with transaction(self.sessions) as session:
+            session.execute(
+                update(_REPS)
+                .where(*self._mine(follow_up))
+                .values(notice_claimed_by=None, notice_claim_until=None, **sent)
+            )
+
+    def release_follow_up(self, follow_up: IncidentFollowUp) -> None:
+        """Sending failed: the next round tries again."""
+        with transaction(self.sessions) as session:
+            session.execute(
+                update(_REPS)
+                .where(*self._mine(follow_up))
+                .values(notice_claimed_by=None, notice_claim_until=None)
+            )
+
+    def _mine(self, follow_up: IncidentFollowUp) -> tuple[ColumnElement[bool], ...]:
+        r = _REPS.c
+        return (
+            r.incident_id == follow_up.incident.id,
+            r.connection_id == follow_up.connection_id,
+            r.notice_claimed_by == self.worker_id,
+        )
 
 
 def affected_reps(sessions: sessionmaker[Session], incident_id: int) -> Sequence[AffectedRep]:

@@ -184,6 +184,8 @@ class CalendarConnection(Base):
     access_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     access_token_expires_at: Mapped[datetime | None]
     scopes: Mapped[str] = mapped_column(Text, default="")  # space-separated, as OAuth sends them
+    # Microsoft: the tenant of the account (the id token's `tid`, read at sign-in and refresh).
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
     # The incremental-read cursor (Google sync token / Graph delta link) of the selected calendar.
     sync_cursor: Mapped[str | None] = mapped_column(Text)
     authorized_at: Mapped[datetime | None]
@@ -199,6 +201,11 @@ class CalendarConnection(Base):
     last_checked_at: Mapped[datetime | None]  # the last health sweep that reached the provider
     # When the rep was told (by DM) that this grant stopped working; once per disconnection.
     disconnect_notified_at: Mapped[datetime | None]
+    # Where that DM is (its conversation and ts: an incident's follow-up goes in its thread) and the
+    # incident it was about; None: it offered the usual Reconnect (migration 0011).
+    disconnect_dm_channel: Mapped[str | None] = mapped_column(String(32))
+    disconnect_dm_ts: Mapped[str | None] = mapped_column(String(32))
+    disconnect_dm_incident_id: Mapped[int | None] = mapped_column(Integer)
 
     user: Mapped[User] = relationship(back_populates="connections")
     links: Mapped[list[EventLink]] = relationship(
@@ -268,6 +275,8 @@ def authorization_columns(cipher: TokenCipher, auth: Authorization) -> dict[str,
     columns = token_columns(cipher, auth.refresh_token, auth.access_token, auth.expires_at)
     if auth.scopes:
         columns["scopes"] = " ".join(auth.scopes)
+    if auth.tenant_id:
+        columns["tenant_id"] = auth.tenant_id
     return columns
 
 
@@ -287,6 +296,7 @@ def stored_authorization(connection: CalendarConnection | AnyRow, cipher: TokenC
         expires_at=connection.access_token_expires_at,
         account_email=connection.account_email,
         scopes=tuple(connection.scopes.split()) if connection.scopes else (),
+        tenant_id=getattr(connection, "tenant_id", None),
     )
 
 
@@ -496,7 +506,12 @@ class Incident(Base):
 
 
 class IncidentRep(Base):
-    """A connection (and its rep) an incident affects; `recovered_at` once it is healthy again."""
+    """A connection (and its rep) an incident affects; `recovered_at` once it is healthy again.
+
+    The rep's own follow-ups in their disconnection DM's thread (migration 0011): `followup_sent_at`
+    once a rep told "reconnect" before the incident was recognised has heard it cannot work yet,
+    `access_back_sent_at` once a rep told "reconnecting won't help" has heard access is back; each
+    claimed by one worker first (`notice_claimed_by` / `notice_claim_until`), as the support message is."""
 
     __tablename__ = "incident_reps"
     __table_args__ = (Index("ix_incident_reps_user_recovered", "user_id", "recovered_at"),)
@@ -509,6 +524,10 @@ class IncidentRep(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     joined_at: Mapped[datetime]  # when this connection failed with the incident's cause
     recovered_at: Mapped[datetime | None]
+    followup_sent_at: Mapped[datetime | None]
+    access_back_sent_at: Mapped[datetime | None]
+    notice_claimed_by: Mapped[str | None] = mapped_column(String(64))
+    notice_claim_until: Mapped[datetime | None]
 
 
 class OAuthSession(Base):

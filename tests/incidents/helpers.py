@@ -34,3 +34,10 @@ def reconnect(sync_world: SyncWorld, email: str) -> None:
         connection.status, connection.status_code, connection.status_reason = "connected", None, None
         connection.disconnected_at = None
         connection.authorized_at = sync_world.sandbox.clock()
+
+
+def dm_threads(sync_world: SyncWorld, slack_user_id: str) -> list[list[Any]]:
+    """The rep's DM conversation as threads: each top-level message, then its replies."""
+    messages = sync_world.dms_to(slack_user_id)
+    tops = [m for m in messages if m.thread_ts in (None, m.ts)]
+    return [[top, *(m for m in messages if m.thread_ts == top.ts and m.ts != top.ts)] for top in tops]

@@ -121,15 +121,22 @@ async def test_a_shared_cause_is_one_incident_from_start_to_end(sync_world: Sync
             assert f"{number} people affected" in message.text
         clock.now += timedelta(minutes=2)
     if case.restore:
-        # Reps told before it was an incident got the usual Reconnect; from the one that made it an
-        # incident on, the DM says what it is and offers no Reconnect that cannot work.
+        # Reps told before it was an incident got the usual Reconnect, then one follow-up in its
+        # thread once it was recognised; from the one that made it an incident on, the DM says what
+        # it is and offers no Reconnect that cannot work.
         for number, email in enumerate(case.reps, start=1):
-            (dm,) = sync_world.dms_to(slack_id(sync_world, email))
+            dm, *follow_ups = sync_world.dms_to(slack_id(sync_world, email))
             if number < case.opens_at:
                 assert f'"action_id": "{ACTION_RECONNECT}' in json.dumps(dm.blocks)
+                (follow_up,) = follow_ups
+                assert follow_up.thread_ts == dm.ts
+                assert "reconnecting won't help until then" in texts(follow_up)
             else:
+                assert follow_ups == []
                 assert f'"action_id": "{ACTION_RECONNECT}' not in json.dumps(dm.blocks)
                 assert "IT admin must" in texts(dm) and case.scope in dm.text
+    else:
+        assert all(sync_world.dms_to(slack_id(sync_world, email)) == [] for email in case.reps)
     (bystander,) = await sync_world.engine.sync_user(case.bystander)
     assert bystander.status == "ok"
 

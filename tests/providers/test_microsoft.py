@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from calsync.sandbox.microsoft_common import SANDBOX_TENANT_ID
 from calsync.sandbox.server import TLSFiles
 from calsync.sandbox.world import SandboxRequest
 from calsync.syncbackend.providers.base import (
@@ -106,6 +107,7 @@ def test_check_grant_rotates_the_refresh_token_through_msal(microsoft_sandbox: M
     assert info.expires_at == sandbox.clock() + timedelta(seconds=3599)
     assert auth.refreshed and auth.access_token and auth.refresh_token != old_refresh
     assert auth.account_email == MICROSOFT_EMAIL
+    assert auth.tenant_id == SANDBOX_TENANT_ID, "the id token's tid: the account's organisation"
     new_grant = sandbox.world.grant_by_refresh_token(auth.refresh_token)
     assert new_grant is not None
     # Microsoft does not revoke the refresh token it replaced: both still refresh the same grant

@@ -40,7 +40,7 @@ PRODUCT_TABLES = {
     "incidents",
     "incident_reps",
 }
-HEAD = "0010"
+HEAD = "0011"
 
 
 def table_names(engine: Engine) -> set[str]:

@@ -105,6 +105,10 @@ def build_connection(session: Session) -> Base:
         sync_failures=3,
         last_checked_at=NOW - timedelta(minutes=30),
         disconnect_notified_at=NOW,
+        disconnect_dm_channel="D0TESSDM",
+        disconnect_dm_ts="1733300000.000100",
+        disconnect_dm_incident_id=7,
+        tenant_id="7c3f3b4e-5b1a-4c7e-9d0e-5a4d8b2c1f00",
     )
 
 
@@ -287,6 +291,10 @@ def build_incident_rep(session: Session) -> Base:
         user_id=user.id,
         joined_at=NOW,
         recovered_at=NOW + timedelta(minutes=10),
+        followup_sent_at=NOW + timedelta(minutes=1),
+        access_back_sent_at=NOW + timedelta(minutes=8),
+        notice_claimed_by="worker-0123456789ab",
+        notice_claim_until=NOW + timedelta(minutes=3),
     )
     session.add(row)
     return row

@@ -20,13 +20,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.db import make_engine, make_session_factory, transaction
 from calsync.flows.reconnect import Begun, Failure, Outcome, Problem, ReconnectLinks, ReconnectService
 from calsync.links import LinkSigner
 from calsync.render.words import first_sync_note
+from calsync.sandbox.microsoft_common import SANDBOX_TENANT_ID
 from calsync.syncbackend import migrate
 from calsync.syncbackend.crypto import TokenCipher, generate_key
 from calsync.syncbackend.engine import CycleResult
@@ -147,6 +148,7 @@ def test_dev_reconnects_outlook_over_msal_and_tls(web: WebHarness) -> None:
     after = connection(sandbox, DEV, "microsoft")
     assert (after.status, after.status_code) == ("connected", None)
     assert after.selected_calendar_id == "AAMkAGI-dev-calendar"
+    assert after.tenant_id == SANDBOX_TENANT_ID, "the tenant, from the sign-in's id token"
     grant = sandbox.world.grant_by_refresh_token(sandbox.cipher.decrypt(after.refresh_token_encrypted or b""))
     assert grant is not None and grant[0].status == "valid"
     microsoft = sandbox.world.requests("microsoft")
@@ -626,11 +628,15 @@ def test_sign_ins_completing_at_the_same_moment_leave_one_active_connection(
     trial: int,
 ) -> None:
     """The issue's race: on PostgreSQL, 3 of 4 trials left two active Outlook connections. Each racer
-    is its own instance (service, engine, connection pool) in its own thread. `lock-alone` takes
-    the schema back to before the unique index: the rep's row lock by itself keeps one connection."""
+    is its own instance (service, engine, connection pool) in its own thread. `lock-alone` drops
+    the unique index (migration 0005's; later migrations keep their columns, which the models
+    need): the rep's row lock by itself keeps one connection."""
     url, cipher, signer = tables
     if not backstop:
-        migrate.downgrade(url, "0004")
+        dropping = make_engine(url)
+        with transaction(make_session_factory(dropping)) as session:
+            session.execute(text("DROP INDEX uq_calendar_connections_active_account"))
+        dropping.dispose()
     racers = 3
     barrier = threading.Barrier(racers)
     engines = [make_engine(url) for _ in range(racers)]

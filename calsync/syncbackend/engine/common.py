@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.syncbackend import holds
 from calsync.syncbackend.crypto import TokenCipher, TokenDecryptError
-from calsync.syncbackend.incidents import IncidentNotice, IncidentView
+from calsync.syncbackend.incidents import IncidentFollowUp, IncidentNotice, IncidentView
 from calsync.syncbackend.models import CalendarConnection, MissingTokenError
 from calsync.syncbackend.providers.base import (
     Authorization,
@@ -88,9 +88,24 @@ class Disconnection:
     incident: IncidentView | None = None
 
 
+@dataclass(frozen=True)
+class SentDM:
+    """Where a message to a rep went: its conversation and ts (a later follow-up goes in its thread)."""
+
+    channel: str
+    ts: str
+
+
 class DisconnectNotifier(Protocol):
-    async def __call__(self, disconnection: Disconnection) -> bool:
-        """Tell the rep; True when the message went out."""
+    async def __call__(self, disconnection: Disconnection) -> SentDM | None:
+        """Tell the rep; where the message went, None when it did not go out."""
+        ...
+
+
+class FollowUpNotifier(Protocol):
+    async def __call__(self, follow_up: IncidentFollowUp) -> bool:
+        """Tell the rep, in their disconnection DM's thread, what the incident means for them now;
+        True when the message went out."""
         ...
 
 
@@ -148,6 +163,8 @@ def mark_disconnected(connection: CalendarConnection, error: BaseException, now:
     connection.status_reason = error_message(error)[:500]
     connection.disconnected_at = now
     connection.disconnect_notified_at = None  # a new disconnection: the rep hears of it once
+    connection.disconnect_dm_channel = connection.disconnect_dm_ts = None
+    connection.disconnect_dm_incident_id = None
 
 
 # -- what every part works with ---------------------------------------------------------------------

@@ -28,6 +28,7 @@ from calsync.syncbackend.engine.common import (
     CycleResult,
     CycleStatus,
     DisconnectNotifier,
+    FollowUpNotifier,
     HoldNotifier,
     IncidentNotifier,
     Run,
@@ -52,8 +53,8 @@ log = logging.getLogger(__name__)
 
 class SyncEngine:
     """The sync engine. Its dependencies are fixed when it is built (`providers`, `policy`, ... are
-    read-only); the notifiers are the constructor's `notify` and `notify_hold`, read when a message
-    is due."""
+    read-only); the notifiers are the constructor's `notify`, `notify_hold`, `notify_incident` and
+    `notify_follow_up`, read when a message is due."""
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class SyncEngine:
         notify: DisconnectNotifier | None = None,
         notify_hold: HoldNotifier | None = None,
         notify_incident: IncidentNotifier | None = None,
+        notify_follow_up: FollowUpNotifier | None = None,
         incident_policy: IncidentPolicy | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
@@ -83,6 +85,7 @@ class SyncEngine:
         self.notify = notify
         self.notify_hold = notify_hold
         self.notify_incident = notify_incident
+        self.notify_follow_up = notify_follow_up
         self.incidents = IncidentStore(sessions, incident_policy or IncidentPolicy(), self.ctx.worker_id)
         self.max_concurrent_cycles = max(1, max_concurrent_cycles)
         self._leases = Leases(self.ctx)
@@ -385,10 +388,14 @@ class SyncEngine:
 
     async def watch_incidents(self) -> Detected:
         """Recognise shared causes (`calsync.syncbackend.incidents`): open, grow and end incidents,
-        then bring each one's support message up to date."""
+        then bring each one's support message up to date, and follow up with the reps whose DM
+        no longer says what is true (told to reconnect before it was recognised; told to wait, and
+        access is back)."""
         detected = await asyncio.to_thread(self.incidents.detect, self.ctx.clock())
         if self.notify_incident is not None:
             await self._notifications.announce_incidents(self.notify_incident, self.incidents)
+        if self.notify_follow_up is not None:
+            await self._notifications.follow_up_incidents(self.notify_follow_up, self.incidents)
         return detected
 
     # -- the health sweep -------------------------------------------------------------------------

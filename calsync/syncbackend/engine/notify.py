@@ -21,10 +21,17 @@ from calsync.syncbackend.engine.common import (
     Context,
     Disconnection,
     DisconnectNotifier,
+    FollowUpNotifier,
     HoldNotifier,
     IncidentNotifier,
+    SentDM,
 )
-from calsync.syncbackend.incidents import IncidentNotice, IncidentStore, incidents_of_connections
+from calsync.syncbackend.incidents import (
+    IncidentFollowUp,
+    IncidentNotice,
+    IncidentStore,
+    incidents_of_connections,
+)
 from calsync.syncbackend.models import CalendarConnection
 
 log = logging.getLogger(__name__)
@@ -68,9 +75,33 @@ class Notifications:
         pending = await asyncio.to_thread(
             self._claim_notifications, None if connection_ids is None else list(connection_ids)
         )
+
+        async def send(disconnection: Disconnection) -> bool:
+            sent = await notify(disconnection)
+            if sent is None:
+                return False
+            await asyncio.to_thread(self._remember_dm, disconnection, sent)
+            return True
+
         return await deliver(
-            pending, notify, lambda d: self._unclaim_notification(d.connection_id), "a disconnection DM"
+            pending, send, lambda d: self._unclaim_notification(d.connection_id), "a disconnection DM"
         )
+
+    def _remember_dm(self, disconnection: Disconnection, sent: SentDM) -> None:
+        """Where the DM went and which incident it told of (None: it offered Reconnect), so an
+        incident recognised later follows it up in its thread (`follow_up_incidents`)."""
+        incident = disconnection.incident
+        with transaction(self.ctx.sessions) as session:
+            session.execute(
+                update(CalendarConnection)
+                .where(CalendarConnection.id == disconnection.connection_id)
+                .values(
+                    disconnect_dm_channel=sent.channel,
+                    disconnect_dm_ts=sent.ts,
+                    disconnect_dm_incident_id=incident.id if incident is not None else None,
+                )
+                .execution_options(synchronize_session=False)
+            )
 
     def _claim_notifications(self, connection_ids: list[int] | None) -> list[Disconnection]:
         now = self.ctx.clock()
@@ -151,3 +182,17 @@ class Notifications:
             return True
 
         return await deliver(pending, send, store.release, "an incident's support message")
+
+    async def follow_up_incidents(self, notify: FollowUpNotifier, store: IncidentStore) -> int:
+        """Tell each rep of an organisation's incident what it means for them now, once per rep and
+        message (`IncidentStore.claim_follow_ups`): claimed first, released when Slack refuses. How
+        many went out."""
+        pending = await asyncio.to_thread(store.claim_follow_ups, self.ctx.clock())
+
+        async def send(follow_up: IncidentFollowUp) -> bool:
+            if not await notify(follow_up):
+                return False
+            await asyncio.to_thread(store.follow_up_sent, follow_up, self.ctx.clock())
+            return True
+
+        return await deliver(pending, send, store.release_follow_up, "an incident's follow-up to a rep")

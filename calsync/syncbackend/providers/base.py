@@ -101,6 +101,8 @@ class Authorization:
     account_email: str | None = None
     scopes: tuple[str, ...] = ()
     refreshed: bool = False
+    # The Microsoft tenant the account belongs to (the id token's `tid`); None when not known.
+    tenant_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -335,6 +335,8 @@ class MicrosoftIdentity:
         auth.expires_at = granted.expires_at
         if granted.account_email:
             auth.account_email = granted.account_email
+        if granted.tenant_id:
+            auth.tenant_id = granted.tenant_id
         if isinstance(result.get("scope"), str):
             auth.scopes = granted.scopes
         auth.refreshed = True
@@ -394,6 +396,7 @@ class MicrosoftIdentity:
         claims = result.get("id_token_claims") or {}
         email = claims.get("preferred_username") or claims.get("email") or claims.get("upn")
         scope = result.get("scope")
+        tenant = claims.get("tid")
         return Authorization(
             refresh_token=refresh_token if isinstance(refresh_token, str) else "",
             access_token=access_token,
@@ -401,4 +404,5 @@ class MicrosoftIdentity:
             account_email=email.lower() if isinstance(email, str) and email else None,
             scopes=tuple(scope.split()) if isinstance(scope, str) else (),
             refreshed=True,
+            tenant_id=tenant.lower()[:64] if isinstance(tenant, str) and tenant else None,
         )
