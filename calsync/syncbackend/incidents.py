@@ -37,7 +37,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -442,8 +444,7 @@ class RepIncident:
     reconnected: int = 0
 
 
-def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIncident]:
-    """The open incidents the rep is affected by (not recovered), oldest first."""
+def _rep_incidents_statement() -> Select[Any]:
     others = _REPS.alias("others")
     reconnected = (
         select(func.count())
@@ -456,7 +457,7 @@ def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIn
         )
         .scalar_subquery()
     )
-    rows = database.execute(
+    return (
         select(
             _INCIDENTS,
             _REPS.c.connection_id.label("member_connection"),
@@ -464,12 +465,21 @@ def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIn
         )
         .join(_REPS, _REPS.c.incident_id == _INCIDENTS.c.id)
         .where(
-            _REPS.c.user_id == user_id,
+            _REPS.c.user_id == bindparam("user_id"),
             _REPS.c.recovered_at.is_(None),
             _INCIDENTS.c.ended_at.is_(None),
         )
         .order_by(_INCIDENTS.c.started_at, _INCIDENTS.c.id)
-    ).all()
+    )
+
+
+# Built once: every answer reads it (building it, and its cache key, cost more than running it).
+_REP_INCIDENTS = _rep_incidents_statement()
+
+
+def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIncident]:
+    """The open incidents the rep is affected by (not recovered), oldest first."""
+    rows = database.execute(_REP_INCIDENTS, {"user_id": user_id}).all()
     return [RepIncident(_view(row), row.member_connection, int(row.reconnected or 0)) for row in rows]
 
 
