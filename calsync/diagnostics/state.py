@@ -12,7 +12,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
@@ -141,10 +142,17 @@ class RepState:
 _State = TypeVar("_State")
 
 
+@cache
+def _field_names(state: type) -> tuple[str, ...]:
+    """The fields of a state class (`dataclasses.fields` builds them again on every call; a snapshot
+    makes dozens per answer)."""
+    return tuple(f.name for f in fields(state))
+
+
 def _snapshot(state: type[_State], row: AnyRow, **derived: Any) -> _State:
     """The frozen `state` of a row: each field read from the row's column of the same name, except
     the `derived` ones."""
-    values = {f.name: getattr(row, f.name) for f in fields(state) if f.name not in derived}  # type: ignore[arg-type]
+    values = {name: getattr(row, name) for name in _field_names(cast(type, state)) if name not in derived}
     return state(**values, **derived)
 
 

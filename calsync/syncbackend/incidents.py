@@ -38,7 +38,9 @@ from typing import Any, Literal
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -482,9 +484,8 @@ def _reconnected() -> Any:
     )
 
 
-def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIncident]:
-    """The open incidents the rep is affected by (not recovered), oldest first."""
-    rows = database.execute(
+def _rep_incidents_statement() -> Select[Any]:
+    return (
         select(
             _INCIDENTS,
             _REPS.c.connection_id.label("member_connection"),
@@ -492,12 +493,21 @@ def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIn
         )
         .join(_REPS, _REPS.c.incident_id == _INCIDENTS.c.id)
         .where(
-            _REPS.c.user_id == user_id,
+            _REPS.c.user_id == bindparam("user_id"),
             _REPS.c.recovered_at.is_(None),
             _INCIDENTS.c.ended_at.is_(None),
         )
         .order_by(_INCIDENTS.c.started_at, _INCIDENTS.c.id)
-    ).all()
+    )
+
+
+# Built once: every answer reads it (building it, and its cache key, cost more than running it).
+_REP_INCIDENTS = _rep_incidents_statement()
+
+
+def incidents_of_rep(database: Session | Connection, user_id: int) -> list[RepIncident]:
+    """The open incidents the rep is affected by (not recovered), oldest first."""
+    rows = database.execute(_REP_INCIDENTS, {"user_id": user_id}).all()
     return [RepIncident(_view(row), row.member_connection, int(row.reconnected or 0)) for row in rows]
 
 

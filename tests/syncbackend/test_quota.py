@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calsync.syncbackend.models import QuotaCall
 from calsync.syncbackend.providers.base import Authorization, GrantInfo
-from calsync.syncbackend.quota import BUDGETS, Budget, DatabaseLimiter, QuotaProvider, quota_key
+from calsync.syncbackend.quota import BUDGETS, FORGET_AT, Budget, DatabaseLimiter, QuotaProvider, quota_key
 
 
 class FakeTime:
@@ -58,6 +58,30 @@ async def test_no_window_holds_more_than_the_budget(
     assert clock.slept, "a call over the budget waited instead of being sent"
     with sessions() as session:  # calls that left the window are forgotten
         assert (session.scalar(select(func.count()).select_from(QuotaCall)) or 0) <= budget.limit
+
+
+@pytest.mark.parametrize(
+    ("budget", "calls", "every", "kept"),
+    [
+        pytest.param(Budget(10_000, 600.0), FORGET_AT * 3, 700.0, FORGET_AT, id="big-budget-few-rows-kept"),
+        pytest.param(Budget(5, 1.0), 40, 2.0, 5, id="a-small-budget-bounds-them"),
+        pytest.param(
+            Budget(10_000, 600.0), FORGET_AT - 1, 700.0, FORGET_AT - 1, id="below-the-bound-all-kept"
+        ),
+    ],
+)
+async def test_calls_that_left_the_window_are_dropped_once_the_key_holds_enough(
+    sessions: sessionmaker[Session], budget: Budget, calls: int, every: float, kept: int
+) -> None:
+    clock = FakeTime()
+    limiter = DatabaseLimiter(sessions, now=clock.time, sleep=clock.sleep)
+    for _ in range(calls):  # each call has left the window when the next one is admitted
+        permit = await limiter.acquire("microsoft:mo@x.example", budget)
+        await permit.release()
+        clock.now += every
+    assert clock.slept == []
+    with sessions() as session:
+        assert (session.scalar(select(func.count()).select_from(QuotaCall)) or 0) == kept
 
 
 async def test_accounts_have_budgets_of_their_own(sessions: sessionmaker[Session]) -> None:
