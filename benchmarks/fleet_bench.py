@@ -27,19 +27,17 @@ Loopback only; every step is bounded (statement_timeout: 10 minutes while seedin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import random
-import secrets
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from slackload import throwaway_database
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 from calsync.db import make_engine, make_session_factory
 from calsync.store.fleet import (
@@ -66,20 +64,6 @@ CAUSES = [
     ("sync.last_run_failed", "changes-not-syncing"),
     ("none", "not-showing"),
 ]
-
-
-@contextlib.contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"calsync_fleet_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def copy_rows(engine: Engine, table: str, columns: list[str], rows: Iterator[tuple[Any, ...]]) -> int:
@@ -276,7 +260,7 @@ def main() -> None:
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    with fresh_database(args.database_url) as url:
+    with throwaway_database(args.database_url, "calsync_fleet_bench") as url:
         migrate.upgrade(url)
         loader = make_engine(url, connect_args={"options": "-c statement_timeout=600000"})
         started = time.perf_counter()

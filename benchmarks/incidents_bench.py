@@ -26,19 +26,14 @@ The moment moves 1 s per call, so no call sees the same `now`. Every statement h
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import secrets
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from slackload import machine, ms, percentile
+from slackload import machine, ms, percentile, throwaway_database
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 
 from calsync.db import make_engine, make_session_factory
 from calsync.syncbackend import migrate
@@ -52,22 +47,6 @@ from calsync.syncbackend.incidents import (
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
 GOAL_P95 = 0.5
-
-
-@contextlib.contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"calsync_incidents_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 SEED = [
@@ -188,7 +167,7 @@ def main() -> int:
     parser.add_argument("--statements", action="store_true", help="the slowest statements of detect")
     args = parser.parse_args()
     print(f"machine: {machine()}", file=sys.stderr)
-    with fresh_database(args.database_url) as url:
+    with throwaway_database(args.database_url, "calsync_incidents_bench") as url:
         migrate.upgrade(url)
         seconds, runs = seed(url, args)
         print(f"seeded {args.reps} reps, {runs} sync runs in {seconds:.1f} s", file=sys.stderr)

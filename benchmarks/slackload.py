@@ -22,6 +22,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,28 @@ def cpu_model() -> str:
 
 def machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+@contextmanager
+def throwaway_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new database on the PostgreSQL server of `server_url` (whose user may CREATE DATABASE) for
+    one run: its URL, and the database dropped when the block ends."""
+    import secrets
+
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def free_port() -> int:

@@ -64,6 +64,7 @@ from slackload import (
     read_app,
     start_app,
     start_emulators,
+    throwaway_database,
 )
 
 from calsync.render.replies import TOO_BUSY_TO_ANSWER
@@ -465,21 +466,8 @@ class Result:
 @contextlib.contextmanager
 def soak_database(admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for one run, dropped afterwards."""
-    from sqlalchemy import create_engine, make_url, text
-
-    admin = make_url(admin_url)
-    name = f"soak_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield admin.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with engine.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    with throwaway_database(admin_url, "soak") as url:
+        yield url
 
 
 def one_run(args: argparse.Namespace, seed: int) -> Result:

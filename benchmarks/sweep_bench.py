@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from slackload import Child, machine
+from slackload import Child, machine, throwaway_database
 
 from calsync.app import build_sync_engine, open_services
 from calsync.db import make_engine, make_session_factory, transaction
@@ -71,21 +71,8 @@ def fresh_database(state: Path, server_url: str | None) -> Iterator[str]:
     if server_url is None:
         yield f"sqlite:///{state}/bench.db"
         return
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    name = f"calsync_sweep_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with throwaway_database(server_url, "calsync_sweep_bench") as url:
+        yield url
 
 
 @dataclass
